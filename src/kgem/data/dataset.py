@@ -1,0 +1,158 @@
+"""A dataset: train / valid / test triples sharing the vocabularies of the training split."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kgem.data.known import KnownTriples
+from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
+from kgem.data.triples import OnDuplicates, OnUnseen, Triples, read_triples, triples_from_df
+from kgem.data.vocab import Vocabulary
+from kgem.errors import DataError
+
+SPLITS = ("train", "valid", "test")
+SUFFIXES = (".txt", ".tsv", ".txt.gz", ".tsv.gz", ".csv", ".csv.gz")
+
+
+@dataclass
+class Dataset:
+    """Train/valid/test splits; the vocabularies are those of ``train`` (valid and test use the same ids)."""
+
+    train: Triples
+    valid: Triples | None = None
+    test: Triples | None = None
+    name: str = "dataset"
+
+    def __post_init__(self) -> None:
+        for split in (self.valid, self.test):
+            if split is not None and (split.entities != self.entities or split.relations != self.relations):
+                raise DataError(f"{self.name}: {split.source} does not share the training vocabularies")
+
+    @property
+    def entities(self) -> Vocabulary:
+        return self.train.entities
+
+    @property
+    def relations(self) -> Vocabulary:
+        return self.train.relations
+
+    @property
+    def num_entities(self) -> int:
+        return self.train.num_entities
+
+    @property
+    def num_relations(self) -> int:
+        return self.train.num_relations
+
+    def splits(self) -> dict[str, Triples]:
+        """The present splits by name."""
+        return {name: t for name, t in zip(SPLITS, (self.train, self.valid, self.test)) if t is not None}
+
+    def known(self, splits: Sequence[str] = SPLITS) -> KnownTriples:
+        """Index of the true triples of ``splits`` (default all three: the standard filtered setting)."""
+        present = self.splits()
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown:
+            raise DataError(f"unknown split(s) {unknown}; choose from {list(SPLITS)}")
+        hrt = torch.cat([present[s].hrt for s in splits if s in present])
+        return KnownTriples(hrt, self.num_entities, self.num_relations)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per split: triples, distinct entities and relations used, duplicates and dropped unseen."""
+        rows = []
+        for name, t in self.splits().items():
+            rows.append({"split": name, "triples": len(t),
+                         "entities": int(torch.unique(t.hrt[:, [0, 2]]).numel()),
+                         "relations": int(torch.unique(t.hrt[:, 1]).numel()),
+                         "duplicates": t.stats.get("duplicates", 0), "dropped_unseen": t.stats.get("unseen", 0)})
+        return pd.DataFrame(rows).set_index("split")
+
+    def describe(self) -> dict[str, Any]:
+        """Counts, relation categories and degree statistics of the training graph."""
+        categories = relation_categories(self.train.hrt, self.num_relations)
+        counts = pd.Series(categories).value_counts().reindex(list(CATEGORIES), fill_value=0)
+        return {"name": self.name, "num_entities": self.num_entities, "num_relations": self.num_relations,
+                "splits": self.summary(), "relation_categories": counts,
+                "degrees": degree_stats(self.train.hrt, self.num_entities)}
+
+    def __str__(self) -> str:
+        info = self.describe()
+        cats = ", ".join(f"{k}: {v}" for k, v in info["relation_categories"].items())
+        return (f"Dataset {self.name}: {self.num_entities} entities, {self.num_relations} relations\n"
+                f"{info['splits'].to_string()}\n\nrelation categories (train): {cats}\n\n"
+                f"entity degrees (train):\n{info['degrees'].to_string()}")
+
+    @classmethod
+    def from_files(cls, train: str | os.PathLike[str], valid: str | os.PathLike[str] | None = None,
+                   test: str | os.PathLike[str] | None = None, *, name: str | None = None,
+                   on_unseen: OnUnseen = "error", on_duplicates: OnDuplicates = "keep",
+                   **reader: Any) -> Dataset:
+        """Read the splits from delimited files (``reader`` options go to ``read_triples``)."""
+        tr = read_triples(train, on_duplicates=on_duplicates, **reader)
+        others = [None if p is None else read_triples(p, entities=tr.entities, relations=tr.relations,
+                                                      on_unseen=on_unseen, on_duplicates=on_duplicates, **reader)
+                  for p in (valid, test)]
+        return cls(tr, others[0], others[1], name=name or Path(train).parent.name)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike[str], *, name: str | None = None, **options: Any) -> Dataset:
+        """Read ``train``/``valid``/``test`` files (``.txt``, ``.tsv``, ``.csv``, optionally gzipped) from a folder."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such folder")
+        found = {split: _find_split(folder, split) for split in SPLITS}
+        if found["train"] is None:
+            raise DataError(f"{folder}: no training file (expected one of "
+                            f"{', '.join('train' + s for s in SUFFIXES)})")
+        if str(found["train"]).endswith((".csv", ".csv.gz")):
+            options.setdefault("delimiter", ",")
+        return cls.from_files(found["train"], found["valid"], found["test"], name=name or folder.name, **options)
+
+    @classmethod
+    def from_dfs(cls, train: pd.DataFrame, valid: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
+                 *, name: str = "dataframe", columns: tuple[str, str, str] = ("head", "relation", "tail"),
+                 on_unseen: OnUnseen = "error", on_duplicates: OnDuplicates = "keep") -> Dataset:
+        """Build a dataset from DataFrames with head, relation and tail columns."""
+        tr = triples_from_df(train, columns=columns, on_duplicates=on_duplicates, source=f"{name}/train")
+        others = [None if df is None else triples_from_df(
+            df, columns=columns, entities=tr.entities, relations=tr.relations, on_unseen=on_unseen,
+            on_duplicates=on_duplicates, source=f"{name}/{split}") for split, df in (("valid", valid), ("test", test))]
+        return cls(tr, others[0], others[1], name=name)
+
+    @classmethod
+    def from_id_files(cls, folder: str | os.PathLike[str], *, order: str = "hrt",
+                      files: tuple[str, str, str] = ("train.tsv", "valid.tsv", "test.tsv"),
+                      name: str | None = None) -> Dataset:
+        """DGL-KE's ``udd_{order}`` format: integer triple files plus ``entities.dict`` and ``relations.dict``."""
+        from kgem.data.readers import read_id_dict, read_id_triples
+
+        folder = Path(folder)
+        entities = Vocabulary(read_id_dict(folder / "entities.dict"), kind="entity")
+        relations = Vocabulary(read_id_dict(folder / "relations.dict"), kind="relation")
+        splits: list[Triples | None] = []
+        for file in files:
+            path = folder / file
+            if not path.exists():
+                splits.append(None)
+                continue
+            ids = read_id_triples(path, order=order)
+            splits.append(Triples(torch.from_numpy(np.ascontiguousarray(ids)), entities, relations, str(path)))
+        if splits[0] is None:
+            raise DataError(f"{folder / files[0]}: no such file")
+        return cls(splits[0], splits[1], splits[2], name=name or folder.name)
+
+
+def _find_split(folder: Path, split: str) -> Path | None:
+    for suffix in SUFFIXES:
+        path = folder / f"{split}{suffix}"
+        if path.is_file():
+            return path
+    return None

@@ -1,0 +1,110 @@
+"""The known-triples index used for filtered evaluation and filtered negative sampling.
+
+For every (h, r) the sorted true tails, and for every (r, t) the sorted true heads, stored CSR-like:
+sorted int64 query keys, offsets into one flat tensor of answers. Built with sort/unique only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+
+@dataclass(frozen=True)
+class CSR:
+    """Answers per query key: ``values[offsets[i]:offsets[i+1]]`` are the sorted answers of ``keys[i]``."""
+
+    keys: torch.Tensor
+    offsets: torch.Tensor
+    values: torch.Tensor
+
+    @classmethod
+    def build(cls, keys: torch.Tensor, values: torch.Tensor, num_values: int) -> CSR:
+        """Group ``values`` by ``keys`` (duplicate pairs collapse to one)."""
+        largest = int(keys.max()) if len(keys) else 0
+        if largest < 2**62 // max(num_values, 1):
+            pair = torch.unique(keys * num_values + values)  # sorted by (key, value)
+            keys, values = pair // num_values, pair % num_values
+        else:  # the combined key would overflow int64
+            keys, values = torch.unique(torch.stack([keys, values], 1), dim=0).unbind(1)
+        uniq, counts = torch.unique_consecutive(keys, return_counts=True)
+        offsets = torch.zeros(len(uniq) + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        return cls(uniq, offsets, values)
+
+    def ranges(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start, end)`` into ``values`` for each query key (empty range for unknown keys)."""
+        if not len(self.keys):
+            return torch.zeros_like(query), torch.zeros_like(query)
+        pos = torch.searchsorted(self.keys, query).clamp(max=len(self.keys) - 1)
+        found = self.keys[pos] == query
+        start = torch.where(found, self.offsets[pos], 0)
+        end = torch.where(found, self.offsets[pos + 1], 0)
+        return start, end
+
+    def pairs(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All answers of a batch of query keys as ``(row index in the batch, answer)`` pairs."""
+        start, end = self.ranges(query)
+        counts = end - start
+        rows = torch.repeat_interleave(torch.arange(len(query)), counts)
+        # position of each answer = its range start + its rank inside the range
+        first = torch.cumsum(counts, 0) - counts
+        within = torch.arange(int(counts.sum())) - torch.repeat_interleave(first, counts)
+        return rows, self.values[torch.repeat_interleave(start, counts) + within]
+
+
+class KnownTriples:
+    """Index of true triples: tails of (h, r), heads of (r, t), and membership of whole triples."""
+
+    def __init__(self, hrt: torch.Tensor, num_entities: int, num_relations: int) -> None:
+        self.num_entities = num_entities
+        self.num_relations = num_relations
+        h, r, t = hrt.long().unbind(1)
+        self.tails = CSR.build(h * num_relations + r, t, num_entities)
+        self.heads = CSR.build(t * num_relations + r, h, num_entities)
+
+    def __len__(self) -> int:
+        return len(self.tails.values)
+
+    def tail_pairs(self, h: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Known tails of each query (h[i], r[i], ?) as ``(i, tail)`` pairs."""
+        return self.tails.pairs(h * self.num_relations + r)
+
+    def head_pairs(self, r: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Known heads of each query (?, r[i], t[i]) as ``(i, head)`` pairs."""
+        return self.heads.pairs(t * self.num_relations + r)
+
+    def tail_mask(self, h: torch.Tensor, r: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Boolean ``(B, stop - start)``: True where (h[i], r[i], e) is known, for entities e in [start, stop)."""
+        return self._mask(*self.tail_pairs(h, r), len(h), start, stop)
+
+    def head_mask(self, r: torch.Tensor, t: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Boolean ``(B, stop - start)``: True where (e, r[i], t[i]) is known, for entities e in [start, stop)."""
+        return self._mask(*self.head_pairs(r, t), len(r), start, stop)
+
+    def _mask(self, rows: torch.Tensor, cols: torch.Tensor, batch: int, start: int, stop: int | None) -> torch.Tensor:
+        stop = self.num_entities if stop is None else stop
+        mask = torch.zeros(batch, stop - start, dtype=torch.bool)
+        keep = (cols >= start) & (cols < stop)
+        mask[rows[keep], cols[keep] - start] = True
+        return mask
+
+    def contains(self, hrt: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(n,)``: which triples are known."""
+        h, r, t = hrt.long().unbind(1)
+        if not len(self):
+            return torch.zeros(len(hrt), dtype=torch.bool)
+        key = h * self.num_relations + r
+        pos = torch.searchsorted(self.tails.keys, key).clamp(max=len(self.tails.keys) - 1)
+        query = pos * self.num_entities + t
+        idx = torch.searchsorted(self._segment_keys, query).clamp(max=len(self) - 1)
+        return (self.tails.keys[pos] == key) & (self._segment_keys[idx] == query)
+
+    @cached_property
+    def _segment_keys(self) -> torch.Tensor:
+        """Sorted ``segment * num_entities + tail`` for every known triple: one binary search finds a triple.
+        (segment < number of triples, so this cannot overflow where triple ids would.)"""
+        seg = torch.repeat_interleave(torch.arange(len(self.tails.keys)), self.tails.offsets.diff())
+        return seg * self.num_entities + self.tails.values

@@ -1,0 +1,54 @@
+"""Registries by name: a dict and a decorator (STYLE.md G7)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from kgem.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (usually classes) of one kind, e.g. interactions or losses."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register the decorated object under ``name`` (lower-cased); a duplicate is an error."""
+        key = name.lower()
+
+        def decorate(obj: T) -> T:
+            if key in self._items:
+                raise ConfigError(f"{self.kind} {name!r} is already registered")
+            self._items[key] = obj
+            return obj
+
+        return decorate
+
+    def get(self, name: str) -> T:
+        """Return the object registered as ``name``; an unknown name lists the known ones."""
+        try:
+            return self._items[name.lower()]
+        except KeyError:
+            close = difflib.get_close_matches(name.lower(), self._items, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}.{hint}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import torch
+
+from kgem.data import KnownTriples
+
+
+def random_graph(seed: int, n: int = 300, num_entities: int = 20, num_relations: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(num_entities, (n,), generator=g), torch.randint(num_relations, (n,), generator=g),
+                        torch.randint(num_entities, (n,), generator=g)], 1)
+
+
+def test_masks_equal_brute_force_python_sets() -> None:
+    E, R = 20, 4
+    hrt = random_graph(0, num_entities=E, num_relations=R)
+    known = KnownTriples(hrt, E, R)
+    truth = {tuple(x) for x in hrt.tolist()}
+    queries = random_graph(1, n=50, num_entities=E, num_relations=R)
+    h, r, t = queries.unbind(1)
+    tail_mask, head_mask = known.tail_mask(h, r), known.head_mask(r, t)
+    for i, (qh, qr, qt) in enumerate(queries.tolist()):
+        assert tail_mask[i].tolist() == [(qh, qr, e) in truth for e in range(E)]
+        assert head_mask[i].tolist() == [(e, qr, qt) in truth for e in range(E)]
+    assert known.contains(queries).tolist() == [tuple(q) in truth for q in queries.tolist()]
+    assert len(known) == len(truth)
+
+
+def test_mask_entity_chunks_concatenate_to_full_mask() -> None:
+    hrt = random_graph(2)
+    known = KnownTriples(hrt, 20, 4)
+    h, r = hrt[:30, 0], hrt[:30, 1]
+    chunks = [known.tail_mask(h, r, start, min(start + 7, 20)) for start in range(0, 20, 7)]
+    assert torch.equal(torch.cat(chunks, 1), known.tail_mask(h, r))
+
+
+def test_pairs_list_every_known_answer_once() -> None:
+    hrt = torch.tensor([[0, 0, 1], [0, 0, 2], [0, 0, 2], [1, 0, 2], [2, 1, 0]])
+    known = KnownTriples(hrt, 3, 2)
+    rows, tails = known.tail_pairs(torch.tensor([0, 2, 1]), torch.tensor([0, 0, 0]))
+    assert list(zip(rows.tolist(), tails.tolist())) == [(0, 1), (0, 2), (2, 2)]
+    rows, heads = known.head_pairs(torch.tensor([0, 1]), torch.tensor([2, 0]))
+    assert list(zip(rows.tolist(), heads.tolist())) == [(0, 0), (0, 1), (1, 2)]
+
+
+def test_empty_index() -> None:
+    known = KnownTriples(torch.zeros(0, 3, dtype=torch.long), 5, 2)
+    assert not known.tail_mask(torch.tensor([1]), torch.tensor([0])).any()
+    assert known.contains(torch.tensor([[1, 0, 1]])).tolist() == [False]

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import gzip
+import string
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kgem.data import Dataset, Triples, Vocabulary, read_triples, triples_from_df
+from kgem.data.readers import iter_label_chunks, order_to_columns
+from kgem.errors import DataError
+
+ROWS = [("a", "likes", "b"), ("b", "likes", "c"), ("c", "knows", "a")]
+
+
+def write(path, text: str | bytes) -> None:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+def labels(triples: Triples) -> list[tuple[str, str, str]]:
+    return [tuple(row) for row in triples.to_df()[["head", "relation", "tail"]].itertuples(index=False)]
+
+
+def test_tsv_ids_are_sorted_labels(tmp_path) -> None:
+    write(tmp_path / "t.txt", "".join("\t".join(r) + "\n" for r in ROWS))
+    triples = read_triples(tmp_path / "t.txt")
+    assert list(triples.entities.labels) == ["a", "b", "c"]
+    assert list(triples.relations.labels) == ["knows", "likes"]
+    assert triples.hrt.tolist() == [[0, 1, 1], [1, 1, 2], [2, 0, 0]]
+    assert triples.hrt.dtype == torch.int64
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_line_endings_and_gzip(tmp_path, ending: str, gz: bool) -> None:
+    data = "".join("\t".join(r) + ending for r in ROWS).encode()
+    path = tmp_path / ("t.txt.gz" if gz else "t.txt")
+    write(path, gzip.compress(data) if gz else data)
+    assert labels(read_triples(path)) == ROWS
+
+
+def test_no_trailing_newline_and_blank_lines(tmp_path) -> None:
+    write(tmp_path / "t.txt", "a\tlikes\tb\n\nb\tlikes\tc\nc\tknows\ta")
+    assert labels(read_triples(tmp_path / "t.txt")) == ROWS
+
+
+def test_small_chunks_give_same_result(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    rows = [(f"e{rng.integers(50)}", f"r{rng.integers(5)}", f"e{rng.integers(50)}") for _ in range(500)]
+    write(tmp_path / "t.txt", "".join("\t".join(r) + "\r\n" for r in rows))
+    chunks = list(iter_label_chunks(tmp_path / "t.txt", chunk_bytes=97))
+    assert len(chunks) > 10
+    assert [tuple(r) for r in np.concatenate(chunks).tolist()] == rows
+
+
+def test_write_read_round_trip(tmp_path) -> None:
+    write(tmp_path / "t.txt", "".join("\t".join(r) + "\n" for r in ROWS))
+    original = read_triples(tmp_path / "t.txt")
+    original.write(tmp_path / "copy.tsv")
+    again = read_triples(tmp_path / "copy.tsv")
+    assert torch.equal(again.hrt, original.hrt)
+    assert again.entities == original.entities and again.relations == original.relations
+
+
+def test_csv_with_header_columns_by_name_and_quotes(tmp_path) -> None:
+    write(tmp_path / "t.csv", 'object,subject,predicate,weight\nb,a,likes,1\n"c, inc",b,likes,2\na,c,knows,3\n')
+    triples = read_triples(tmp_path / "t.csv", delimiter=",", header=True, quotechar='"',
+                           columns=("subject", "predicate", "object"))
+    assert labels(triples) == [("a", "likes", "b"), ("b", "likes", "c, inc"), ("c", "knows", "a")]
+
+
+def test_dglke_raw_column_orders(tmp_path) -> None:
+    write(tmp_path / "t.tsv", "".join(f"{h}\t{t}\t{r}\n" for h, r, t in ROWS))
+    assert labels(read_triples(tmp_path / "t.tsv", columns=order_to_columns("htr"))) == ROWS
+    with pytest.raises(DataError, match="permutation"):
+        order_to_columns("hrx")
+
+
+def test_dglke_udd_id_format(tmp_path) -> None:
+    write(tmp_path / "entities.dict", "0\ta\n1\tb\n2\tc\n")
+    write(tmp_path / "relations.dict", "1\tlikes\n0\tknows\n")
+    write(tmp_path / "train.tsv", "0\t1\t1\n1\t2\t1\n2\t0\t0\n")  # order htr
+    ds = Dataset.from_id_files(tmp_path, order="htr")
+    assert labels(ds.train) == ROWS
+    assert ds.valid is None
+    write(tmp_path / "train.tsv", "0\tx\t1\n")
+    with pytest.raises(DataError, match="integer ids"):
+        Dataset.from_id_files(tmp_path)
+    write(tmp_path / "train.tsv", "0\t7\t1\n")
+    with pytest.raises(DataError, match="out of range"):
+        Dataset.from_id_files(tmp_path)
+
+
+def test_dataframe_reader() -> None:
+    frame = pd.DataFrame(ROWS, columns=["head", "relation", "tail"])
+    assert labels(triples_from_df(frame)) == ROWS
+    with pytest.raises(DataError, match="no column"):
+        triples_from_df(frame.rename(columns={"tail": "object"}))
+    frame.loc[1, "tail"] = None
+    with pytest.raises(DataError, match="row 1: empty field"):
+        triples_from_df(frame)
+
+
+@pytest.mark.parametrize(("text", "lineno", "problem"), [
+    ("a\tr\tb\na\tr\nb\tr\tc\n", 2, "expected 3 fields, found 2"),
+    ("a\tr\tb\nb\tr\tc\nx\ty\tz\tw\n", 3, "expected 3 fields, found 4"),
+    ("a\tr\tb\na\t\tc\n", 2, "empty field"),
+    ("a\tr\tb\na\tr\t\n", 2, "empty field"),
+    ("a\tr\tb\n\tr\tc\n", 2, "empty field"),
+])
+def test_malformed_line_names_file_line_and_text(tmp_path, text: str, lineno: int, problem: str) -> None:
+    write(tmp_path / "bad.txt", text)
+    with pytest.raises(DataError, match=rf"bad.txt:{lineno}: {problem}: '"):
+        read_triples(tmp_path / "bad.txt")
+
+
+def test_undecodable_bytes(tmp_path) -> None:
+    write(tmp_path / "bad.txt", b"a\tr\tb\nb\tr\t\xff\xfe\n")
+    with pytest.raises(DataError, match=r"bad.txt:2: undecodable bytes"):
+        read_triples(tmp_path / "bad.txt")
+
+
+def test_empty_and_missing_files(tmp_path) -> None:
+    write(tmp_path / "empty.txt", "")
+    with pytest.raises(DataError, match="empty"):
+        read_triples(tmp_path / "empty.txt")
+    write(tmp_path / "blank.txt", "\n\n")
+    with pytest.raises(DataError, match="empty"):
+        read_triples(tmp_path / "blank.txt")
+    with pytest.raises(DataError, match="no such file"):
+        read_triples(tmp_path / "missing.txt")
+
+
+def test_corrupt_gzip(tmp_path) -> None:
+    write(tmp_path / "t.txt.gz", gzip.compress(b"a\tr\tb\n" * 100)[:30])
+    with pytest.raises(DataError, match="cannot read"):
+        read_triples(tmp_path / "t.txt.gz")
+
+
+def test_duplicates_counted_kept_or_dropped(tmp_path) -> None:
+    write(tmp_path / "t.txt", "a\tr\tb\nb\tr\tc\na\tr\tb\na\tr\tb\n")
+    kept = read_triples(tmp_path / "t.txt")
+    assert len(kept) == 4 and kept.stats["duplicates"] == 2
+    dropped = read_triples(tmp_path / "t.txt", on_duplicates="drop")
+    assert dropped.hrt.tolist() == [[0, 0, 1], [1, 0, 2]] and dropped.stats["duplicates"] == 2
+
+
+def test_fixed_vocabulary_keeps_ids(tmp_path) -> None:
+    write(tmp_path / "t.txt", "c\tknows\ta\n")
+    entities, relations = Vocabulary.from_labels("abc"), Vocabulary.from_labels(["knows", "likes"])
+    assert read_triples(tmp_path / "t.txt", entities=entities, relations=relations).hrt.tolist() == [[2, 0, 0]]
+
+
+label = st.text(alphabet=string.ascii_letters + string.digits + " ./_-é", min_size=1, max_size=6)
+good_line = st.tuples(label, label, label).map(lambda r: "\t".join(r))
+bad_line = st.one_of(
+    st.lists(label, min_size=1, max_size=6).filter(lambda xs: len(xs) != 3).map("\t".join),
+    st.tuples(label, label).map(lambda r: f"{r[0]}\t\t{r[1]}"),
+    st.tuples(label, label).map(lambda r: f"{r[0]}\t{r[1]}\t"),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=st.lists(good_line, max_size=5), bad=bad_line, after=st.lists(good_line, max_size=5),
+       crlf=st.booleans(), garbage=st.booleans())
+def test_random_bad_lines_always_raise_data_error(tmp_path_factory, before, bad, after, crlf, garbage) -> None:
+    path = tmp_path_factory.mktemp("prop") / "t.txt"
+    end = "\r\n" if crlf else "\n"
+    lines = [line.encode() for line in ["a\tr\tb", *before, bad, *after]]
+    if garbage:  # undecodable bytes at the end of the bad line
+        lines[len(before) + 1] += b"\xc3\x28"
+    path.write_bytes(end.encode().join(lines) + end.encode())
+    with pytest.raises(DataError) as info:
+        read_triples(path)
+    assert str(path) in str(info.value)
+    assert f":{len(before) + 2}:" in str(info.value)
