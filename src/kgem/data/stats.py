@@ -38,3 +38,12 @@ def degree_stats(hrt: torch.Tensor, num_entities: int) -> pd.DataFrame:
         rows[name] = {"mean": float(deg.mean()), "median": float(np.median(deg)), "max": int(deg.max()),
                       "zero": int((deg == 0).sum())}
     return pd.DataFrame(rows).T
+
+
+def corruption_probabilities(hrt: torch.Tensor, num_relations: int) -> np.ndarray:
+    """Per relation, the Bernoulli probability of corrupting the head: ``tph / (tph + hpt)`` (Wang et al. 2014)."""
+    hrt = torch.unique(hrt, dim=0)
+    h, r, t = hrt.unbind(1)
+    tph = _mean_group_size(h, r, num_relations)
+    hpt = _mean_group_size(t, r, num_relations)
+    return (tph / (tph + hpt).clamp_min(1e-12)).numpy()

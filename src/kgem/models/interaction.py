@@ -1,0 +1,72 @@
+"""The interaction contract shared by every scoring function (STYLE.md G2).
+
+``forward(h, r, t)`` takes tensors broadcastable to ``(*batch, d)`` and returns scores ``(*batch)``; higher
+means more plausible. The scoring modes are shapes, not methods with separate maths:
+
+==================  ===========================================  ========
+mode                h, r, t                                      scores
+==================  ===========================================  ========
+given triples       ``(B, d), (B, d), (B, d)``                   ``(B,)``
+all tails           ``(B, 1, d), (B, 1, d), (1, C, d)``          ``(B, C)``
+sampled tails       ``(B, 1, d), (B, 1, d), (B, K, d)``          ``(B, K)``
+all heads           ``(1, C, d), (B, 1, d), (B, 1, d)``          ``(B, C)``
+==================  ===========================================  ========
+
+``score_t`` / ``score_h`` score a batch against a candidate table ``(C, d)``. The default broadcasts in chunks
+of candidates so memory stays bounded; interactions with a closed form (a matmul, the expanded square)
+override them, and a test proves the override equals the broadcast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from kgem.models.representation import Kind
+from kgem.registry import Registry
+
+CHUNK_ELEMENTS = 2**24  # ~64 MB of float32 intermediates per chunk of candidates
+
+
+class Interaction(nn.Module):
+    """Base class. Subclasses set the representation kinds they need and implement ``forward``."""
+
+    entity_kind: ClassVar[Kind] = "real"
+    relation_kind: ClassVar[Kind] = "real"
+    normalize_entities: ClassVar[bool] = False
+    reference: ClassVar[str] = ""
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``h, r: (B, d)``, candidate tails ``t: (C, d)`` -> ``(B, C)``."""
+        return chunked(lambda tc: self(h.unsqueeze(1), r.unsqueeze(1), tc.unsqueeze(0)), t, h.numel())
+
+    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Candidate heads ``h: (C, d)``, ``r, t: (B, d)`` -> ``(B, C)``."""
+        return chunked(lambda hc: self(hc.unsqueeze(0), r.unsqueeze(1), t.unsqueeze(1)), h, t.numel())
+
+    def generic_score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The broadcast path of ``score_t``, whatever the subclass overrides (used by tests)."""
+        return Interaction.score_t(self, h, r, t)
+
+    def generic_score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return Interaction.score_h(self, h, r, t)
+
+
+def chunked(score: Callable[[torch.Tensor], torch.Tensor], candidates: torch.Tensor, batch_elements: int,
+            budget: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """Apply ``score`` to slices of ``candidates`` so that the broadcast intermediate, ``batch_elements`` (B * d)
+    per candidate, stays under ``budget`` elements."""
+    num = candidates.shape[0]
+    size = max(1, budget // max(1, batch_elements))
+    if size >= num:
+        return score(candidates)
+    return torch.cat([score(candidates[i : i + size]) for i in range(0, num, size)], dim=1)
+
+
+INTERACTIONS: Registry[type[Interaction]] = Registry("model")

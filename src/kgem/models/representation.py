@@ -1,0 +1,57 @@
+"""Representations: ``forward(ids | None) -> (*ids.shape, *shape)``; ``None`` means all rows (STYLE.md G4)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kgem.models.initializers import Initializer
+
+Kind = Literal["real", "complex", "phase"]
+
+
+class Embedding(nn.Module):
+    """An embedding table of ``num`` rows.
+
+    ``kind``: ``real`` rows of ``dim`` floats; ``complex`` rows of ``dim`` complex numbers (stored as ``2 * dim``
+    floats, real and imaginary parts interleaved, viewed as complex on the way out); ``phase`` rows of ``dim`` angles
+    returned as unit complex numbers ``exp(i * angle)`` (rotations). ``normalize`` returns L2-normalised rows
+    (TransE's constraint). ``sparse`` makes lookups produce sparse gradients (for SparseAdam / Adagrad).
+    """
+
+    def __init__(self, num: int, dim: int, *, kind: Kind = "real", initializer: Initializer | None = None,
+                 normalize: bool = False, sparse: bool = False, trainable: bool = True) -> None:
+        super().__init__()
+        self.num, self.dim, self.kind, self.normalize, self.sparse = num, dim, kind, normalize, sparse
+        width = 2 * dim if kind == "complex" else dim
+        self.weight = nn.Parameter(torch.empty(num, width), requires_grad=trainable)
+        if initializer is None:
+            default = math.pi if kind == "phase" else 1.0 / math.sqrt(dim)
+            nn.init.uniform_(self.weight, -default, default)
+        else:
+            initializer(self.weight.data)
+
+    def extra_repr(self) -> str:
+        return f"{self.num}, {self.dim}, kind={self.kind}, normalize={self.normalize}, sparse={self.sparse}"
+
+    def forward(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        x: torch.Tensor
+        if ids is None:
+            x = self.weight
+        else:
+            x = F.embedding(ids.reshape(-1), self.weight, sparse=self.sparse).view(*ids.shape, self.weight.shape[1])
+        return self.transform(x)
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw rows -> what the interaction sees (normalised real, complex, or rotation)."""
+        if self.kind == "complex":
+            x = torch.view_as_complex(x.view(*x.shape[:-1], self.dim, 2))
+        elif self.kind == "phase":
+            x = torch.polar(torch.ones_like(x), x)
+        if self.normalize:
+            x = x / x.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
+        return x

@@ -1,0 +1,12 @@
+"""Training: approaches (batch builders), samplers, losses, regularizers, optimizers and the Trainer."""
+
+from kgem.training.approaches import SLCWA, Approach, KvsAll, OneVsAll
+from kgem.training.losses import LOSSES, Loss
+from kgem.training.optim import build_optimizer, build_scheduler
+from kgem.training.regularizers import REGULARIZERS, Regularizer
+from kgem.training.samplers import NegativeSampler
+from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, train_epoch
+
+__all__ = ["LOSSES", "REGULARIZERS", "SLCWA", "Approach", "EarlyStopping", "History", "KvsAll", "Loss",
+           "NegativeSampler", "OneVsAll", "Regularizer", "Trainer", "TrainingError", "build_optimizer",
+           "build_scheduler", "train_epoch"]

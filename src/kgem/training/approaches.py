@@ -1,0 +1,112 @@
+"""Training approaches differ only in how a batch is built and which scoring call and loss they use (G9).
+
+- ``SLCWA``: triples + K corrupted entities per positive (negative sampling).
+- ``KvsAll``: distinct (h, r) queries (and (r, t) without reciprocal relations) against the multi-hot of all
+  their true answers (LCWA, Dettmers et al. 2018).
+- ``OneVsAll``: each triple against all entities, softmax over the true one (Lacroix et al. 2018).
+
+With a model built with ``inverse=True`` the training triples get their reciprocals and only tails are predicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from kgem.data.known import KnownTriples
+from kgem.models.model import Model
+from kgem.training.losses import Loss
+from kgem.training.samplers import NegativeSampler
+
+Step = tuple[torch.Tensor, list[torch.Tensor]]  # (fit loss, factors for the regularizer)
+
+
+def with_inverse(hrt: torch.Tensor, num_relations: int) -> torch.Tensor:
+    """Append (t, r + num_relations, h) for every (h, r, t)."""
+    return torch.cat([hrt, hrt[:, [2, 1, 0]] + torch.tensor([0, num_relations, 0])])
+
+
+def shuffled_batches(rows: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    order = torch.randperm(len(rows), generator=generator)
+    for start in range(0, len(rows), batch_size):
+        yield rows[order[start : start + batch_size]]
+
+
+class Approach:
+    """Base: ``prepare`` the training rows once, then ``step`` on each batch of them."""
+
+    def prepare(self, hrt: torch.Tensor, model: Model) -> torch.Tensor:
+        return with_inverse(hrt, model.num_relations) if model.inverse else hrt
+
+    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        raise NotImplementedError
+
+
+class SLCWA(Approach):
+    """Negative sampling: each positive against ``sampler.num_negatives`` corruptions of its head or tail."""
+
+    def __init__(self, sampler: NegativeSampler) -> None:
+        self.sampler = sampler
+
+    def prepare(self, hrt: torch.Tensor, model: Model) -> torch.Tensor:
+        hrt = super().prepare(hrt, model)
+        self.sampler.prepare(hrt, model.num_entities, model.relation.num, tails_only=model.inverse)
+        return hrt
+
+    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        neg = self.sampler.sample(batch, generator)
+        tail_rows = torch.nonzero(~neg.corrupt_head).squeeze(1)
+        head_rows = torch.nonzero(neg.corrupt_head).squeeze(1)
+        order = torch.cat([tail_rows, head_rows])
+        batch = batch[order]
+        ids = neg.ids if self.sampler.shared else neg.ids[order]
+        h, r, t = batch.unbind(1)
+        cut = len(tail_rows)
+        if self.sampler.shared:
+            parts = [model.score_t(h[:cut], r[:cut], ids[0]), model.score_h(r[cut:], t[cut:], ids[0])]
+        else:
+            parts = [model.score_t_sampled(h[:cut], r[:cut], ids[:cut]),
+                     model.score_h_sampled(r[cut:], t[cut:], ids[cut:])]
+        neg_scores = torch.cat(parts)
+        if neg.known is not None:  # true triples the filter could not replace do not count as negatives
+            neg_scores = neg_scores.masked_fill(neg.known[order], float("-inf"))
+        factors = model.factors(batch)
+        pos = model.interaction(*factors)
+        return loss.sampled(pos, neg_scores), factors
+
+
+class KvsAll(Approach):
+    """Each distinct query against the multi-hot of its known answers in the training graph."""
+
+    def prepare(self, hrt: torch.Tensor, model: Model) -> torch.Tensor:
+        hrt = super().prepare(hrt, model)
+        self.known = KnownTriples(hrt, model.num_entities, model.relation.num)
+        side = torch.zeros(len(hrt), 1, dtype=torch.long)
+        queries = [torch.cat([side, hrt[:, :2]], 1)]  # (0, h, r): predict tails
+        if not model.inverse:
+            queries.append(torch.cat([side + 1, hrt[:, [2, 1]]], 1))  # (1, t, r): predict heads
+        return torch.unique(torch.cat(queries), dim=0)
+
+    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        tails = batch[batch[:, 0] == 0]
+        heads = batch[batch[:, 0] == 1]
+        scores = [model.score_t(tails[:, 1], tails[:, 2]), model.score_h(heads[:, 2], heads[:, 1])]
+        labels = [self.known.tail_mask(tails[:, 1], tails[:, 2]), self.known.head_mask(heads[:, 2], heads[:, 1])]
+        factors = [model.entity(batch[:, 1]), model.relation(batch[:, 2])]
+        return loss.full(torch.cat(scores), torch.cat(labels).float()), factors
+
+
+class OneVsAll(Approach):
+    """Each triple scores all tails (and all heads without reciprocal relations); its true entity is the label."""
+
+    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        h, r, t = batch.unbind(1)
+        scores, targets = [model.score_t(h, r)], [t]
+        if not model.inverse:
+            scores.append(model.score_h(r, t))
+            targets.append(h)
+        block = torch.cat(scores)
+        labels = torch.zeros_like(block)
+        labels[torch.arange(len(block)), torch.cat(targets)] = 1
+        return loss.full(block, labels), model.factors(batch)

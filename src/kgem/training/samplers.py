@@ -1,0 +1,81 @@
+"""Negative sampling: corrupt the head or the tail of each positive with random entities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kgem.data.known import KnownTriples
+from kgem.data.stats import corruption_probabilities
+
+
+@dataclass
+class Negatives:
+    """``K`` corruptions per positive. Rows with ``corrupt_head[i]`` replace the head, the others the tail;
+    ``ids`` is ``(B, K)``, or ``(1, K)`` when shared by every row of the batch. ``known`` marks negatives that
+    are true triples after filtering gave up (their scores are masked out of the loss); None when not filtered."""
+
+    corrupt_head: torch.Tensor
+    ids: torch.Tensor
+    known: torch.Tensor | None = None
+
+
+class NegativeSampler:
+    """Uniform: each positive corrupts its head or its tail with probability 1/2. ``bernoulli``: per relation,
+    P(corrupt head) = tph / (tph + hpt) (Wang et al. 2014). ``tails_only``: always the tail (used with reciprocal
+    relations, where corrupting the head of (h, r, t) is corrupting the tail of (t, r⁻¹, h)).
+
+    ``filtered`` resamples negatives that are training triples, up to ``max_rounds`` times; any still true after
+    that (a query with (nearly) every entity as a true answer) is marked and masked out of the loss. ``shared``
+    draws one set of K negative entities for the whole batch (DGL-KE / PyTorch-BigGraph style: far cheaper
+    scoring, different semantics, opt-in).
+    """
+
+    def __init__(self, num_negatives: int, *, bernoulli: bool = False, filtered: bool = False,
+                 shared: bool = False, max_rounds: int = 10) -> None:
+        self.num_negatives, self.bernoulli, self.filtered = num_negatives, bernoulli, filtered
+        self.shared, self.max_rounds = shared, max_rounds
+        self.num_entities = 0
+        self.head_probability: torch.Tensor | None = None
+        self.known: KnownTriples | None = None
+
+    def prepare(self, hrt: torch.Tensor, num_entities: int, num_relations: int, *, tails_only: bool = False) -> None:
+        """Fit to the training triples: entity count, per-relation head probabilities, filter index."""
+        self.num_entities = num_entities
+        if tails_only:
+            self.head_probability = torch.zeros(num_relations)
+        elif self.bernoulli:
+            self.head_probability = torch.from_numpy(corruption_probabilities(hrt, num_relations)).float()
+        self.known = KnownTriples(hrt, num_entities, num_relations) if self.filtered else None
+
+    def sample(self, hrt: torch.Tensor, generator: torch.Generator) -> Negatives:
+        if not self.num_entities:
+            raise RuntimeError("call prepare() before sample()")
+        batch = len(hrt)
+        p = 0.5 if self.head_probability is None else self.head_probability[hrt[:, 1]]
+        corrupt_head = torch.rand(batch, generator=generator) < p
+        rows = 1 if self.shared else batch
+        ids = torch.randint(self.num_entities, (rows, self.num_negatives), generator=generator)
+        if self.known is not None and not self.shared:
+            return self._resample_known(hrt, corrupt_head, ids, generator)
+        return Negatives(corrupt_head, ids)
+
+    def _resample_known(self, hrt: torch.Tensor, corrupt_head: torch.Tensor, ids: torch.Tensor,
+                        generator: torch.Generator) -> Negatives:
+        assert self.known is not None
+        for _ in range(self.max_rounds + 1):
+            bad = self.known.contains(corrupted(hrt, corrupt_head, ids).view(-1, 3)).view(ids.shape)
+            if not bad.any():
+                break
+            ids = torch.where(bad, torch.randint(self.num_entities, ids.shape, generator=generator), ids)
+        return Negatives(corrupt_head, ids, bad)
+
+
+def corrupted(hrt: torch.Tensor, corrupt_head: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The negative triples ``(B, K, 3)`` (for filtering and tests; scoring never builds them)."""
+    out = hrt.unsqueeze(1).expand(-1, ids.shape[1], -1).clone()
+    ids = ids.expand(len(hrt), -1)
+    out[:, :, 0] = torch.where(corrupt_head.unsqueeze(1), ids, out[:, :, 0])
+    out[:, :, 2] = torch.where(corrupt_head.unsqueeze(1), out[:, :, 2], ids)
+    return out

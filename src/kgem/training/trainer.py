@@ -1,0 +1,122 @@
+"""One Trainer: epochs of one short loop, early stopping on a validation metric, progress, NaN guard."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from kgem.errors import KgemError
+from kgem.models.model import Model
+from kgem.training.approaches import Approach, shuffled_batches
+from kgem.training.losses import Loss
+from kgem.training.regularizers import Regularizer
+
+
+class TrainingError(KgemError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
+                optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
+                epoch: int = 0) -> float:
+    """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss."""
+    model.train()
+    total, count = 0.0, 0
+    for i, batch in enumerate(batches):
+        optimizer.zero_grad(set_to_none=True)
+        fit, factors = approach.step(model, batch, loss, generator)
+        value = fit + regularizer(factors) if regularizer is not None else fit
+        current = float(value.detach())
+        if not torch.isfinite(torch.tensor(current)):
+            raise TrainingError(f"the loss became {current} at epoch {epoch}, batch {i}; "
+                                f"try a lower learning rate or a regularizer")
+        value.backward()
+        optimizer.step()
+        total += current * len(batch)
+        count += len(batch)
+    return total / max(count, 1)
+
+
+@dataclass
+class EarlyStopping:
+    """Every ``frequency`` epochs call ``validate(model)`` (higher is better, e.g. filtered MRR); stop after
+    ``patience`` validations without an improvement of more than ``min_delta``; restore the best weights."""
+
+    validate: Callable[[Model], float]
+    frequency: int = 1
+    patience: int = 3
+    min_delta: float = 0.0
+    best: float = float("-inf")
+    best_epoch: int = 0
+    bad_rounds: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+
+    def check(self, model: Model, epoch: int) -> tuple[float, bool]:
+        """Validate; return (metric, should_stop)."""
+        value = self.validate(model)
+        if value > self.best + self.min_delta:
+            self.best, self.best_epoch, self.bad_rounds = value, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+        else:
+            self.bad_rounds += 1
+        return value, self.bad_rounds >= self.patience
+
+
+@dataclass
+class History:
+    """What happened: loss per epoch, validation metric per validated epoch, timings."""
+
+    losses: list[float] = field(default_factory=list)
+    validation: dict[int, float] = field(default_factory=dict)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+
+
+class Trainer:
+    """Trains a model with one approach, loss and optimizer (config stops at the factory that builds this)."""
+
+    def __init__(self, model: Model, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
+                 regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
+                 seed: int = 0, progress: bool = True) -> None:
+        self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
+        self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None) -> History:
+        """Train for ``epochs`` on the training triples ``hrt (n, 3)``."""
+        rows = self.approach.prepare(hrt, self.model)
+        history = History()
+        start = time.perf_counter()
+        bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
+        for epoch in bar:
+            total = (len(rows) + self.batch_size - 1) // self.batch_size
+            batches = tqdm(shuffled_batches(rows, self.batch_size, self.generator), total=total, leave=False,
+                           unit="batch", disable=not self.progress)
+            history.losses.append(train_epoch(self.model, self.approach, batches, self.loss, self.optimizer,
+                                              self.regularizer, self.generator, epoch))
+            if self.scheduler is not None:
+                self.scheduler.step()
+            postfix = {"loss": f"{history.losses[-1]:.4f}"}
+            if early_stopping is not None and epoch % early_stopping.frequency == 0:
+                value, stop = early_stopping.check(self.model, epoch)
+                history.validation[epoch] = value
+                postfix["valid"] = f"{value:.4f}"
+                if stop:
+                    history.stopped_early = True
+                    bar.set_postfix(postfix)
+                    break
+            bar.set_postfix(postfix)
+        history.seconds = time.perf_counter() - start
+        history.examples_per_second = len(rows) * len(history.losses) / max(history.seconds, 1e-9)
+        if early_stopping is not None and early_stopping.best_state is not None:
+            self.model.load_state_dict(early_stopping.best_state)
+            history.best_epoch = early_stopping.best_epoch
+        return history

@@ -1,0 +1,142 @@
+"""One harness over the model registry: every interaction against a naive per-triple reference formula, every
+scoring mode against per-triple scores, and every fast path against the broadcast path (STYLE.md G10)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from kgem.models import INTERACTIONS, MODELS, build_model
+
+Vec = torch.Tensor
+
+
+def _transe(p: float) -> Callable[[Vec, Vec, Vec], float]:
+    def score(h: Vec, r: Vec, t: Vec) -> float:
+        h, t = h / h.norm(), t / t.norm()
+        return -sum(abs(float(h[i] + r[i] - t[i])) ** p for i in range(len(h))) ** (1 / p)
+    return score
+
+
+# name -> (interaction arguments, naive formula on one triple's vectors)
+REFERENCE: dict[str, list[tuple[dict, Callable[[Vec, Vec, Vec], float]]]] = {
+    "transe": [({"p": 2.0}, _transe(2.0)), ({"p": 1.0}, _transe(1.0))],
+    "distmult": [({}, lambda h, r, t: sum(float(h[i] * r[i] * t[i]) for i in range(len(h))))],
+    "complex": [({}, lambda h, r, t: sum((complex(h[i]) * complex(r[i]) * complex(t[i]).conjugate()).real
+                                        for i in range(len(h))))],
+    "rotate": [({}, lambda h, r, t: -sum(abs(complex(h[i]) * complex(r[i]) - complex(t[i]))
+                                         for i in range(len(h))))],
+}
+CASES = [(name, args, formula) for name, rows in REFERENCE.items() for args, formula in rows]
+E, R, D = 7, 3, 5
+
+
+def make(name: str, args: dict, inverse: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(name, E, R, D, inverse=inverse, **args)
+
+
+def all_triples() -> torch.Tensor:
+    grid = torch.cartesian_prod(torch.arange(E), torch.arange(R), torch.arange(E))
+    return grid
+
+
+def test_every_registered_interaction_has_a_reference() -> None:
+    assert set(INTERACTIONS.names()) == set(REFERENCE)
+    assert set(MODELS) == {*REFERENCE, "randombaseline"}
+
+
+@pytest.mark.parametrize(("name", "args", "formula"), CASES)
+def test_forward_equals_reference_formula(name, args, formula) -> None:
+    model = make(name, args)
+    hrt = all_triples()[::5]
+    with torch.no_grad():
+        scores = model.score_hrt(hrt)
+        h, r, t = model.entity(hrt[:, 0]), model.relation(hrt[:, 1]), model.entity(hrt[:, 2])
+        if not model.interaction.normalize_entities:
+            expected = [formula(h[i], r[i], t[i]) for i in range(len(hrt))]
+        else:  # the reference normalises itself: give it the raw rows
+            raw = model.entity.weight
+            expected = [formula(raw[a], r[i], raw[c]) for i, (a, _, c) in enumerate(hrt.tolist())]
+    assert torch.allclose(scores, torch.tensor(expected, dtype=scores.dtype), atol=1e-5)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("name", MODELS)
+def test_all_tails_and_heads_equal_per_triple_scores(name, inverse) -> None:
+    model = make(name, REFERENCE.get(name, [({}, None)])[0][0], inverse=inverse)
+    hrt = all_triples()
+    with torch.no_grad():
+        per_triple = model.score_hrt(hrt).view(E, R, E)  # [h, r, t]
+        h, r = torch.cartesian_prod(torch.arange(E), torch.arange(R)).unbind(1)
+        tails = model.score_t(h, r).view(E, R, E)
+        r2, t2 = torch.cartesian_prod(torch.arange(R), torch.arange(E)).unbind(1)
+        heads = model.score_h(r2, t2).view(R, E, E).permute(2, 0, 1)  # [h, r, t]
+        subset = torch.tensor([5, 1, 3])
+        tails_subset = model.score_t(h, r, subset).view(E, R, 3)
+        relations = model.score_r(hrt[:, 0], hrt[:, 2]).view(E, R, E, R)
+    assert torch.allclose(tails, per_triple, atol=1e-5)
+    assert torch.allclose(tails_subset, per_triple[:, :, subset], atol=1e-5)
+    if not inverse:  # with reciprocal relations, heads are scored through r⁻¹: a different (trained) function
+        assert torch.allclose(heads, per_triple, atol=1e-5)
+        assert torch.allclose(relations.diagonal(dim1=1, dim2=3).permute(0, 2, 1), per_triple, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_inverse_heads_are_tails_of_reciprocal_relation(name) -> None:
+    model = make(name, REFERENCE.get(name, [({}, None)])[0][0], inverse=True)
+    r, t = torch.tensor([0, 2]), torch.tensor([4, 1])
+    with torch.no_grad():
+        assert torch.allclose(model.score_h(r, t), model.score_t(t, r + R), atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "args", "formula"), CASES)
+def test_fast_path_equals_broadcast_path(name, args, formula) -> None:
+    model = make(name, args)
+    inter = model.interaction
+    with torch.no_grad():
+        h, r, t = model.entity(torch.tensor([0, 3, 6])), model.relation(torch.tensor([2, 0, 1])), model.entity()
+        assert torch.allclose(inter.score_t(h, r, t), inter.generic_score_t(h, r, t), atol=1e-5)
+        assert torch.allclose(inter.score_h(t, r, h), inter.generic_score_h(t, r, h), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sampled_scores_equal_per_triple(name) -> None:
+    model = make(name, REFERENCE.get(name, [({}, None)])[0][0])
+    g = torch.Generator().manual_seed(1)
+    hrt = torch.stack([torch.randint(E, (4,), generator=g), torch.randint(R, (4,), generator=g),
+                       torch.randint(E, (4,), generator=g)], 1)
+    ids = torch.randint(E, (4, 6), generator=g)
+    with torch.no_grad():
+        tails = model.score_t_sampled(hrt[:, 0], hrt[:, 1], ids)
+        heads = model.score_h_sampled(hrt[:, 1], hrt[:, 2], ids)
+        for k in range(6):
+            as_tails = torch.stack([hrt[:, 0], hrt[:, 1], ids[:, k]], 1)
+            as_heads = torch.stack([ids[:, k], hrt[:, 1], hrt[:, 2]], 1)
+            assert torch.allclose(tails[:, k], model.score_hrt(as_tails), atol=1e-5)
+            assert torch.allclose(heads[:, k], model.score_hrt(as_heads), atol=1e-5)
+
+
+def test_chunked_broadcast_matches_single_block() -> None:
+    from kgem.models.interaction import chunked
+
+    model = make("rotate", {})
+    with torch.no_grad():
+        h, r, t = model.entity(torch.tensor([0, 1])), model.relation(torch.tensor([1, 2])), model.entity()
+        whole = model.interaction.generic_score_t(h, r, t)
+        pieces = chunked(lambda c: model.interaction(h[:, None], r[:, None], c[None]), t, h.numel(), budget=3)
+    assert torch.equal(whole, pieces)
+
+
+def test_rotate_relations_are_unit_rotations_and_transe_entities_unit_norm() -> None:
+    rotate, transe = make("rotate", {}), make("transe", {})
+    with torch.no_grad():
+        assert torch.allclose(rotate.relation().abs(), torch.ones(R, D))
+        assert torch.allclose(transe.entity().norm(dim=-1), torch.ones(E))
+
+
+def test_random_baseline_has_nothing_to_train() -> None:
+    model = build_model("randombaseline", E, R, D)
+    assert not any(p.requires_grad for p in model.parameters())
