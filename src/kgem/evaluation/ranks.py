@@ -1,0 +1,133 @@
+"""Ranks of true answers among scored candidates, with explicit tie semantics (STYLE.md G11).
+
+A candidate *beats* the true answer when its score is strictly higher, and *ties* with it when the scores are equal.
+With ``better`` candidates that beat it and ``ties`` other candidates that tie with it, the true answer's rank is
+
+- optimistic  = better + 1          (it wins every tie),
+- pessimistic = better + ties + 1   (it loses every tie; kbc's ``scores >= target`` count),
+- realistic   = their mean          (the expected rank under uniformly random tie-breaking; the default).
+
+Optimistic ranks reward a model that gives every entity the same score; pessimistic ranks punish it; realistic
+ranks give it exactly the rank of random guessing. Candidates that are masked out (known true triples in the
+filtered setting) count neither as better, nor as ties, nor as candidates. The true answer itself is never masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from kgem.errors import KgemError
+
+RankType = Literal["optimistic", "pessimistic", "realistic"]
+RANK_TYPES: tuple[RankType, ...] = ("optimistic", "pessimistic", "realistic")
+
+
+class EvaluationError(KgemError, ValueError):
+    """Evaluation cannot produce meaningful ranks: NaN scores, bad query ids or inconsistent inputs."""
+
+
+def check_rank_type(rank_type: str) -> RankType:
+    """``rank_type`` if it is one of RANK_TYPES, else an EvaluationError listing them."""
+    if rank_type not in RANK_TYPES:
+        raise EvaluationError(f"unknown rank type {rank_type!r}; choose from {', '.join(RANK_TYPES)}")
+    return rank_type
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Per-query ranks (1 = best) of all three tie types, as float64 ``(n,)``, and the candidates counted."""
+
+    optimistic: torch.Tensor
+    pessimistic: torch.Tensor
+    realistic: torch.Tensor
+    num_candidates: torch.Tensor  # (n,) int64, the true answer included
+
+    def __len__(self) -> int:
+        return len(self.realistic)
+
+    def get(self, rank_type: str) -> torch.Tensor:
+        """The ranks of one tie type."""
+        return getattr(self, check_rank_type(rank_type))
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Ranks:
+        """The ranks of a subset of the queries (boolean mask, index tensor or slice)."""
+        return Ranks(self.optimistic[index], self.pessimistic[index], self.realistic[index],
+                     self.num_candidates[index])
+
+    def cpu(self) -> Ranks:
+        return Ranks(self.optimistic.cpu(), self.pessimistic.cpu(), self.realistic.cpu(), self.num_candidates.cpu())
+
+    @staticmethod
+    def cat(parts: list[Ranks]) -> Ranks:
+        """Concatenate the ranks of several query sets (an empty list gives zero queries)."""
+        if not parts:
+            empty = torch.zeros(0, dtype=torch.float64)
+            return Ranks(empty, empty, empty, torch.zeros(0, dtype=torch.int64))
+        return Ranks(*(torch.cat([getattr(p, name) for p in parts])
+                       for name in ("optimistic", "pessimistic", "realistic", "num_candidates")))
+
+
+@dataclass
+class RankCounts:
+    """Integer counts per query, accumulated block by block (e.g. over entity chunks) before ranks are formed.
+
+    ``equal`` counts the candidates whose score equals the true score *including the true answer itself*, so every
+    query must see its true answer in exactly one block: ``ties = equal - 1`` and ``pessimistic = better + equal``.
+    """
+
+    better: torch.Tensor  # (B,) int64
+    equal: torch.Tensor  # (B,) int64, true answer included
+    candidates: torch.Tensor  # (B,) int64, true answer included
+    nan: torch.Tensor  # () bool: any NaN seen; checked once in ranks() to avoid a device sync per block
+
+    @classmethod
+    def zeros(cls, batch: int, device: torch.device | str | None = None) -> RankCounts:
+        def zero() -> torch.Tensor:
+            return torch.zeros(batch, dtype=torch.int64, device=device)
+
+        return cls(zero(), zero(), zero(), torch.zeros((), dtype=torch.bool, device=device))
+
+    def add(self, true_scores: torch.Tensor, scores: torch.Tensor, mask_out: torch.Tensor | None = None) -> RankCounts:
+        """Count one block of candidates: ``true_scores (B,)``, ``scores (B, C)``, ``mask_out`` bool ``(B, C)``.
+
+        ``mask_out`` marks candidates to exclude; it must not mark a query's own true answer. Returns ``self``.
+        """
+        if scores.ndim != 2 or true_scores.shape != scores.shape[:1]:
+            raise EvaluationError(f"expected true scores (B,) and scores (B, C), got {tuple(true_scores.shape)} "
+                                  f"and {tuple(scores.shape)}")
+        true = true_scores[:, None]  # (B, 1)
+        better, equal = scores > true, scores == true  # (B, C)
+        if mask_out is None:
+            self.candidates += scores.shape[1]
+        else:
+            keep = ~mask_out.to(scores.device)
+            better &= keep
+            equal &= keep
+            self.candidates += keep.sum(1)
+        self.better += better.sum(1)
+        self.equal += equal.sum(1)
+        self.nan |= scores.isnan().any() | true_scores.isnan().any()
+        return self
+
+    def ranks(self) -> Ranks:
+        """Optimistic, pessimistic and realistic ranks from the accumulated counts."""
+        if bool(self.nan):
+            raise EvaluationError("the model produced NaN scores; ranks would be meaningless "
+                                  "(check for diverged training, e.g. a too large learning rate)")
+        if bool((self.equal < 1).any()):
+            raise EvaluationError("a query's true answer was not among its scored candidates (or was masked out)")
+        optimistic = (self.better + 1).double()
+        pessimistic = (self.better + self.equal).double()
+        return Ranks(optimistic, pessimistic, (optimistic + pessimistic) / 2, self.candidates.clone())
+
+
+def ranks_from_scores(true_scores: torch.Tensor, scores: torch.Tensor,
+                      mask_out: torch.Tensor | None = None) -> Ranks:
+    """Ranks of ``true_scores (B,)`` among ``scores (B, C)``, which must include each query's true answer.
+
+    ``mask_out`` (bool ``(B, C)``) excludes candidates, e.g. other known true answers; never the true answer itself.
+    """
+    return RankCounts.zeros(len(true_scores), scores.device).add(true_scores, scores, mask_out).ranks()
