@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m kgem.cli datasets describe nations
+	$(PY) -m kgem.demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
