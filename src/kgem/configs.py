@@ -1,0 +1,79 @@
+"""The pipeline's typed configuration: one frozen dataclass per section, read by the factories in ``factory.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kgem.config import help_field
+from kgem.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    dataset: str = help_field("nations", "registered dataset name, or a folder with train/valid/test files")
+    path: str | None = help_field(None, "read the dataset from this local folder instead of the cache")
+    on_unseen: Literal["error", "drop"] = help_field("drop", "valid/test triples with entities unseen in train")
+    on_duplicates: Literal["keep", "drop"] = help_field("keep", "duplicate triples")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    name: str = help_field("complex", "registered model name (see `kgem models`)")
+    dim: int = help_field(100, "embedding dimension (complex models: complex dimension)")
+    inverse: bool = help_field(True, "reciprocal relations: one extra relation r⁻¹ per relation")
+    args: dict[str, Any] = help_field({}, "interaction arguments, e.g. {p: 1} for TransE L1")
+    init: str | None = help_field(None, "initializer name for both tables (default: the model's)")
+    init_args: dict[str, Any] = help_field({}, "initializer arguments, e.g. {std: 0.001}")
+
+    def __post_init__(self) -> None:
+        if self.dim <= 0:
+            raise ConfigError(f"model.dim must be positive, got {self.dim}")
+
+    def spec(self) -> dict[str, Any]:
+        """What a saved model needs to be rebuilt."""
+        return {"name": self.name, "dim": self.dim, "inverse": self.inverse, "args": dict(self.args)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    approach: Literal["slcwa", "kvsall", "1vsall"] = help_field("1vsall", "how batches are built")
+    loss: str = help_field("cross_entropy", "loss name")
+    loss_args: dict[str, Any] = help_field({}, "loss arguments, e.g. {margin: 1}")
+    num_negatives: int = help_field(64, "negatives per positive (slcwa)")
+    sampler: Literal["uniform", "bernoulli"] = help_field("uniform", "which side to corrupt (slcwa)")
+    filtered: bool = help_field(False, "resample negatives that are training triples (slcwa)")
+    shared_negatives: bool = help_field(False, "one set of negatives per batch (slcwa; PyTorch-BigGraph style)")
+    optimizer: str = help_field("adagrad", "adam, adamw, adagrad, sgd or sparseadam")
+    lr: float = help_field(0.1, "learning rate")
+    optimizer_args: dict[str, Any] = help_field({}, "optimizer arguments, e.g. {weight_decay: 1e-5}")
+    regularizer: str | None = help_field("n3", "lp or n3, or null")
+    regularizer_args: dict[str, Any] = help_field({"weight": 0.01}, "regularizer arguments")
+    epochs: int = help_field(50, "maximum number of epochs")
+    batch_size: int = help_field(256, "positives (or queries) per batch")
+    seed: int = help_field(0, "fixes initialisation, data order and sampling")
+    early_stopping: bool = help_field(True, "stop on validation filtered MRR and restore the best weights")
+    frequency: int = help_field(5, "validate every this many epochs")
+    patience: int = help_field(2, "validations without improvement before stopping")
+    min_delta: float = help_field(0.0, "smallest improvement that counts")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationConfig:
+    filter: list[str] = help_field(["train", "valid", "test"], "splits whose triples are filtered out; [] = raw")
+    sides: Literal["both", "head", "tail"] = help_field("both", "which side of each test triple to rank")
+    rank_type: Literal["realistic", "optimistic", "pessimistic"] = help_field("realistic", "tie handling")
+    memory_budget_mb: int = help_field(256, "size of one score block")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
