@@ -1,12 +1,31 @@
 """Training: approaches (batch builders), samplers, losses, regularizers, optimizers and the Trainer."""
 
 from kgem.training.approaches import SLCWA, Approach, KvsAll, OneVsAll
+from kgem.training.checkpoint import CheckpointError, Checkpoints
 from kgem.training.losses import LOSSES, Loss
 from kgem.training.optim import build_optimizer, build_scheduler
 from kgem.training.regularizers import REGULARIZERS, Regularizer
 from kgem.training.samplers import NegativeSampler
-from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, train_epoch
+from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, TrainingInterrupted, train_epoch
 
-__all__ = ["LOSSES", "REGULARIZERS", "SLCWA", "Approach", "EarlyStopping", "History", "KvsAll", "Loss",
-           "NegativeSampler", "OneVsAll", "Regularizer", "Trainer", "TrainingError", "build_optimizer",
-           "build_scheduler", "train_epoch"]
+__all__ = [
+           "LOSSES",
+           "REGULARIZERS",
+           "SLCWA",
+           "Approach",
+           "CheckpointError",
+           "Checkpoints",
+           "EarlyStopping",
+           "History",
+           "KvsAll",
+           "Loss",
+           "NegativeSampler",
+           "OneVsAll",
+           "Regularizer",
+           "Trainer",
+           "TrainingError",
+           "TrainingInterrupted",
+           "build_optimizer",
+           "build_scheduler",
+           "train_epoch",
+]

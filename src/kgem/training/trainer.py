@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ from tqdm.auto import tqdm
 from kgem.errors import KgemError
 from kgem.models.model import Model
 from kgem.training.approaches import Approach, shuffled_batches
+from kgem.training.checkpoint import Checkpoints
 from kgem.training.losses import Loss
 from kgem.training.regularizers import Regularizer
 
@@ -90,33 +94,108 @@ class Trainer:
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
 
-    def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None) -> History:
-        """Train for ``epochs`` on the training triples ``hrt (n, 3)``."""
+    def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
+            checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
+        """Train for ``epochs`` on the training triples ``hrt (n, 3)``.
+
+        With ``checkpoints``, state is saved every ``checkpoints.every`` epochs, at the end, and at the end of the
+        epoch in which SIGTERM/SIGINT arrived (then TrainingInterrupted is raised). ``resume`` continues from the
+        newest checkpoint (``fallback``: from the one before if the newest is corrupt) and gives exactly the result
+        of an uninterrupted run.
+        """
         rows = self.approach.prepare(hrt, self.model)
-        history = History()
-        start = time.perf_counter()
-        bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
-        for epoch in bar:
-            total = (len(rows) + self.batch_size - 1) // self.batch_size
-            batches = tqdm(shuffled_batches(rows, self.batch_size, self.generator), total=total, leave=False,
-                           unit="batch", disable=not self.progress)
-            history.losses.append(train_epoch(self.model, self.approach, batches, self.loss, self.optimizer,
-                                              self.regularizer, self.generator, epoch))
-            if self.scheduler is not None:
-                self.scheduler.step()
-            postfix = {"loss": f"{history.losses[-1]:.4f}"}
-            if early_stopping is not None and epoch % early_stopping.frequency == 0:
-                value, stop = early_stopping.check(self.model, epoch)
-                history.validation[epoch] = value
-                postfix["valid"] = f"{value:.4f}"
+        history, first = History(), 1
+        if resume and checkpoints is not None:
+            state = checkpoints.load_latest(fallback)
+            if state is not None:
+                first = self.restore(state, history, early_stopping) + 1
+        start = time.perf_counter() - history.seconds
+        with _StopOnSignal(enabled=checkpoints is not None) as signals:
+            bar = tqdm(range(first, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
+            for epoch in bar:
+                stop = self._epoch(rows, epoch, history, early_stopping, bar)
+                history.seconds = time.perf_counter() - start
+                last = stop or epoch == epochs or signals.received
+                if checkpoints is not None and (epoch % checkpoints.every == 0 or last):
+                    checkpoints.save(self.state(epoch, history, early_stopping))
+                if signals.received:
+                    raise TrainingInterrupted(f"stopped by signal after epoch {epoch}; resume to continue")
                 if stop:
-                    history.stopped_early = True
-                    bar.set_postfix(postfix)
                     break
-            bar.set_postfix(postfix)
-        history.seconds = time.perf_counter() - start
         history.examples_per_second = len(rows) * len(history.losses) / max(history.seconds, 1e-9)
         if early_stopping is not None and early_stopping.best_state is not None:
             self.model.load_state_dict(early_stopping.best_state)
             history.best_epoch = early_stopping.best_epoch
         return history
+
+    def _epoch(self, rows: torch.Tensor, epoch: int, history: History, early_stopping: EarlyStopping | None,
+               bar: Any) -> bool:
+        """One epoch plus its validation; True when early stopping says stop."""
+        total = (len(rows) + self.batch_size - 1) // self.batch_size
+        batches = tqdm(shuffled_batches(rows, self.batch_size, self.generator), total=total, leave=False,
+                       unit="batch", disable=not self.progress)
+        history.losses.append(train_epoch(self.model, self.approach, batches, self.loss, self.optimizer,
+                                          self.regularizer, self.generator, epoch))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        postfix = {"loss": f"{history.losses[-1]:.4f}"}
+        stop = False
+        if early_stopping is not None and epoch % early_stopping.frequency == 0:
+            value, stop = early_stopping.check(self.model, epoch)
+            history.validation[epoch] = value
+            history.stopped_early = stop
+            postfix["valid"] = f"{value:.4f}"
+        bar.set_postfix(postfix)
+        return stop
+
+    def state(self, epoch: int, history: History, early_stopping: EarlyStopping | None) -> dict[str, Any]:
+        """Everything an exact resume needs, as nested dicts of tensors and scalars."""
+        stopper = None
+        if early_stopping is not None:
+            stopper = {"best": early_stopping.best, "best_epoch": early_stopping.best_epoch,
+                       "bad_rounds": early_stopping.bad_rounds, "best_state": early_stopping.best_state}
+        return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": dataclasses.asdict(history), "early_stopping": stopper}
+
+    def restore(self, state: dict[str, Any], history: History, early_stopping: EarlyStopping | None) -> int:
+        """Load a ``state()``; returns its epoch."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        for key, value in state["history"].items():
+            setattr(history, key, value)
+        if early_stopping is not None and state["early_stopping"] is not None:
+            for key, value in state["early_stopping"].items():
+                setattr(early_stopping, key, value)
+        return int(state["epoch"])
+
+
+class TrainingInterrupted(KgemError):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
+
+
+class _StopOnSignal:
+    """Record SIGTERM/SIGINT instead of dying, so the epoch can end with a checkpoint (main thread only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.enabled:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
