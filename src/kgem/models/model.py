@@ -46,7 +46,7 @@ class Model(nn.Module):
 
     def score_r(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Scores of all (forward) relations for each ``(h, t)``: ``(B, num_relations)``."""
-        relations = self.relation(torch.arange(self.num_relations))
+        relations = self.relation(torch.arange(self.num_relations, device=self.relation.weight.device))
         return self.interaction(self.entity(h).unsqueeze(1), relations.unsqueeze(0), self.entity(t).unsqueeze(1))
 
     def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:

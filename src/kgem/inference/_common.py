@@ -1,0 +1,80 @@
+"""Shared plumbing of the inference helpers: eval mode, devices, label tables in, running top-k."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kgem.data.vocab import Vocabulary
+from kgem.errors import DataError
+from kgem.models.model import Model
+
+SCORE_BUDGET = 2**22  # elements of one (queries x candidates) score block: 16 MB of float32
+QUERY_BATCH = 256  # queries scored together; the candidate chunk shrinks so the block stays in budget
+
+Queries = Sequence[Sequence[str]] | pd.DataFrame
+
+
+@contextmanager
+def inference(model: Model) -> Iterator[None]:
+    """``model.eval()`` and ``torch.no_grad()`` for the duration; the previous train/eval mode is restored after."""
+    was_training = model.training
+    model.train(False)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def device_of(model: Model) -> torch.device:
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_vocab(model: Model, entities: Vocabulary | None, relations: Vocabulary | None) -> None:
+    """The vocabularies must have one label per row of the model's (forward) tables."""
+    if entities is not None and len(entities) != model.num_entities:
+        raise DataError(f"entity vocabulary has {len(entities)} labels, the model {model.num_entities} entities")
+    if relations is not None and len(relations) != model.num_relations:
+        raise DataError(f"relation vocabulary has {len(relations)} labels, the model {model.num_relations} relations")
+
+
+def label_columns(rows: Queries, names: Sequence[str]) -> list[np.ndarray]:
+    """Columns ``names`` of a DataFrame, or of a list of label tuples, as object arrays."""
+    if isinstance(rows, pd.DataFrame):
+        missing = [n for n in names if n not in rows.columns]
+        if missing:
+            raise DataError(f"expected columns {list(names)}, missing {missing} (got {list(rows.columns)})")
+        return [rows[n].to_numpy(dtype=object) for n in names]
+    table = np.asarray(list(rows), dtype=object)
+    if len(table) == 0:
+        table = table.reshape(0, len(names))
+    if table.ndim != 2 or table.shape[1] != len(names):
+        raise DataError(f"expected a list of ({', '.join(names)}) label tuples")
+    return [table[:, j] for j in range(len(names))]
+
+
+def to_ids(vocab: Vocabulary, labels: Sequence[str] | np.ndarray, device: torch.device) -> torch.Tensor:
+    """Ids of labels on ``device``; an unknown label raises DataError with close matches."""
+    return torch.as_tensor(vocab.ids(labels), dtype=torch.int64, device=device)
+
+
+def merge_topk(best: tuple[torch.Tensor, torch.Tensor] | None, values: torch.Tensor, ids: torch.Tensor,
+               k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge candidate ``(values, ids)`` (``(..., C)``) into the running top-``k`` ``best`` along the last dim."""
+    if best is not None:
+        values, ids = torch.cat([best[0], values], dim=-1), torch.cat([best[1], ids], dim=-1)
+    top = values.topk(min(k, values.shape[-1]), dim=-1)
+    return top.values, ids.gather(-1, top.indices)
+
+
+def check_k(k: int) -> None:
+    if k < 1:
+        raise DataError(f"k must be at least 1, got {k}")

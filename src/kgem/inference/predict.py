@@ -1,0 +1,191 @@
+"""Link prediction with labels in and labels out: the top-k tails, heads or relations of label queries, and the
+scores of label triples, as pandas DataFrames.
+
+Queries are scored in batches against chunks of candidate entities, keeping a running top-k, so one score block
+stays within ``SCORE_BUDGET`` elements whatever the number of entities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kgem.data.known import KnownTriples
+from kgem.data.vocab import Vocabulary
+from kgem.errors import DataError
+from kgem.inference._common import (
+    QUERY_BATCH,
+    SCORE_BUDGET,
+    Queries,
+    check_k,
+    check_vocab,
+    device_of,
+    inference,
+    label_columns,
+    merge_topk,
+    to_ids,
+)
+from kgem.models.model import Model
+
+TRIPLE_BATCH = 2**16
+
+
+def predict_tails(model: Model, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
+                  known: KnownTriples | None = None, remove_known: bool = False) -> pd.DataFrame:
+    """The ``k`` best tails of each ``(head, relation)`` query (a list of label pairs, or a DataFrame with ``head``
+    and ``relation`` columns). Columns: query_head, query_relation, rank (1 = best), tail, score, and ``known``
+    when ``known`` is given. ``remove_known`` ranks only tails not in ``known`` (fewer than k rows if too few)."""
+    h, r = label_columns(queries, ("head", "relation"))
+    return _predict_entities(model, entities, relations, "tail", h, r, k, known, remove_known)
+
+
+def predict_heads(model: Model, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
+                  known: KnownTriples | None = None, remove_known: bool = False) -> pd.DataFrame:
+    """The ``k`` best heads of each ``(relation, tail)`` query (label pairs, or a DataFrame with ``relation`` and
+    ``tail`` columns). Columns: query_relation, query_tail, rank, head, score (and ``known``). Scores are the
+    model's ``score_h``: with reciprocal relations (``inverse=True``) those of ``(tail, relation⁻¹, head)``."""
+    r, t = label_columns(queries, ("relation", "tail"))
+    return _predict_entities(model, entities, relations, "head", t, r, k, known, remove_known)
+
+
+def predict_relations(model: Model, entities: Vocabulary, relations: Vocabulary, pairs: Queries, *, k: int = 10,
+                      known: KnownTriples | None = None, remove_known: bool = False) -> pd.DataFrame:
+    """The ``k`` best relations linking each ``(head, tail)`` pair (label pairs, or a DataFrame with ``head`` and
+    ``tail`` columns). Columns: query_head, query_tail, rank, relation, score (and ``known``)."""
+    check_k(k)
+    check_vocab(model, entities, relations)
+    _check_known(known, remove_known)
+    device = device_of(model)
+    h_labels, t_labels = label_columns(pairs, ("head", "tail"))
+    h, t = to_ids(entities, h_labels, device), to_ids(entities, t_labels, device)
+    num = model.num_relations
+    batch = max(1, SCORE_BUDGET // max(num, 1))
+    values, ids = [], []
+    with inference(model):
+        for i in range(0, len(h), batch):
+            hb, tb = h[i : i + batch], t[i : i + batch]
+            scores = model.score_r(hb, tb)  # (B, R)
+            if remove_known and known is not None:
+                scores = scores.masked_fill(_known_relations(known, hb, tb, num).to(device), float("-inf"))
+            best = merge_topk(None, scores, torch.arange(num, device=device).expand_as(scores), k)
+            values.append(best[0])
+            ids.append(best[1])
+    query, cand, score = _flatten(values, ids, len(h), min(k, num))
+    hrt = torch.stack([h.cpu()[query], cand, t.cpu()[query]], 1)
+    frame = pd.DataFrame({"query_head": h_labels[query], "query_tail": t_labels[query], "rank": 0,
+                          "relation": relations.to_labels(cand.numpy()), "score": score.numpy()})
+    return _finish(frame, query, hrt, known, remove_known)
+
+
+def score_triples(model: Model, entities: Vocabulary, relations: Vocabulary, triples: Queries, *,
+                  known: KnownTriples | None = None) -> pd.DataFrame:
+    """Scores of label triples (a list of ``(head, relation, tail)`` or a DataFrame with those columns), in input
+    order. Columns: head, relation, tail, score (and ``known``)."""
+    check_vocab(model, entities, relations)
+    device = device_of(model)
+    h_labels, r_labels, t_labels = label_columns(triples, ("head", "relation", "tail"))
+    hrt = torch.stack([to_ids(entities, h_labels, device), to_ids(relations, r_labels, device),
+                       to_ids(entities, t_labels, device)], 1)
+    with inference(model):
+        scores = [model.score_hrt(hrt[i : i + TRIPLE_BATCH]).cpu() for i in range(0, len(hrt), TRIPLE_BATCH)]
+    frame = pd.DataFrame({"head": h_labels, "relation": r_labels, "tail": t_labels,
+                          "score": torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)})
+    if known is not None:
+        frame["known"] = known.contains(hrt.cpu()).numpy()
+    return frame
+
+
+def _predict_entities(model: Model, entities: Vocabulary, relations: Vocabulary, side: str, anchor_labels: np.ndarray,
+                      r_labels: np.ndarray, k: int, known: KnownTriples | None, remove_known: bool) -> pd.DataFrame:
+    """Top-k entities for the hidden ``side`` ("tail" or "head"); ``anchor`` is the given entity of each query."""
+    check_k(k)
+    check_vocab(model, entities, relations)
+    _check_known(known, remove_known)
+    device = device_of(model)
+    anchor, r = to_ids(entities, anchor_labels, device), to_ids(relations, r_labels, device)
+    values, ids = [], []
+    with inference(model):
+        for i in range(0, len(anchor), QUERY_BATCH):
+            a, rb = anchor[i : i + QUERY_BATCH], r[i : i + QUERY_BATCH]
+            pairs = None
+            if remove_known and known is not None:
+                pairs = known.tail_pairs(a.cpu(), rb.cpu()) if side == "tail" else known.head_pairs(rb.cpu(), a.cpu())
+            best = _topk_entities(_scorer(model, side, a, rb), pairs, len(a), model.num_entities, k, device)
+            values.append(best[0])
+            ids.append(best[1])
+    query, cand, score_values = _flatten(values, ids, len(anchor), min(k, model.num_entities))
+    a_cpu, r_cpu = anchor.cpu()[query], r.cpu()[query]
+    hrt = torch.stack([a_cpu, r_cpu, cand] if side == "tail" else [cand, r_cpu, a_cpu], 1)
+    given = "query_head" if side == "tail" else "query_tail"
+    frame = pd.DataFrame({given: anchor_labels[query], "query_relation": r_labels[query], "rank": 0,
+                          side: entities.to_labels(cand.numpy()), "score": score_values.numpy()})
+    if side == "head":
+        frame = frame[["query_relation", "query_tail", "rank", "head", "score"]]
+    return _finish(frame, query, hrt, known, remove_known)
+
+
+def _scorer(model: Model, side: str, anchor: torch.Tensor,
+            r: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Scores ``(B, C)`` of candidate entity ids ``(C,)`` for the hidden ``side`` of the queries."""
+    if side == "tail":
+        return lambda ids: model.score_t(anchor, r, tails=ids)
+    return lambda ids: model.score_h(r, anchor, heads=ids)
+
+
+def _topk_entities(score: Callable[[torch.Tensor], torch.Tensor], pairs: tuple[torch.Tensor, torch.Tensor] | None,
+                   batch: int, num: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k ``(values, ids)`` ``(B, k)`` over all entities, scored ``(B, chunk)`` at a time; the
+    ``(row, entity)`` ``pairs`` are masked to -inf."""
+    chunk = max(1, SCORE_BUDGET // max(batch, 1))
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    for start in range(0, num, chunk):
+        stop = min(start + chunk, num)
+        ids = torch.arange(start, stop, device=device)
+        scores = score(ids)  # (B, stop - start)
+        if pairs is not None:
+            rows, cols = pairs
+            inside = (cols >= start) & (cols < stop)
+            mask = torch.zeros(batch, stop - start, dtype=torch.bool)
+            mask[rows[inside], cols[inside] - start] = True
+            scores = scores.masked_fill(mask.to(device), float("-inf"))
+        best = merge_topk(best, scores, ids.expand(batch, -1), k)
+    if best is None:
+        raise DataError("the model has no entities")
+    return best
+
+
+def _known_relations(known: KnownTriples, h: torch.Tensor, t: torch.Tensor, num: int) -> torch.Tensor:
+    """Boolean ``(B, R)``: True where ``(h[i], r, t[i])`` is known."""
+    grid = torch.stack(torch.broadcast_tensors(h.cpu()[:, None], torch.arange(num)[None, :], t.cpu()[:, None]), -1)
+    return known.contains(grid.reshape(-1, 3)).view(len(h), num)
+
+
+def _flatten(values: list[torch.Tensor], ids: list[torch.Tensor], num_queries: int,
+             width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-batch ``(B, k)`` results -> flat (query index, candidate id, score) on the CPU, query-major."""
+    if not values:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty, torch.zeros(0)
+    query = torch.arange(num_queries).repeat_interleave(width)
+    return query, torch.cat(ids).cpu().reshape(-1), torch.cat(values).cpu().reshape(-1)
+
+
+def _finish(frame: pd.DataFrame, query: torch.Tensor, hrt: torch.Tensor, known: KnownTriples | None,
+            remove_known: bool) -> pd.DataFrame:
+    """Add the ``known`` flag, drop known rows if asked, and number the rows of each query 1, 2, ..."""
+    query_ids = query.numpy()
+    if known is not None:
+        flags = known.contains(hrt).numpy() if len(hrt) else np.zeros(0, dtype=bool)
+        frame = frame.assign(known=flags)
+        if remove_known:
+            frame, query_ids = frame[~flags], query_ids[~flags]
+    rank = pd.Series(query_ids).groupby(query_ids, sort=False).cumcount().to_numpy() + 1
+    return frame.assign(rank=rank).reset_index(drop=True)
+
+
+def _check_known(known: KnownTriples | None, remove_known: bool) -> None:
+    if remove_known and known is None:
+        raise DataError("remove_known=True needs the known triples (known=...)")
