@@ -41,3 +41,17 @@ def test_bad_config_values() -> None:
         resolve_config(PipelineConfig(), ["model.dim=0"])
     with pytest.raises(ConfigError, match="unknown model 'complx'"):
         pipeline(overrides=["model.name=complx"], progress=False)
+
+
+def test_pipeline_result_saves_and_loads_with_identical_scores(tmp_path) -> None:
+    import torch
+
+    import kgem
+
+    result = pipeline(overrides=FAST, progress=False)
+    result.save(tmp_path / "model")
+    loaded = kgem.load(tmp_path / "model")
+    hrt = result.dataset.test.hrt
+    assert torch.equal(loaded.model.score_hrt(hrt), result.model.eval().score_hrt(hrt))
+    assert loaded.extra["pipeline"]["model"]["name"] == "complex"
+    assert loaded.extra["evaluation"] is not None and loaded.entities == result.dataset.entities

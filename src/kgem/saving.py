@@ -1,0 +1,302 @@
+"""Saved models as a directory of plain files: JSON, TSV and safetensors, so loading never runs code.
+
+Layout of a model directory::
+
+    config.json          format version, kgem version, model spec, sizes, extra, sha256 of the weights
+    entities.tsv         the entity vocabulary (``Vocabulary.save``)
+    relations.tsv        the relation vocabulary
+    weights.safetensors  ``model.state_dict()``
+
+Pickle (``torch.save`` / ``torch.load``) is avoided on purpose: unpickling a downloaded model file can execute
+arbitrary code. Every file is checked on load and a problem is reported as a ``ModelFileError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import kgem
+from kgem.data.vocab import Vocabulary
+from kgem.errors import KgemError
+from kgem.models.model import Model, build_model
+
+FORMAT_VERSION = 1
+CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
+CONFIG_KEYS = ("format", "kgem_version", "spec", "num_entities", "num_relations", "extra", "weights_sha256")
+SPEC_TYPES: dict[str, type] = {"name": str, "dim": int, "inverse": bool, "args": dict}
+
+
+class ModelFileError(KgemError, ValueError):
+    """A model directory that cannot be saved to or loaded from: names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What ``load_model`` returns: the model (in eval mode), its vocabularies and the saved metadata."""
+
+    model: Model
+    entities: Vocabulary
+    relations: Vocabulary
+    spec: dict[str, Any]
+    extra: dict[str, Any]
+    config: dict[str, Any]
+
+
+def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Vocabulary, relations: Vocabulary,
+               spec: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` so that ``load_model(directory)`` rebuilds it from ``spec`` and restores its weights.
+
+    ``spec`` is ``{"name", "dim", "inverse", "args"}``, the arguments of ``build_model``; it is checked against
+    ``model`` now, so a wrong spec fails at save time rather than when the model is loaded later. The directory is
+    written beside the target and swapped in, so an interrupted save leaves the previous save in place.
+    """
+    target = Path(directory)
+    _check_spec(spec, f"cannot save to {target}")
+    _check_rebuilds(model, spec)
+    if (len(entities), len(relations)) != (model.num_entities, model.num_relations):
+        raise ModelFileError(f"cannot save to {target}: vocabularies have {len(entities)} entities and "
+                             f"{len(relations)} relations, the model {model.num_entities} and {model.num_relations}")
+    config = {"format": FORMAT_VERSION, "kgem_version": kgem.__version__, "spec": spec,
+              "num_entities": model.num_entities, "num_relations": model.num_relations,
+              "extra": {} if extra is None else extra, "weights_sha256": ""}
+    try:
+        json.dumps(config)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"cannot save to {target}: spec and extra must be JSON-serialisable ({e})") from e
+    _check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        _write_files(tmp, model, entities, relations, config)
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _check_target(target: Path) -> None:
+    """Refuse to replace anything that is not a model directory: the swap deletes the old contents."""
+    if target.exists() and not target.is_dir():
+        raise ModelFileError(f"cannot save to {target}: it exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG).is_file():
+        raise ModelFileError(f"refusing to overwrite {target}: it is not empty and is not a kgem model directory "
+                             f"(no {CONFIG}); choose another directory or remove it")
+
+
+def _write_files(tmp: Path, model: Model, entities: Vocabulary, relations: Vocabulary,
+                 config: dict[str, Any]) -> None:
+    """Write the four files into ``tmp`` and make them durable before the swap publishes them."""
+    entities.save(tmp / ENTITIES)
+    relations.save(tmp / RELATIONS)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    _fsync(tmp / WEIGHTS)
+    config["weights_sha256"] = _sha256(tmp / WEIGHTS)
+    with open(tmp / CONFIG, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(tmp)
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Move an existing ``target`` aside, rename ``tmp`` in, then delete the old one.
+
+    Between the two renames the old save exists only as ``.<name>.*.old``; ``load_model`` points at it if a crash
+    left it there. If the second rename fails, the old directory is moved back.
+    """
+    old: Path | None = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
+    """Load a directory written by ``save_model``, checking every file; the model is returned in eval mode.
+
+    Only JSON, the vocabulary TSV reader and safetensors are used, none of which can execute code from the files.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ModelFileError(f"model directory {root} does not exist{_backup_hint(root)}")
+    config = _read_config(root / CONFIG)
+    entities = _read_vocab(root / ENTITIES, "entity", config["num_entities"])
+    relations = _read_vocab(root / RELATIONS, "relation", config["num_relations"])
+    weights = _read_weights(root / WEIGHTS, config["weights_sha256"])
+    model = _rebuild(config, weights, root)
+    model.eval()
+    return LoadedModel(model, entities, relations, config["spec"], config["extra"], config)
+
+
+def _backup_hint(root: Path) -> str:
+    """Point at the old save if a crash between the two renames of ``_swap_into_place`` left it aside."""
+    backups = sorted(root.parent.glob(f".{root.name}.*.old")) if root.parent.is_dir() else []
+    return f" (a previous save was left at {backups[-1]}; rename it back to recover)" if backups else ""
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """Parse and type-check config.json, so later steps can trust its fields."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: missing (not a kgem model directory?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise ModelFileError(f"{path}: missing keys {', '.join(missing)}")
+    if config["format"] != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: unknown format version {config['format']!r} (this kgem "
+                             f"{kgem.__version__} reads version {FORMAT_VERSION}; the model was saved by kgem "
+                             f"{config['kgem_version']!r})")
+    for key in ("num_entities", "num_relations"):
+        if not _is_int(config[key]) or config[key] < 0:
+            raise ModelFileError(f"{path}: {key} must be a non-negative integer, got {config[key]!r}")
+    if not isinstance(config["extra"], dict) or not isinstance(config["weights_sha256"], str):
+        raise ModelFileError(f"{path}: extra must be an object and weights_sha256 a string")
+    _check_spec(config["spec"], str(path))
+    return config
+
+
+def _check_spec(spec: object, where: str) -> None:
+    """The spec must hold exactly what ``build_model`` needs, with the right JSON types."""
+    if not isinstance(spec, dict):
+        raise ModelFileError(f"{where}: spec must be an object with keys {', '.join(SPEC_TYPES)}")
+    for key, kind in SPEC_TYPES.items():
+        value = spec.get(key)
+        if not isinstance(value, kind) or (kind is int and not _is_int(value)):
+            raise ModelFileError(f"{where}: spec[{key!r}] must be a {kind.__name__}, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_vocab(path: Path, kind: str, expected: int) -> Vocabulary:
+    """Read one vocabulary and check its size against config.json."""
+    try:
+        vocab = Vocabulary.load(path, kind=kind)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, KgemError) as e:
+        raise ModelFileError(f"{path}: unreadable {kind} vocabulary ({e})") from e
+    if len(vocab) != expected:
+        raise ModelFileError(f"{path}: {len(vocab)} {kind} labels but {CONFIG} says {expected}")
+    return vocab
+
+
+def _read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
+    """Check the weights' hash (catches truncation and edits), then parse them with safetensors (no pickle)."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing")
+    actual = _sha256(path)
+    if actual != expected_sha256:
+        raise ModelFileError(f"{path}: sha256 {actual} does not match {CONFIG} ({expected_sha256}); "
+                             f"the file is corrupt, truncated or was modified")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from e
+
+
+def _rebuild(config: dict[str, Any], weights: dict[str, torch.Tensor], root: Path) -> Model:
+    """Rebuild the model from its spec on the meta device (no memory, no init) and assign the loaded tensors."""
+    try:
+        model = _build_meta(config["spec"], config["num_entities"], config["num_relations"])
+    except (KgemError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{root / CONFIG}: spec does not build a model ({e})") from e
+    problem = _state_mismatch(model, weights)
+    if problem:
+        raise ModelFileError(f"{root / WEIGHTS}: does not fit the model in {CONFIG}: {problem}")
+    model.load_state_dict(weights, strict=True, assign=True)
+    leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:  # a tensor outside the state dict would be left without data: a bug in kgem, not in the file
+        raise RuntimeError(f"tensors not restored from the state dict: {', '.join(leftover)}")
+    return model
+
+
+def _build_meta(spec: dict[str, Any], num_entities: int, num_relations: int) -> Model:
+    with torch.device("meta"):
+        return build_model(spec["name"], num_entities, num_relations, spec["dim"], inverse=spec["inverse"],
+                           **spec["args"])
+
+
+def _state_mismatch(model: Model, weights: dict[str, torch.Tensor]) -> str:
+    """Describe missing, unexpected and wrongly shaped tensors; '' if the weights fit the model."""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    actual = {key: tuple(value.shape) for key, value in weights.items()}
+    problems = [f"missing {key}" for key in expected if key not in actual]
+    problems += [f"unexpected {key}" for key in actual if key not in expected]
+    problems += [f"{key} has shape {actual[key]}, expected {shape}" for key, shape in expected.items()
+                 if key in actual and actual[key] != shape]
+    return "; ".join(problems)
+
+
+def _check_rebuilds(model: Model, spec: dict[str, Any]) -> None:
+    """The saved spec must rebuild ``model`` (same tensors, interaction settings and inverse flag), or the save
+    would load as a different model."""
+    try:
+        rebuilt = _build_meta(spec, model.num_entities, model.num_relations)
+    except (KgemError, TypeError, ValueError) as e:
+        raise ModelFileError(f"cannot save: spec {spec!r} does not build a model ({e})") from e
+    problem = _state_mismatch(rebuilt, dict(model.state_dict()))
+    if not problem and (rebuilt.inverse != model.inverse or _settings(rebuilt) != _settings(model)):
+        problem = f"the model is {model.interaction!r} with inverse={model.inverse}"
+    if problem:
+        raise ModelFileError(f"cannot save: spec {spec!r} does not describe this model ({problem})")
+
+
+def _settings(model: Model) -> tuple[type, dict[str, Any]]:
+    """The interaction's class and plain attributes (e.g. TransE's ``p``); compared by ``==`` so 1 equals 1.0."""
+    interaction = model.interaction
+    return type(interaction), {k: v for k, v in vars(interaction).items() if not k.startswith("_") and k != "training"}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data to disk before the swap publishes it."""
+    with open(path, "r+b") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush directory entries (new names, renames); Windows cannot open a directory for this, so skip there."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
