@@ -69,7 +69,7 @@ def _check_triples(triples: torch.Tensor, model: ScoringModel, known: KnownTripl
 
 
 @contextmanager
-def _eval_mode(model: ScoringModel) -> Iterator[None]:
+def eval_mode(model: ScoringModel) -> Iterator[None]:
     """``model.eval()`` and ``torch.no_grad()`` for the duration; the previous train/eval mode is restored after."""
     was_training = model.training
     model.train(False)
@@ -80,7 +80,7 @@ def _eval_mode(model: ScoringModel) -> Iterator[None]:
         model.train(was_training)
 
 
-def _device(model: ScoringModel) -> torch.device:
+def model_device(model: ScoringModel) -> torch.device:
     if isinstance(model, torch.nn.Module):
         for tensor in itertools.chain(model.parameters(), model.buffers()):
             return tensor.device
@@ -183,8 +183,8 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
     chosen = _parse_sides(sides)
     triples = _check_triples(triples, model, known)
     batch_size, chunk = plan_full(len(triples), model.num_entities, memory_budget_bytes, batch_size)
-    device, parts = _device(model), []
-    with _eval_mode(model), tqdm(total=len(triples) * len(chosen), disable=not progress, unit="query") as bar:
+    device, parts = model_device(model), []
+    with eval_mode(model), tqdm(total=len(triples) * len(chosen), disable=not progress, unit="query") as bar:
         for side, anchor, r, target in _views(triples, chosen):
             order, batches = _full_batches(target, batch_size, chunk)
             counts = []
@@ -243,8 +243,8 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
         fits = int((math.sqrt(num_negatives**2 + 4 * elements) - num_negatives) / 2)
         batch_size = max(1, min(fits, max(num_negatives, MIN_SAMPLED_BATCH)))
     generator = torch.Generator().manual_seed(seed)
-    device, parts = _device(model), []
-    with _eval_mode(model), tqdm(total=len(triples) * len(chosen), disable=not progress, unit="query") as bar:
+    device, parts = model_device(model), []
+    with eval_mode(model), tqdm(total=len(triples) * len(chosen), disable=not progress, unit="query") as bar:
         for side, anchor, r, target in _views(triples, chosen):
             counts = []
             for start in range(0, len(triples), batch_size):

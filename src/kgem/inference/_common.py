@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,6 +10,7 @@ import torch
 
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
+from kgem.evaluation.evaluator import eval_mode, model_device
 from kgem.models.model import Model
 
 SCORE_BUDGET = 2**22  # elements of one (queries x candidates) score block: 16 MB of float32
@@ -20,22 +19,8 @@ QUERY_BATCH = 256  # queries scored together; the candidate chunk shrinks so the
 Queries = Sequence[Sequence[str]] | pd.DataFrame
 
 
-@contextmanager
-def inference(model: Model) -> Iterator[None]:
-    """``model.eval()`` and ``torch.no_grad()`` for the duration; the previous train/eval mode is restored after."""
-    was_training = model.training
-    model.train(False)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
-def device_of(model: Model) -> torch.device:
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+inference = eval_mode  # model.eval() + no_grad, the previous mode restored after
+device_of = model_device
 
 
 def check_vocab(model: Model, entities: Vocabulary | None, relations: Vocabulary | None) -> None:
