@@ -69,12 +69,11 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
         for arg in args:
             try:
                 return coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: {value!r} matches none of {tp}")
     if tp is type(None):
         if value is None:

@@ -102,11 +102,11 @@ def _count_fields(data: bytes, delimiter: str) -> int:
     return 0
 
 
-def _parse_chunk(data: bytes, delimiter: str, quotechar: str | None) -> np.ndarray:
+def _parse_chunk(data: bytes, delimiter: str) -> np.ndarray:
+    """Parse a validated chunk without quoting (quoted chunks take ``_parse_quoted_chunk``)."""
     frame = pd.read_csv(
         io.BytesIO(data), sep=delimiter, header=None, dtype=str, na_filter=False, engine="c",
-        quoting=csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE, quotechar=quotechar or '"',
-        skip_blank_lines=True, encoding="utf-8",
+        quoting=csv.QUOTE_NONE, skip_blank_lines=True, encoding="utf-8",
     )
     return frame.to_numpy(dtype=object)
 
@@ -153,7 +153,7 @@ def iter_label_chunks(
             validate_chunk(path, data, first, delimiter, num_fields)
             if not data.strip(b"\n"):
                 continue
-            labels = _parse_chunk(data, delimiter, None)
+            labels = _parse_chunk(data, delimiter)
         if len(labels):
             empty = False
             yield labels[:, picks]

@@ -84,9 +84,13 @@ class Triples:
         """Add a reciprocal relation r⁻¹ = r + num_relations for every r, and the triple (t, r⁻¹, h) for each triple."""
         labels = self.relations.labels
         relations = Vocabulary(np.concatenate([labels, [f"{x}{INVERSE_SUFFIX}" for x in labels]]), kind="relation")
-        inverse = self.hrt[:, [2, 1, 0]] + torch.tensor([0, self.num_relations, 0])
-        return Triples(torch.cat([self.hrt, inverse]), self.entities, relations, f"{self.source} + inverse",
-                       dict(self.stats))
+        return Triples(with_inverse(self.hrt, self.num_relations), self.entities, relations,
+                       f"{self.source} + inverse", dict(self.stats))
+
+
+def with_inverse(hrt: torch.Tensor, num_relations: int) -> torch.Tensor:
+    """Append (t, r + num_relations, h) for every (h, r, t)."""
+    return torch.cat([hrt, hrt[:, [2, 1, 0]] + torch.tensor([0, num_relations, 0])])
 
 
 def unique_rows(hrt: torch.Tensor, num_entities: int, num_relations: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,16 +15,12 @@ from collections.abc import Iterator
 import torch
 
 from kgem.data.known import KnownTriples
+from kgem.data.triples import with_inverse
 from kgem.models.model import Model
 from kgem.training.losses import Loss
 from kgem.training.samplers import NegativeSampler
 
 Step = tuple[torch.Tensor, list[torch.Tensor]]  # (fit loss, factors for the regularizer)
-
-
-def with_inverse(hrt: torch.Tensor, num_relations: int) -> torch.Tensor:
-    """Append (t, r + num_relations, h) for every (h, r, t)."""
-    return torch.cat([hrt, hrt[:, [2, 1, 0]] + torch.tensor([0, num_relations, 0])])
 
 
 def shuffled_batches(rows: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
