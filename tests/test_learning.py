@@ -9,14 +9,9 @@ from kgem.data import load_dataset
 from kgem.evaluation import evaluate
 from kgem.models import MODELS, build_model
 from kgem.training import LOSSES, SLCWA, NegativeSampler, OneVsAll, Trainer, build_optimizer
+from references import bilinear, merged, translational
 
-# name -> (interaction args, approach, loss, loss args)
-RECIPES = {
-    "transe": ({"p": 1.0}, "slcwa", "margin_ranking", {"margin": 1.0}),
-    "distmult": ({}, "1vsall", "cross_entropy", {}),
-    "complex": ({}, "1vsall", "cross_entropy", {}),
-    "rotate": ({}, "slcwa", "self_adversarial", {"margin": 6.0}),
-}
+RECIPES = merged(bilinear.RECIPES, translational.RECIPES)
 
 
 def train_and_evaluate(name: str, seed: int = 0, epochs: int = 20) -> float:

@@ -3,39 +3,20 @@ scoring mode against per-triple scores, and every fast path against the broadcas
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import torch
 
 from kgem.models import INTERACTIONS, MODELS, build_model
+from references import bilinear, merged, translational
 
-Vec = torch.Tensor
-
-
-def _transe(p: float) -> Callable[[Vec, Vec, Vec], float]:
-    def score(h: Vec, r: Vec, t: Vec) -> float:
-        h, t = h / h.norm(), t / t.norm()
-        return -sum(abs(float(h[i] + r[i] - t[i])) ** p for i in range(len(h))) ** (1 / p)
-    return score
-
-
-# name -> (interaction arguments, naive formula on one triple's vectors)
-REFERENCE: dict[str, list[tuple[dict, Callable[[Vec, Vec, Vec], float]]]] = {
-    "transe": [({"p": 2.0}, _transe(2.0)), ({"p": 1.0}, _transe(1.0))],
-    "distmult": [({}, lambda h, r, t: sum(float(h[i] * r[i] * t[i]) for i in range(len(h))))],
-    "complex": [({}, lambda h, r, t: sum((complex(h[i]) * complex(r[i]) * complex(t[i]).conjugate()).real
-                                        for i in range(len(h))))],
-    "rotate": [({}, lambda h, r, t: -sum(abs(complex(h[i]) * complex(r[i]) - complex(t[i]))
-                                         for i in range(len(h))))],
-}
+REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE)
 CASES = [(name, args, formula) for name, rows in REFERENCE.items() for args, formula in rows]
 E, R, D = 7, 3, 5
 
 
 def make(name: str, args: dict, inverse: bool = False, seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(name, E, R, D, inverse=inverse, **args)
+    return build_model(name, E, R, D, inverse=inverse, **args).eval()  # eval: no dropout in neural models
 
 
 def all_triples() -> torch.Tensor:
@@ -55,11 +36,12 @@ def test_forward_equals_reference_formula(name, args, formula) -> None:
     with torch.no_grad():
         scores = model.score_hrt(hrt)
         h, r, t = model.entity(hrt[:, 0]), model.relation(hrt[:, 1]), model.entity(hrt[:, 2])
-        if not model.interaction.normalize_entities:
-            expected = [formula(h[i], r[i], t[i]) for i in range(len(hrt))]
+        inter = model.interaction
+        if not inter.normalize_entities:
+            expected = [formula(h[i], r[i], t[i], inter) for i in range(len(hrt))]
         else:  # the reference normalises itself: give it the raw rows
             raw = model.entity.weight
-            expected = [formula(raw[a], r[i], raw[c]) for i, (a, _, c) in enumerate(hrt.tolist())]
+            expected = [formula(raw[a], r[i], raw[c], inter) for i, (a, _, c) in enumerate(hrt.tolist())]
     assert torch.allclose(scores, torch.tensor(expected, dtype=scores.dtype), atol=1e-5)
 
 

@@ -15,6 +15,12 @@ all heads           ``(1, C, d), (B, 1, d), (B, 1, d)``          ``(B, C)``
 ``score_t`` / ``score_h`` score a batch against a candidate table ``(C, d)``. The default broadcasts in chunks
 of candidates so memory stays bounded; interactions with a closed form (a matmul, the expanded square)
 override them, and a test proves the override equals the broadcast path.
+
+A representation row is a flat vector of floats (complex numbers for the ``complex`` kind). An interaction that
+needs several parts per row (TransR's translation and projection matrix, KG2E's mean and covariance) asks for a
+wider row through ``entity_width`` / ``relation_width`` and splits the last dimension itself, so every scoring
+mode and the chunked broadcast keep working unchanged. ``reset_entity`` / ``reset_relation`` initialise rows whose
+parts need their own start values (positive variances, zero biases) when the user gives no initializer.
 """
 
 from __future__ import annotations
@@ -38,6 +44,24 @@ class Interaction(nn.Module):
     relation_kind: ClassVar[Kind] = "real"
     normalize_entities: ClassVar[bool] = False
     reference: ClassVar[str] = ""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def entity_width(self) -> int:
+        """Numbers per entity row (complex numbers for the complex kind)."""
+        return self.dim
+
+    def relation_width(self) -> int:
+        """Numbers per relation row."""
+        return self.dim
+
+    def reset_entity(self, weight: torch.Tensor) -> None:
+        """Initialise the raw entity table in place when no initializer is given (default: keep the uniform)."""
+
+    def reset_relation(self, weight: torch.Tensor) -> None:
+        """Initialise the raw relation table in place when no initializer is given."""
 
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -70,11 +70,16 @@ def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, i
     """Build a registered model: embedding tables shaped for its interaction, plus the interaction."""
     if name.lower() == "randombaseline":
         return random_baseline(num_entities, num_relations, inverse=inverse)
-    interaction = INTERACTIONS.get(name)(**interaction_args)
-    entity = Embedding(num_entities, dim, kind=interaction.entity_kind, initializer=entity_initializer,
-                       normalize=interaction.normalize_entities, sparse=sparse)
-    relation = Embedding(num_relations * (2 if inverse else 1), dim, kind=interaction.relation_kind,
-                         initializer=relation_initializer, sparse=sparse)
+    interaction = INTERACTIONS.get(name)(dim, **interaction_args)
+    entity = Embedding(num_entities, interaction.entity_width(), kind=interaction.entity_kind,
+                       initializer=entity_initializer, normalize=interaction.normalize_entities, sparse=sparse)
+    relation = Embedding(num_relations * (2 if inverse else 1), interaction.relation_width(),
+                         kind=interaction.relation_kind, initializer=relation_initializer, sparse=sparse)
+    with torch.no_grad():
+        if entity_initializer is None:
+            interaction.reset_entity(entity.weight)
+        if relation_initializer is None:
+            interaction.reset_relation(relation.weight)
     return Model(entity, relation, interaction, num_relations=num_relations, inverse=inverse)
 
 

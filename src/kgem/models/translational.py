@@ -26,8 +26,8 @@ class TransE(Interaction):
     normalize_entities = True
     reference = "Bordes et al. 2013, Translating embeddings for modeling multi-relational data"
 
-    def __init__(self, p: float = 2.0) -> None:
-        super().__init__()
+    def __init__(self, dim: int, p: float = 2.0) -> None:
+        super().__init__(dim)
         self.p = p
 
     def extra_repr(self) -> str:
