@@ -14,18 +14,23 @@ from references import bilinear, merged, translational
 RECIPES = merged(bilinear.RECIPES, translational.RECIPES)
 
 
-def train_and_evaluate(name: str, seed: int = 0, epochs: int = 20) -> float:
+DEFAULTS = {"dim": 32, "lr": 0.02, "epochs": 20, "batch_size": 128, "num_negatives": 16}
+
+
+def train_and_evaluate(name: str, seed: int = 0, epochs: int | None = None) -> float:
     torch.manual_seed(seed)
     ds = load_dataset("umls")
     if name == "randombaseline":
         model = build_model(name, ds.num_entities, ds.num_relations, 16)
     else:
-        args, approach_name, loss_name, loss_args = RECIPES[name]
-        model = build_model(name, ds.num_entities, ds.num_relations, 32, inverse=approach_name == "1vsall", **args)
-        approach = OneVsAll() if approach_name == "1vsall" else SLCWA(NegativeSampler(16))
-        optimizer = build_optimizer("adam", model.parameters(), lr=0.02)
-        Trainer(model, approach, LOSSES.get(loss_name)(**loss_args), optimizer, batch_size=128, seed=seed,
-                progress=False).fit(ds.train.hrt, epochs)
+        args, approach_name, loss_name, loss_args, *more = RECIPES[name]
+        opt = {**DEFAULTS, **(more[0] if more else {})}  # an optional 5th entry overrides DEFAULTS
+        model = build_model(name, ds.num_entities, ds.num_relations, opt["dim"], inverse=approach_name == "1vsall",
+                            **args)
+        approach = OneVsAll() if approach_name == "1vsall" else SLCWA(NegativeSampler(opt["num_negatives"]))
+        optimizer = build_optimizer("adam", model.parameters(), lr=opt["lr"])
+        Trainer(model, approach, LOSSES.get(loss_name)(**loss_args), optimizer, batch_size=opt["batch_size"],
+                seed=seed, progress=False).fit(ds.train.hrt, epochs or opt["epochs"])
     assert ds.test is not None
     return evaluate(model, ds.test.hrt, known=ds.known()).mrr
 

@@ -6,8 +6,9 @@ raw rows the interaction sees for h, r, t (1-D tensors; complex for complex kind
 its own parameters, e.g. a core tensor), and returns a float, written as plainly as possible (Python loops over
 coordinates), never by calling the interaction.
 
-``RECIPES``: name -> (interaction arguments, approach "slcwa" | "1vsall", loss name, loss arguments) for training
-on UMLS in tests/test_learning.py.
+``RECIPES``: name -> (interaction arguments, approach "slcwa" | "1vsall", loss name, loss arguments[, options]) for
+training on UMLS in tests/test_learning.py; the optional ``options`` dict overrides ``DEFAULTS`` there (dim, lr,
+epochs, batch_size, num_negatives).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 Formula = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.nn.Module], float]
 References = dict[str, list[tuple[dict[str, Any], Formula]]]
-Recipes = dict[str, tuple[dict[str, Any], str, str, dict[str, Any]]]
+Recipes = dict[str, tuple[Any, ...]]
 
 
 def merged(*tables: dict[str, Any]) -> dict[str, Any]:
