@@ -96,6 +96,32 @@ def test_sigterm_checkpoints_then_stops_and_resume_matches(tmp_path) -> None:
     assert_same(resumed, reference)
 
 
+class SignalAt(OneVsAll):
+    """OneVsAll that sends SIGTERM to this process during its ``at``-th step (same maths otherwise)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def step(self, model, batch, loss, generator):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().step(model, batch, loss, generator)
+
+
+def test_sigterm_mid_epoch_checkpoints_the_batch_and_resume_matches(tmp_path) -> None:
+    reference, ref_losses = run(str(tmp_path / "ref"), 3)
+    trainer, stopper = make_trainer()
+    trainer.approach = SignalAt(at=17)  # UMLS has 2 * 5216 rows with inverses: 21 batches of 512 per epoch
+    with pytest.raises(TrainingInterrupted, match="in epoch 1 after batch 17"):
+        trainer.fit(load_dataset("umls").train.hrt, 3, stopper, checkpoints=Checkpoints(tmp_path / "mid"))
+    assert [p.name for p in Checkpoints(tmp_path / "mid").all()] == ["epoch-000000-batch-000000017"]
+    resumed, losses = run(str(tmp_path / "mid"), 3, resume=True)
+    assert losses == ref_losses
+    assert_same(resumed, reference)
+
+
 def test_corrupt_latest_is_named_and_fallback_uses_the_one_before(tmp_path) -> None:
     run(str(tmp_path), 3)
     latest = Checkpoints(tmp_path).all()[-1]

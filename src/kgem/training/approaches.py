@@ -10,8 +10,6 @@ With a model built with ``inverse=True`` the training triples get their reciproc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 
 from kgem.data.known import KnownTriples
@@ -21,12 +19,6 @@ from kgem.training.losses import Loss
 from kgem.training.samplers import NegativeSampler
 
 Step = tuple[torch.Tensor, list[torch.Tensor]]  # (fit loss, factors for the regularizer)
-
-
-def shuffled_batches(rows: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    order = torch.randperm(len(rows), generator=generator)
-    for start in range(0, len(rows), batch_size):
-        yield rows[order[start : start + batch_size]]
 
 
 class Approach:

@@ -1,6 +1,7 @@
 """Checkpoints that resume exactly: model, optimizer, scheduler, RNG states, epoch, history, early stopping.
 
-A checkpoint is a folder ``epoch-NNNNNN`` with ``state.json`` (scalars) and ``tensors.safetensors`` (every tensor,
+A checkpoint is a folder ``epoch-NNNNNN`` (or ``epoch-NNNNNN-batch-NNNNNNNNN`` when a signal stopped the next
+epoch part-way; names sort in training order) with ``state.json`` (scalars) and ``tensors.safetensors`` (every tensor,
 flattened to string keys) — no pickle. Folders are written under a temporary name and renamed into place.
 """
 
@@ -63,7 +64,10 @@ class Checkpoints:
         tensors: dict[str, torch.Tensor] = {}
         scalars = flatten("state", state, tensors)
         self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"epoch-{state['epoch']:06d}"
+        name = f"epoch-{state['epoch']:06d}"  # epochs completed; a mid-epoch one also names the batches done after
+        if state.get("partial"):
+            name += f"-batch-{state['partial']['batches']:09d}"
+        final = self.directory / name
         staging = Path(tempfile.mkdtemp(dir=self.directory, prefix=".partial-"))
         try:
             save_file(tensors, str(staging / "tensors.safetensors"))

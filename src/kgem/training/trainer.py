@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from kgem.errors import KgemError
 from kgem.models.model import Model
-from kgem.training.approaches import Approach, shuffled_batches
+from kgem.training.approaches import Approach
 from kgem.training.checkpoint import Checkpoints
 from kgem.training.losses import Loss
 from kgem.training.regularizers import Regularizer
@@ -26,25 +27,40 @@ class TrainingError(KgemError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
 
 
+@dataclass
+class Tally:
+    """Running totals of one epoch: batches done and the loss summed over their examples."""
+
+    batches: int = 0
+    total: float = 0.0
+    count: int = 0
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(self.count, 1)
+
+
 def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
                 optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
-                epoch: int = 0) -> float:
-    """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss."""
+                epoch: int = 0, tally: Tally | None = None) -> float:
+    """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
+    ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean."""
+    tally = tally if tally is not None else Tally()
     model.train()
-    total, count = 0.0, 0
-    for i, batch in enumerate(batches):
+    for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         fit, factors = approach.step(model, batch, loss, generator)
         value = fit + regularizer(factors) if regularizer is not None else fit
         current = float(value.detach())
-        if not torch.isfinite(torch.tensor(current)):
-            raise TrainingError(f"the loss became {current} at epoch {epoch}, batch {i}; "
+        if not math.isfinite(current):
+            raise TrainingError(f"the loss became {current} at epoch {epoch}, batch {tally.batches}; "
                                 f"try a lower learning rate or a regularizer")
         value.backward()
         optimizer.step()
-        total += current * len(batch)
-        count += len(batch)
-    return total / max(count, 1)
+        tally.batches += 1
+        tally.total += current * len(batch)
+        tally.count += len(batch)
+    return tally.mean
 
 
 @dataclass
@@ -98,22 +114,30 @@ class Trainer:
             checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
         """Train for ``epochs`` on the training triples ``hrt (n, 3)``.
 
-        With ``checkpoints``, state is saved every ``checkpoints.every`` epochs, at the end, and at the end of the
-        epoch in which SIGTERM/SIGINT arrived (then TrainingInterrupted is raised). ``resume`` continues from the
-        newest checkpoint (``fallback``: from the one before if the newest is corrupt) and gives exactly the result
-        of an uninterrupted run.
+        With ``checkpoints``, state is saved every ``checkpoints.every`` epochs and at the end. On SIGTERM/SIGINT
+        the current batch finishes, a checkpoint is saved (mid-epoch if need be) and TrainingInterrupted is raised.
+        ``resume`` continues from the newest checkpoint (``fallback``: from the one before if the newest is
+        corrupt) and gives exactly the result of an uninterrupted run.
         """
         rows = self.approach.prepare(hrt, self.model)
-        history, first = History(), 1
+        history, first, partial = History(), 1, None
         if resume and checkpoints is not None:
             state = checkpoints.load_latest(fallback)
             if state is not None:
                 first = self.restore(state, history, early_stopping) + 1
+                partial = state.get("partial")
         start = time.perf_counter() - history.seconds
         with _StopOnSignal(enabled=checkpoints is not None) as signals:
             bar = tqdm(range(first, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
             for epoch in bar:
-                stop = self._epoch(rows, epoch, history, early_stopping, bar)
+                order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals)
+                history.seconds = time.perf_counter() - start
+                if checkpoints is not None and tally.count < len(rows):  # a signal stopped the epoch
+                    partial_state = {"order": order, **dataclasses.asdict(tally)}
+                    checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
+                    raise TrainingInterrupted(f"stopped by signal in epoch {epoch} after batch {tally.batches}; "
+                                              f"resume to continue")
+                stop = self._end_epoch(tally.mean, epoch, history, early_stopping, bar)
                 history.seconds = time.perf_counter() - start
                 last = stop or epoch == epochs or signals.received
                 if checkpoints is not None and (epoch % checkpoints.every == 0 or last):
@@ -128,17 +152,36 @@ class Trainer:
             history.best_epoch = early_stopping.best_epoch
         return history
 
-    def _epoch(self, rows: torch.Tensor, epoch: int, history: History, early_stopping: EarlyStopping | None,
-               bar: Any) -> bool:
-        """One epoch plus its validation; True when early stopping says stop."""
-        total = (len(rows) + self.batch_size - 1) // self.batch_size
-        batches = tqdm(shuffled_batches(rows, self.batch_size, self.generator), total=total, leave=False,
-                       unit="batch", disable=not self.progress)
-        history.losses.append(train_epoch(self.model, self.approach, batches, self.loss, self.optimizer,
-                                          self.regularizer, self.generator, epoch))
+    def _run_batches(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None,
+                     signals: _StopOnSignal) -> tuple[torch.Tensor, Tally]:
+        """Train on this epoch's shuffled batches (continuing ``partial``), stopping early on a signal."""
+        if partial is not None:
+            order = partial["order"]
+            tally = Tally(int(partial["batches"]), float(partial["total"]), int(partial["count"]))
+        else:
+            order, tally = torch.randperm(len(rows), generator=self.generator), Tally()
+        size = self.batch_size
+
+        def batches() -> Iterator[torch.Tensor]:
+            for begin in range(tally.batches * size, len(rows), size):
+                if signals.received:
+                    return
+                yield rows[order[begin : begin + size]]
+
+        total = (len(rows) + size - 1) // size
+        bar = tqdm(batches(), total=total, initial=tally.batches, leave=False, unit="batch",
+                   disable=not self.progress)
+        train_epoch(self.model, self.approach, bar, self.loss, self.optimizer, self.regularizer, self.generator,
+                    epoch, tally)
+        return order, tally
+
+    def _end_epoch(self, loss: float, epoch: int, history: History, early_stopping: EarlyStopping | None,
+                   bar: Any) -> bool:
+        """Record the epoch, step the scheduler, validate; True when early stopping says stop."""
+        history.losses.append(loss)
         if self.scheduler is not None:
             self.scheduler.step()
-        postfix = {"loss": f"{history.losses[-1]:.4f}"}
+        postfix = {"loss": f"{loss:.4f}"}
         stop = False
         if early_stopping is not None and epoch % early_stopping.frequency == 0:
             value, stop = early_stopping.check(self.model, epoch)
@@ -148,8 +191,10 @@ class Trainer:
         bar.set_postfix(postfix)
         return stop
 
-    def state(self, epoch: int, history: History, early_stopping: EarlyStopping | None) -> dict[str, Any]:
-        """Everything an exact resume needs, as nested dicts of tensors and scalars."""
+    def state(self, epoch: int, history: History, early_stopping: EarlyStopping | None,
+              partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything an exact resume needs, as nested dicts of tensors and scalars. ``epoch``: epochs completed;
+        ``partial``: how far the next epoch got (its row order and tally) when a signal interrupted it."""
         stopper = None
         if early_stopping is not None:
             stopper = {"best": early_stopping.best, "best_epoch": early_stopping.best_epoch,
@@ -157,7 +202,7 @@ class Trainer:
         return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "history": dataclasses.asdict(history), "early_stopping": stopper}
+                "history": dataclasses.asdict(history), "early_stopping": stopper, "partial": partial}
 
     def restore(self, state: dict[str, Any], history: History, early_stopping: EarlyStopping | None) -> int:
         """Load a ``state()``; returns its epoch."""
