@@ -15,6 +15,19 @@ class DataConfig:
     path: str | None = help_field(None, "read the dataset from this local folder instead of the cache")
     on_unseen: Literal["error", "drop"] = help_field("drop", "valid/test triples with entities unseen in train")
     on_duplicates: Literal["keep", "drop"] = help_field("keep", "duplicate triples")
+    format: str = help_field("raw_udd_hrt", "DGL-KE file format: raw_udd_{order} (label triples, columns in "
+                             "that order, e.g. raw_udd_htr) or udd_{order} (ids + entities.dict/relations.dict)")
+    files: list[str] = help_field([], "train [valid [test]] file names inside path (default: train/valid/test.*)")
+    split: list[float] = help_field([0.8, 0.1, 0.1], "train/valid/test fractions for one DataFrame or file of facts")
+    split_seed: int = help_field(0, "seed of that split")
+
+    def __post_init__(self) -> None:
+        order = self.format.removeprefix("raw_udd_").removeprefix("udd_")
+        if order == self.format or sorted(order) != ["h", "r", "t"]:
+            raise ConfigError(f"data.format must be raw_udd_{{order}} or udd_{{order}} with order a permutation of "
+                              f"hrt (e.g. raw_udd_hrt, udd_htr), got {self.format!r}")
+        if len(self.files) > 3:
+            raise ConfigError(f"data.files takes at most 3 names (train, valid, test), got {len(self.files)}")
 
 
 @dataclass(frozen=True, kw_only=True)

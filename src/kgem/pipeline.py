@@ -11,20 +11,25 @@ from typing import Any
 import pandas as pd
 import torch
 
-from kgem.config import apply_overrides, from_dict, load_config, to_dict
+from kgem.atomic import atomic_write
+from kgem.config import apply_overrides, from_dict, load_config, save_config, to_dict
 from kgem.configs import DataConfig, EvaluationConfig, PipelineConfig
-from kgem.data import Dataset, load_dataset, relation_categories
+from kgem.data import Dataset, KnownTriples, Vocabulary, load_dataset, relation_categories
+from kgem.data.readers import order_to_columns
+from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, evaluate
 from kgem.factory import model_from_config, trainer_from_config
+from kgem.inference.predictor import LinkPredictor
 from kgem.models import Model
-from kgem.training import EarlyStopping, History
+from kgem.training import Checkpoints, EarlyStopping, History
 
 Data = str | os.PathLike[str] | Dataset | pd.DataFrame | None
 
 
 @dataclass
-class PipelineResult:
-    """The trained model with its data, training history, test evaluation and timings (seconds)."""
+class PipelineResult(LinkPredictor):
+    """The trained model with its data, training history, test evaluation and timings (seconds), plus the
+    prediction methods of ``LinkPredictor`` (known triples = all splits of the dataset)."""
 
     config: PipelineConfig
     model: Model
@@ -32,6 +37,21 @@ class PipelineResult:
     history: History
     evaluation: EvaluationResult | None
     timings: dict[str, float] = field(default_factory=dict)
+    output: Path | None = None
+    known_cache: KnownTriples | None = field(default=None, repr=False)
+
+    @property
+    def entities(self) -> Vocabulary:  # type: ignore[override]
+        return self.dataset.entities
+
+    @property
+    def relations(self) -> Vocabulary:  # type: ignore[override]
+        return self.dataset.relations
+
+    def known_triples(self) -> KnownTriples:
+        if self.known_cache is None:
+            self.known_cache = self.dataset.known()
+        return self.known_cache
 
     def metrics(self) -> pd.DataFrame:
         """The test metrics table (rows head / tail / both), empty without a test split."""
@@ -69,14 +89,28 @@ def resolve_config(config: PipelineConfig | dict[str, Any] | str | os.PathLike[s
 
 
 def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
-    """The dataset: given directly (Dataset, DataFrame of train triples, folder) or named in the config."""
+    """The dataset: given directly (a Dataset, a DataFrame of facts, a folder, a file of facts) or named in the
+    config, read in ``cfg.format``. One DataFrame or file of facts is split by ``cfg.split`` with nothing unseen in
+    valid/test."""
     if isinstance(data, Dataset):
         return data
     if isinstance(data, pd.DataFrame):
-        return Dataset.from_dfs(data, on_duplicates=cfg.on_duplicates)
+        return Dataset.from_split(data, cfg.split, seed=cfg.split_seed, on_duplicates=cfg.on_duplicates)
     source = str(data) if data is not None else cfg.dataset
-    return load_dataset(source, path=cfg.path if data is None else None, on_unseen=cfg.on_unseen,
-                        on_duplicates=cfg.on_duplicates)
+    folder = cfg.path if data is None and cfg.path is not None else source
+    order = cfg.format.rpartition("_")[2]
+    if cfg.format.startswith("udd_"):
+        files = tuple(cfg.files) if cfg.files else ("train.tsv", "valid.tsv", "test.tsv")
+        return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
+    reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates}
+    if order != "hrt":
+        reader["columns"] = order_to_columns(order)
+    if cfg.files:
+        paths = [Path(folder) / name for name in cfg.files] + [None] * (3 - len(cfg.files))
+        return Dataset.from_files(*paths, on_unseen=cfg.on_unseen, **reader)  # type: ignore[arg-type]
+    if Path(folder).is_file():
+        return Dataset.from_split(folder, cfg.split, seed=cfg.split_seed, **reader)
+    return load_dataset(source, path=cfg.path if data is None else None, on_unseen=cfg.on_unseen, **reader)
 
 
 def run_evaluation(model: Model, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
@@ -87,13 +121,20 @@ def run_evaluation(model: Model, dataset: Dataset, hrt: torch.Tensor, cfg: Evalu
 
 
 def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | None = None, *, data: Data = None,
-             overrides: list[str] | None = None, progress: bool = True) -> PipelineResult:
+             overrides: list[str] | None = None, progress: bool = True, output: str | os.PathLike[str] | None = None,
+             checkpoint_every: int = 1, resume: bool = False) -> PipelineResult:
     """Load data, build the model, train (early stopping on validation MRR), evaluate on test.
 
     ``config``: a PipelineConfig, a dict of sections, or a YAML/JSON file; ``overrides``: ``["model.dim=200"]``.
     The same config gives the same result from Python and from ``kgem train --config``.
+
+    ``output``: a run folder receiving ``config.yaml`` (the resolved config), ``checkpoints/`` (every
+    ``checkpoint_every`` epochs, and on SIGTERM/SIGINT), ``model/`` (the saved model, see ``kgem.load``) and
+    ``metrics.csv`` / ``losses.csv``. ``resume=True`` continues the run in ``output`` from its newest checkpoint
+    (see ``resume``) and ends exactly as an uninterrupted run would.
     """
     cfg = resolve_config(config, overrides)
+    run = RunFolder(Path(output), cfg, resume) if output is not None else None
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = load_data(cfg.data, data)
@@ -108,10 +149,49 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
         known = dataset.known(cfg.evaluation.filter) if cfg.evaluation.filter else None
         stopper = EarlyStopping(lambda m: evaluate(m, valid, known=known).mrr, frequency=cfg.training.frequency,
                                 patience=cfg.training.patience, min_delta=cfg.training.min_delta)
+    checkpoints = Checkpoints(run.path / "checkpoints", every=checkpoint_every) if run is not None else None
     start = time.perf_counter()
-    history = trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper)
+    history = trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper, checkpoints=checkpoints, resume=resume)
     timings["train"] = time.perf_counter() - start
     start = time.perf_counter()
     result = run_evaluation(model, dataset, dataset.test.hrt, cfg.evaluation) if dataset.test is not None else None
     timings["evaluate"] = time.perf_counter() - start
-    return PipelineResult(cfg, model, dataset, history, result, timings)
+    outcome = PipelineResult(cfg, model, dataset, history, result, timings)
+    if run is not None:
+        run.finish(outcome)
+    return outcome
+
+
+def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True) -> PipelineResult:
+    """Continue the run in folder ``output`` (started by ``pipeline(..., output=...)``) from its newest checkpoint,
+    with the config saved there."""
+    config = Path(output) / RunFolder.CONFIG
+    if not config.is_file():
+        raise ConfigError(f"{output} is not a run folder: {config} is missing (start it with kgem train --output)")
+    return pipeline(config, data=data, progress=progress, output=output, resume=True)
+
+
+class RunFolder:
+    """The files of a run: the resolved config first, then checkpoints, then the model and result tables."""
+
+    CONFIG = "config.yaml"
+
+    def __init__(self, path: Path, cfg: PipelineConfig, resume: bool) -> None:
+        self.path = path
+        checkpoints = Checkpoints(path / "checkpoints").all()
+        if checkpoints and not resume:
+            raise ConfigError(f"{path} already holds checkpoints of a run; resume it (kgem resume {path}) or choose "
+                              f"a new output folder")
+        path.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, path / self.CONFIG)
+
+    def finish(self, result: PipelineResult) -> None:
+        result.output = self.path
+        result.save(self.path / "model")
+        write_csv(result.metrics(), self.path / "metrics.csv")
+        write_csv(result.losses(), self.path / "losses.csv")
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_write(path) as f:
+        frame.to_csv(f)

@@ -20,7 +20,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import kgem
+from kgem.data import Dataset, KnownTriples, Triples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError
+from kgem.inference.predictor import LinkPredictor
 from kgem.models.model import Model, build_model
 
 FORMAT_VERSION = 1
@@ -44,8 +47,9 @@ class ModelFileError(KgemError, ValueError):
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """What ``load_model`` returns: the model (in eval mode), its vocabularies and the saved metadata."""
+class LoadedModel(LinkPredictor):
+    """What ``load_model`` returns: the model (in eval mode), its vocabularies and the saved metadata, with the
+    prediction methods of ``LinkPredictor``. ``with_known(dataset)`` attaches the facts to mark or remove."""
 
     model: Model
     entities: Vocabulary
@@ -53,6 +57,32 @@ class LoadedModel:
     spec: dict[str, Any]
     extra: dict[str, Any]
     config: dict[str, Any]
+    known: KnownTriples | None = None
+
+    def known_triples(self) -> KnownTriples | None:
+        return self.known
+
+    def with_known(self, data: Dataset | Triples | Sequence[Triples]) -> LoadedModel:
+        """A copy that knows the triples of ``data`` (all splits of a dataset), matched to this model by label;
+        triples whose labels the model does not know are left out."""
+        parts = list(data.splits().values()) if isinstance(data, Dataset) else (
+            [data] if isinstance(data, Triples) else list(data))
+        hrt = torch.cat([self._encode(part) for part in parts]) if parts else torch.zeros(0, 3, dtype=torch.long)
+        return replace(self, known=KnownTriples(hrt, self.model.num_entities, self.model.num_relations))
+
+    def _encode(self, triples: Triples) -> torch.Tensor:
+        if triples.entities == self.entities and triples.relations == self.relations:
+            return triples.hrt
+        entity_map = torch.from_numpy(self.entities.lookup(triples.entities.labels))
+        relation_map = torch.from_numpy(self.relations.lookup(triples.relations.labels))
+        hrt = torch.stack([entity_map[triples.hrt[:, 0]], relation_map[triples.hrt[:, 1]],
+                           entity_map[triples.hrt[:, 2]]], 1)
+        return hrt[(hrt >= 0).all(1)]
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Save again (e.g. after fine-tuning ``model``) with the same spec and metadata."""
+        return save_model(self.model, directory, entities=self.entities, relations=self.relations, spec=self.spec,
+                          extra=self.extra)
 
 
 def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Vocabulary, relations: Vocabulary,

@@ -128,6 +128,26 @@ class Dataset:
         return cls(tr, others[0], others[1], name=name)
 
     @classmethod
+    def from_split(cls, facts: pd.DataFrame | Triples | str | os.PathLike[str],
+                   ratios: Sequence[float] = (0.8, 0.1, 0.1), *, seed: int = 0, name: str | None = None,
+                   columns: tuple[str, str, str] = ("head", "relation", "tail"),
+                   on_duplicates: OnDuplicates = "drop", **read_options: Any) -> Dataset:
+        """Split one set of facts (a DataFrame, Triples, or a triples file) into train/valid/test by ``ratios``
+        (seeded), keeping every entity and relation in train, so valid and test have nothing unseen."""
+        from kgem.data.split import split_indices
+
+        if isinstance(facts, pd.DataFrame):
+            triples = triples_from_df(facts, columns=columns, on_duplicates=on_duplicates, source=name or "dataframe")
+        elif isinstance(facts, Triples):
+            triples = facts
+        else:
+            triples = read_triples(facts, on_duplicates=on_duplicates, **read_options)
+        label = name or Path(triples.source).stem
+        parts = [Triples(triples.hrt[ids], triples.entities, triples.relations, source=f"{label}/{split}")
+                 for split, ids in zip(SPLITS, split_indices(triples.hrt, ratios, seed=seed))]
+        return cls(parts[0], parts[1] if len(parts[1]) else None, parts[2] if len(parts[2]) else None, name=label)
+
+    @classmethod
     def from_id_files(cls, folder: str | os.PathLike[str], *, order: str = "hrt",
                       files: tuple[str, str, str] = ("train.tsv", "valid.tsv", "test.tsv"),
                       name: str | None = None) -> Dataset:

@@ -1,0 +1,74 @@
+"""``LinkPredictor``: the inference functions as methods of anything that holds a model and its vocabularies
+(a loaded model, a pipeline result), so users write ``trained.predict_tails([("virus", "causes")])``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from kgem.data.known import KnownTriples
+from kgem.data.vocab import Vocabulary
+from kgem.inference._common import Queries
+from kgem.inference.export import export_embeddings
+from kgem.inference.predict import predict_heads, predict_relations, predict_tails, score_triples
+from kgem.inference.similarity import Metric, similar
+from kgem.inference.top import top_triples
+from kgem.models.model import Model
+
+
+class LinkPredictor:
+    """Mixin: subclasses provide ``model``, ``entities``, ``relations`` and ``known_triples()`` (the facts to mark
+    as known or remove, or None when they are not at hand)."""
+
+    model: Model
+    entities: Vocabulary
+    relations: Vocabulary
+
+    def known_triples(self) -> KnownTriples | None:
+        return None
+
+    def _known(self, remove_known: bool) -> KnownTriples | None:
+        known = self.known_triples()
+        if remove_known and known is None:
+            from kgem.errors import DataError
+
+            raise DataError("remove_known needs the known triples: load the model with its dataset "
+                            "(e.g. kgem.load(dir).with_known(dataset))")
+        return known
+
+    def predict_tails(self, queries: Queries, *, k: int = 10, remove_known: bool = False) -> pd.DataFrame:
+        """Top-k tails of ``(head, relation)`` label pairs; see ``kgem.inference.predict_tails``."""
+        return predict_tails(self.model, self.entities, self.relations, queries, k=k,
+                             known=self._known(remove_known), remove_known=remove_known)
+
+    def predict_heads(self, queries: Queries, *, k: int = 10, remove_known: bool = False) -> pd.DataFrame:
+        """Top-k heads of ``(relation, tail)`` label pairs."""
+        return predict_heads(self.model, self.entities, self.relations, queries, k=k,
+                             known=self._known(remove_known), remove_known=remove_known)
+
+    def predict_relations(self, pairs: Queries, *, k: int = 10, remove_known: bool = False) -> pd.DataFrame:
+        """Top-k relations between ``(head, tail)`` label pairs."""
+        return predict_relations(self.model, self.entities, self.relations, pairs, k=k,
+                                 known=self._known(remove_known), remove_known=remove_known)
+
+    def score_triples(self, triples: Queries) -> pd.DataFrame:
+        """Scores of ``(head, relation, tail)`` label triples, in input order."""
+        return score_triples(self.model, self.entities, self.relations, triples, known=self.known_triples())
+
+    def top_triples(self, *, k: int = 100, relation: str | None = None, remove_known: bool = False) -> pd.DataFrame:
+        """The k highest-scoring triples of one relation or of the whole graph (bounded memory)."""
+        return top_triples(self.model, self.entities, self.relations, k=k, relation=relation,
+                           known=self._known(remove_known), remove_known=remove_known)
+
+    def similar(self, labels: list[str], *, k: int = 10, metric: Metric = "cosine",
+                kind: Literal["entity", "relation"] = "entity") -> pd.DataFrame:
+        """Nearest entities (or relations) of each label by cosine, dot or (negative) L2."""
+        vocab = self.entities if kind == "entity" else self.relations
+        return similar(self.model, vocab, labels, k=k, metric=metric, kind=kind)
+
+    def export(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+        """Embeddings as .npy + TSV labels + TensorBoard projector files."""
+        return export_embeddings(self.model, self.entities, self.relations, directory)
