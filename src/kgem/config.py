@@ -135,19 +135,21 @@ def load_config(cls: type[C], path: str | os.PathLike[str]) -> C:
 
 
 def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
-    """Apply ``a.b=c`` overrides; ``c`` is parsed as YAML and checked against the field's type."""
+    """Apply ``a.b=c`` overrides; ``c`` is parsed as YAML and checked against the field's type. Keys inside a
+    free-form dict field (``model.args.p=1``) may be new; keys of config sections must exist."""
     data = to_dict(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        node = data
+        node, obj = data, typing.cast(Any, cfg)
         *parents, leaf = key.split(".")
         for part in parents:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a config section")
             node = node[part]
-        if leaf not in node:
+            obj = getattr(obj, part) if dataclasses.is_dataclass(obj) else None
+        if leaf not in node and dataclasses.is_dataclass(obj):
             raise ConfigError(f"override {item!r}: unknown key {key!r}; known here: {', '.join(sorted(node))}")
         try:
             node[leaf] = yaml.safe_load(raw) if raw else ""

@@ -134,7 +134,6 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     (see ``resume``) and ends exactly as an uninterrupted run would.
     """
     cfg = resolve_config(config, overrides)
-    run = RunFolder(Path(output), cfg, resume) if output is not None else None
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = load_data(cfg.data, data)
@@ -149,6 +148,7 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
         known = dataset.known(cfg.evaluation.filter) if cfg.evaluation.filter else None
         stopper = EarlyStopping(lambda m: evaluate(m, valid, known=known).mrr, frequency=cfg.training.frequency,
                                 patience=cfg.training.patience, min_delta=cfg.training.min_delta)
+    run = RunFolder(Path(output), cfg, resume) if output is not None else None  # once the config has built
     checkpoints = Checkpoints(run.path / "checkpoints", every=checkpoint_every) if run is not None else None
     start = time.perf_counter()
     history = trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper, checkpoints=checkpoints, resume=resume)

@@ -67,10 +67,11 @@ class LoadedModel(LinkPredictor):
         triples whose labels the model does not know are left out."""
         parts = list(data.splits().values()) if isinstance(data, Dataset) else (
             [data] if isinstance(data, Triples) else list(data))
-        hrt = torch.cat([self._encode(part) for part in parts]) if parts else torch.zeros(0, 3, dtype=torch.long)
+        hrt = torch.cat([self.encode(part) for part in parts]) if parts else torch.zeros(0, 3, dtype=torch.long)
         return replace(self, known=KnownTriples(hrt, self.model.num_entities, self.model.num_relations))
 
-    def _encode(self, triples: Triples) -> torch.Tensor:
+    def encode(self, triples: Triples) -> torch.Tensor:
+        """``triples`` (read with any vocabulary) as ids of this model, leaving out those with unknown labels."""
         if triples.entities == self.entities and triples.relations == self.relations:
             return triples.hrt
         entity_map = torch.from_numpy(self.entities.lookup(triples.entities.labels))

@@ -1,0 +1,97 @@
+"""``kgem datasets``, ``kgem models`` and ``kgem config``: what is available and what every option means."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from kgem.errors import KgemError
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from kgem.data.sources import DATASETS, load_dataset
+
+    if args.action == "describe":
+        if not args.name:
+            raise KgemError("kgem datasets describe: give a dataset NAME (see 'kgem datasets')")
+        print(load_dataset(args.name, path=args.path, on_unseen=args.on_unseen))
+        return
+    rows = []
+    for name in DATASETS:
+        info = DATASETS.get(name)
+        counts = info.counts or (None,) * 5
+        rows.append({"name": name, "entities": counts[0], "relations": counts[1], "train": counts[2],
+                     "valid": counts[3], "test": counts[4], "source": "bundled" if info.bundled else "download",
+                     "description": info.description})
+    print(pd.DataFrame(rows).set_index("name").to_string())
+
+
+def models_table() -> pd.DataFrame:
+    """Every registered model with its representation kinds, arguments and paper."""
+    import inspect
+
+    from kgem.models import INTERACTIONS
+
+    rows = []
+    for name in INTERACTIONS.names():
+        cls = INTERACTIONS.get(name)
+        params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "dim")]
+        args = ", ".join(f"{p.name}={p.default!r}" for p in params if p.default is not inspect.Parameter.empty)
+        rows.append({"model": name, "entities": cls.entity_kind, "relations": cls.relation_kind,
+                     "arguments": args, "reference": cls.reference})
+    rows.append({"model": "randombaseline", "entities": "real", "relations": "real", "arguments": "",
+                 "reference": "fixed random scores: the chance level of every metric"})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    with pd.option_context("display.max_colwidth", 90, "display.width", 250):
+        print(models_table().to_string())
+
+
+def commented_config(cfg: Any) -> str:
+    """The config as YAML with each field's help as a comment: a config file to start from."""
+    lines = []
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        lines.append(f"{section.name}:")
+        hints = typing.get_type_hints(type(value))
+        for f in dataclasses.fields(value):
+            text = yaml.safe_dump({f.name: getattr(value, f.name)}, default_flow_style=True, width=1000).strip()
+            kind = getattr(hints[f.name], "__args__", None) if "Literal" in str(hints[f.name]) else None
+            choices = f" (one of: {', '.join(map(str, kind))})" if kind else ""
+            lines.append(f"  {text.strip('{}')}  # {f.metadata.get('help', '')}{choices}")
+    return "\n".join(lines)
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    from kgem.pipeline import resolve_config
+
+    print(commented_config(resolve_config(args.config, args.set or [])))
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("datasets", help="list the registered datasets, or describe one",
+                       description="Without arguments: list datasets with their published counts. "
+                                   "'describe NAME' loads one and prints counts, relation categories and degrees.")
+    p.add_argument("action", nargs="?", choices=["list", "describe"], default="list")
+    p.add_argument("name", nargs="?", help="dataset name, or a folder with train/valid/test files")
+    p.add_argument("--path", help="read the dataset from this local folder instead of the cache")
+    p.add_argument("--on-unseen", choices=["error", "drop"], default="drop",
+                   help="valid/test triples with entities unseen in train (default: drop)")
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("models", help="list the models with their arguments and papers",
+                       description="Every registered model: representation kinds, arguments with defaults "
+                                   "(set them with --set model.args.NAME=VALUE) and the paper it implements.")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("config", help="print the full config with every option explained",
+                       description="Print the pipeline config as commented YAML: the defaults, or a config file "
+                                   "with overrides applied. Save it, edit it, run it with 'kgem train --config'.")
+    p.add_argument("config", nargs="?", help="a YAML/JSON config file to show resolved")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.dim=200")
+    p.set_defaults(func=cmd_config)

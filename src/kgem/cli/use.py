@@ -1,0 +1,176 @@
+"""``kgem evaluate | predict | similar | export``: use a saved model directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from kgem.errors import KgemError
+
+
+def load(args: argparse.Namespace) -> Any:
+    from kgem.saving import load_model
+
+    return load_model(args.model)
+
+
+def dataset_for(loaded: Any, args: argparse.Namespace) -> Any:
+    """The dataset the model was trained on (from its saved config), or the one named by --dataset/--data-path."""
+    from kgem.config import apply_overrides, from_dict
+    from kgem.configs import DataConfig
+    from kgem.pipeline import load_data
+
+    saved = loaded.extra.get("pipeline", {}).get("data")
+    if saved is None and args.dataset is None and args.data_path is None:
+        raise KgemError(f"{args.model} does not say which dataset it was trained on; give --dataset or --data-path")
+    cfg = from_dict(DataConfig, saved) if saved is not None else DataConfig()
+    overrides = [f"dataset={args.dataset}"] if args.dataset else []
+    if args.data_path or args.dataset:
+        overrides.append(f"path={args.data_path}" if args.data_path else "path=null")
+    return load_data(apply_overrides(cfg, overrides))
+
+
+def write_or_print(frame: pd.DataFrame, output: str | None, index: bool = False) -> None:
+    if output is None:
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(frame.to_string(index=index))
+        return
+    from kgem.pipeline import write_csv
+
+    write_csv(frame if index else frame.set_index(frame.columns[0]), Path(output))
+    print(f"wrote {len(frame)} rows to {output}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from kgem.config import from_dict
+    from kgem.configs import EvaluationConfig
+    from kgem.data import KnownTriples, relation_categories
+    from kgem.evaluation import evaluate
+
+    loaded = load(args)
+    ds = dataset_for(loaded, args)
+    split = ds.splits().get(args.split)
+    if split is None:
+        raise KgemError(f"the dataset has no {args.split} split (it has {', '.join(ds.splits())})")
+    cfg = from_dict(EvaluationConfig, loaded.extra.get("pipeline", {}).get("evaluation", {}))
+    filter_splits = cfg.filter if args.filter is None else [s for s in args.filter.split(",") if s and s != "none"]
+    unknown = [s for s in filter_splits if s not in ds.splits()]
+    if unknown:
+        raise KgemError(f"--filter: no split {unknown[0]!r}; the dataset has {', '.join(ds.splits())}")
+    known = None
+    if filter_splits:
+        known = KnownTriples(torch.cat([loaded.encode(ds.splits()[s]) for s in filter_splits]),
+                             loaded.model.num_entities, loaded.model.num_relations)
+    hrt = loaded.encode(split)
+    result = evaluate(loaded.model, hrt, known=known, sides=args.sides or cfg.sides,
+                      rank_type=args.rank_type or cfg.rank_type, filter_splits="+".join(filter_splits),
+                      relation_categories=relation_categories(loaded.encode(ds.train), loaded.model.num_relations),
+                      progress=not args.quiet)
+    if len(hrt) < len(split):
+        print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
+    print(result)
+    if args.per_category:
+        print("\nby relation category:\n" + result.per_category().round(4).to_string())
+    if args.per_relation:
+        print("\nby relation:\n" + result.per_relation(loaded.relations.labels).round(4).to_string())
+    if args.output:
+        write_or_print(result.to_df(), args.output, index=True)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    loaded = load(args)
+    given = {"head": args.head, "relation": args.relation, "tail": args.tail}
+    if args.file:
+        queries = pd.read_csv(args.file, sep=None, engine="python", dtype=str)
+        columns = [c for c in ("head", "relation", "tail") if c in queries.columns]
+        if len(columns) < 2:
+            raise KgemError(f"{args.file}: needs a header with two or three of head, relation, tail; "
+                            f"got {list(queries.columns)}")
+    else:
+        columns = [name for name, value in given.items() if value is not None]
+        if len(columns) < 2:
+            raise KgemError("give two of --head, --relation, --tail (the third is predicted) or all three (scored)")
+        queries = pd.DataFrame({name: [given[name]] for name in columns})
+    if args.remove_known or args.mark_known:
+        loaded = loaded.with_known(dataset_for(loaded, args))
+    if len(columns) == 3:
+        frame = loaded.score_triples(queries)
+    else:
+        missing = ({"head", "relation", "tail"} - set(columns)).pop()
+        method = {"tail": loaded.predict_tails, "head": loaded.predict_heads,
+                  "relation": loaded.predict_relations}[missing]
+        frame = method(queries, k=args.k, remove_known=args.remove_known)
+    write_or_print(frame, args.output)
+
+
+def cmd_similar(args: argparse.Namespace) -> None:
+    loaded = load(args)
+    kind = "relation" if args.relations else "entity"
+    write_or_print(loaded.similar(args.labels, k=args.k, metric=args.metric, kind=kind), args.output)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    written = load(args).export(args.directory)
+    print(f"wrote {len(written)} files to {args.directory}: " + ", ".join(sorted(written)))
+    print(f"TensorBoard projector: tensorboard --logdir {Path(args.directory) / 'projector'}")
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="dataset name or folder (default: the one the model was trained on)")
+    p.add_argument("--data-path", "--data_path", help="folder holding the dataset's files")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="rank a split with a saved model: MRR, Hits@k, ...",
+                       description="Filtered link-prediction ranking of a split with a saved model. The dataset "
+                                   "and protocol default to those the model was trained and evaluated with.")
+    p.add_argument("model", help="saved model folder (e.g. runs/NAME/model)")
+    add_data_options(p)
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--filter", help="comma-separated splits to filter, or 'none' for raw ranks "
+                                    "(default: as trained, usually train,valid,test)")
+    p.add_argument("--sides", choices=["both", "head", "tail"])
+    p.add_argument("--rank-type", choices=["realistic", "optimistic", "pessimistic"])
+    p.add_argument("--per-category", action="store_true", help="also MRR/Hits by 1-1, 1-N, N-1, N-N relations")
+    p.add_argument("--per-relation", action="store_true", help="also the metrics of every relation")
+    p.add_argument("--output", help="write the metrics table to this CSV file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k tails, heads or relations for a query, or scores of triples",
+                       description="Give two of --head/--relation/--tail to predict the third (top k), or all three "
+                                   "to score the triple; --file takes many queries (CSV/TSV with a header naming "
+                                   "the columns head, relation, tail).",
+                       epilog="example: kgem predict runs/umls/model --head virus --relation causes -k 5 "
+                              "--remove-known")
+    p.add_argument("model", help="saved model folder")
+    p.add_argument("--head")
+    p.add_argument("--relation")
+    p.add_argument("--tail")
+    p.add_argument("--file", help="queries, one per row")
+    p.add_argument("-k", type=int, default=10, help="how many predictions per query (default 10)")
+    p.add_argument("--remove-known", action="store_true", help="leave out facts already in the dataset")
+    p.add_argument("--mark-known", action="store_true", help="add a column saying which are known facts")
+    add_data_options(p)
+    p.add_argument("--output", help="write a CSV file instead of printing")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("similar", help="nearest entities (or relations) in embedding space",
+                       description="The k nearest neighbours of each label by cosine similarity, dot product or "
+                                   "(negative) Euclidean distance.")
+    p.add_argument("model", help="saved model folder")
+    p.add_argument("labels", nargs="+", help="entity (or, with --relations, relation) labels")
+    p.add_argument("--relations", action="store_true", help="the labels are relations")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--metric", choices=["cosine", "l2", "dot"], default="cosine")
+    p.add_argument("--output", help="write a CSV file instead of printing")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("export", help="write embeddings as .npy + TSV labels + TensorBoard projector files")
+    p.add_argument("model", help="saved model folder")
+    p.add_argument("directory", help="where to write")
+    p.set_defaults(func=cmd_export)
