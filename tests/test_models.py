@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from kgem.models import INTERACTIONS, MODELS, build_model
-from references import bilinear, merged, translational
+from references import bilinear, merged, neural, translational
 
-REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE)
+REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE)
 CASES = [(name, args, formula) for name, rows in REFERENCE.items() for args, formula in rows]
 E, R, D = 7, 3, 5
 
@@ -26,7 +26,7 @@ def all_triples() -> torch.Tensor:
 
 def test_every_registered_interaction_has_a_reference() -> None:
     assert set(INTERACTIONS.names()) == set(REFERENCE)
-    assert set(MODELS) == {*REFERENCE, "randombaseline"}
+    assert set(MODELS) == {*REFERENCE, "randombaseline", "rgcn"}  # rgcn is an encoder: tests/test_rgcn.py
 
 
 @pytest.mark.parametrize(("name", "args", "formula"), CASES)

@@ -29,8 +29,9 @@ def spec(name: str = "distmult", inverse: bool = False, **args: Any) -> dict[str
 
 def make(model_spec: dict[str, Any], seed: int = 0) -> Model:
     torch.manual_seed(seed)
-    return build_model(model_spec["name"], E, R, model_spec["dim"], inverse=model_spec["inverse"],
-                       **model_spec["args"])
+    model = build_model(model_spec["name"], E, R, model_spec["dim"], inverse=model_spec["inverse"],
+                        **model_spec["args"])
+    return model.eval()  # scores compared with a loaded model (eval mode): no dropout, running batch-norm stats
 
 
 def save(model: Model, directory: Path, model_spec: dict[str, Any], extra: dict | None = None) -> Path:

@@ -43,9 +43,9 @@ class ModelConfig:
         if self.dim <= 0:
             raise ConfigError(f"model.dim must be positive, got {self.dim}")
 
-    def spec(self) -> dict[str, Any]:
-        """What a saved model needs to be rebuilt."""
-        return {"name": self.name, "dim": self.dim, "inverse": self.inverse, "args": dict(self.args)}
+    def spec(self, **args: Any) -> dict[str, Any]:
+        """What a saved model needs to be rebuilt; ``args``: more than the user's (``Model.spec_args()``)."""
+        return {"name": self.name, "dim": self.dim, "inverse": self.inverse, "args": {**self.args, **args}}
 
 
 @dataclass(frozen=True, kw_only=True)

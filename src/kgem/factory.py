@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import torch
+
 from kgem.configs import ModelConfig, TrainingConfig
 from kgem.models import INITIALIZERS, Model, build_model
 from kgem.training import LOSSES, REGULARIZERS, SLCWA, Approach, KvsAll, NegativeSampler, OneVsAll, Trainer
 from kgem.training import build_optimizer as make_optimizer
 
 
-def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool = False) -> Model:
-    """``sparse``: lookups give sparse gradients (for ``sparseadam``)."""
+def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool = False,
+                      graph: torch.Tensor | None = None) -> Model:
+    """``sparse``: lookups give sparse gradients (for ``sparseadam``); ``graph``: the training triples, for
+    encoders (R-GCN)."""
     init = INITIALIZERS.get(cfg.init)(**cfg.init_args) if cfg.init else None
-    return build_model(cfg.name, num_entities, num_relations, cfg.dim, inverse=cfg.inverse, entity_initializer=init,
-                       relation_initializer=init, sparse=sparse, **cfg.args)
+    return build_model(cfg.name, num_entities, num_relations, cfg.dim, inverse=cfg.inverse, graph=graph,
+                       entity_initializer=init, relation_initializer=init, sparse=sparse, **cfg.args)
 
 
 def approach_from_config(cfg: TrainingConfig) -> Approach:

@@ -71,7 +71,7 @@ class PipelineResult(LinkPredictor):
         if self.evaluation is not None:
             extra["evaluation"] = self.evaluation.to_dict()
         return save_model(self.model, directory, entities=self.dataset.entities, relations=self.dataset.relations,
-                          spec=self.config.model.spec(), extra=extra)
+                          spec=self.config.model.spec(**self.model.spec_args()), extra=extra)
 
 
 def resolve_config(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | None,
@@ -140,7 +140,7 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     timings["load"] = time.perf_counter() - start
     torch.manual_seed(cfg.training.seed)
     model = model_from_config(cfg.model, dataset.num_entities, dataset.num_relations,
-                              sparse=cfg.training.optimizer == "sparseadam")
+                              sparse=cfg.training.optimizer == "sparseadam", graph=dataset.train.hrt)
     trainer = trainer_from_config(cfg.training, model, progress=progress)
     stopper = None
     if cfg.training.early_stopping and dataset.valid is not None:

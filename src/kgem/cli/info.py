@@ -31,6 +31,10 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     print(pd.DataFrame(rows).set_index("name").to_string())
 
 
+RGCN_ARGUMENTS = ("decoder='distmult', decoder_args={}, num_layers=2, decomposition='basis', num_bases=2, "
+                  "num_blocks=None, edge_dropout=0.4, self_loop_dropout=0.2, sample_edges=None, seed=None")
+
+
 def models_table() -> pd.DataFrame:
     """Every registered model with its representation kinds, arguments and paper."""
     import inspect
@@ -46,6 +50,8 @@ def models_table() -> pd.DataFrame:
                      "arguments": args, "reference": cls.reference})
     rows.append({"model": "randombaseline", "entities": "real", "relations": "real", "arguments": "",
                  "reference": "fixed random scores: the chance level of every metric"})
+    rows.append({"model": "rgcn", "entities": "R-GCN encoder", "relations": "real", "arguments": RGCN_ARGUMENTS,
+                 "reference": "Schlichtkrull et al. 2018, Modeling relational data with graph convolutional networks"})
     return pd.DataFrame(rows).set_index("model")
 
 

@@ -1,12 +1,12 @@
 """Models: representations (embedding tables) plus interactions (scoring functions)."""
 
-from kgem.models import bilinear, translational  # noqa: F401  (register the interactions)
+from kgem.models import bilinear, factorization, geometric, neural, probabilistic, translational  # noqa: F401  (register the interactions)
 from kgem.models.initializers import INITIALIZERS, from_tensor
 from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.model import Model, build_model
 from kgem.models.representation import Embedding
 
-MODELS = [*INTERACTIONS.names(), "randombaseline"]
+MODELS = [*INTERACTIONS.names(), "randombaseline", "rgcn"]
 
 __all__ = ["INITIALIZERS", "INTERACTIONS", "MODELS", "Embedding", "Interaction", "Model", "build_model",
            "from_tensor"]

@@ -1,8 +1,11 @@
-"""Bilinear interactions: all-entity scoring is one matmul."""
+"""Bilinear interactions: all-entity scoring is one matmul of a query ``q(h, r)`` (or ``q(r, t)``) with the table."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
 from kgem.models.interaction import INTERACTIONS, Interaction
 
@@ -46,3 +49,101 @@ class ComplEx(Interaction):
     def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # Re(h . u) with u = r conj(t) is h_re . u_re - h_im . u_im = real_view(h) . real_view(conj(u))
         return real_view(r.conj() * t) @ real_view(h).T
+
+
+def ccorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Circular correlation ``[a * b]_k = sum_i a_i b_{(i + k) mod d}`` via FFT, broadcasting over leading dims."""
+    return torch.fft.irfft(torch.fft.rfft(a).conj() * torch.fft.rfft(b), n=a.shape[-1])
+
+
+def cconv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Circular convolution ``[a o b]_k = sum_i a_i b_{(k - i) mod d}`` via FFT."""
+    return torch.fft.irfft(torch.fft.rfft(a) * torch.fft.rfft(b), n=a.shape[-1])
+
+
+@INTERACTIONS.register("hole")
+class HolE(Interaction):
+    """``r . (h * t)`` with ``*`` the circular correlation."""
+
+    reference = "Nickel et al. 2016, Holographic embeddings of knowledge graphs"
+
+    def reset_entity(self, weight: torch.Tensor) -> None:
+        # the authors' code: Glorot-uniform rows, then projected into the unit ball ||e|| <= 1
+        nn.init.xavier_uniform_(weight)
+        weight.div_(weight.norm(dim=-1, keepdim=True).clamp_min(1.0))
+
+    def reset_relation(self, weight: torch.Tensor) -> None:
+        nn.init.xavier_uniform_(weight)
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (r * ccorr(h, t)).sum(-1)
+
+    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # sum_k r_k sum_i h_i t_{i+k} = sum_j t_j (r o h)_j: the query is a convolution
+        return cconv(r, h) @ t.T
+
+    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # = sum_i h_i (r * t)_i
+        return ccorr(r, t) @ h.T
+
+
+def hamilton(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of quaternion tensors ``(..., 4, d)`` (parts 1, i, j, k on dim -2), coordinate-wise."""
+    a1, b1, c1, d1 = p.unbind(-2)
+    a2, b2, c2, d2 = q.unbind(-2)
+    return torch.stack([a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
+                        a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
+                        a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
+                        a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2], dim=-2)
+
+
+def quaternion_init(weight: torch.Tensor) -> None:
+    """QuatE's initialisation of a table ``(n, 4d)``: ``modulus * (cos(theta) + u sin(theta))`` with the modulus
+    uniform in ``[-s, s]``, ``s = 1 / sqrt(2 n)`` (He), theta uniform in ``[-pi, pi]`` and ``u`` a unit pure
+    quaternion drawn from the positive octant, as in the authors' code."""
+    n, width = weight.shape
+    d = width // 4
+    s = 1.0 / math.sqrt(2 * n)
+    modulus = torch.empty(n, d, dtype=weight.dtype, device=weight.device).uniform_(-s, s)
+    theta = torch.empty(n, d, dtype=weight.dtype, device=weight.device).uniform_(-math.pi, math.pi)
+    u = torch.rand(n, 3, d, dtype=weight.dtype, device=weight.device)
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    parts = torch.cat([(modulus * theta.cos()).unsqueeze(1), u * (modulus * theta.sin()).unsqueeze(1)], dim=1)
+    weight.copy_(parts.flatten(1))
+
+
+@INTERACTIONS.register("quate")
+class QuatE(Interaction):
+    """``<h (x) r / |r|, t>``: Hamilton product with the unit relation quaternion; rows are parts ``[1, i, j, k]``."""
+
+    reference = "Zhang et al. 2019, Quaternion knowledge graph embeddings"
+
+    def entity_width(self) -> int:
+        return 4 * self.dim
+
+    def relation_width(self) -> int:
+        return 4 * self.dim
+
+    def reset_entity(self, weight: torch.Tensor) -> None:
+        quaternion_init(weight)
+
+    def reset_relation(self, weight: torch.Tensor) -> None:
+        quaternion_init(weight)
+
+    def parts(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (4, self.dim))  # (..., 4d) -> (..., 4, d)
+
+    def unit(self, r: torch.Tensor) -> torch.Tensor:
+        r = self.parts(r)
+        return r / r.norm(dim=-2, keepdim=True).clamp_min(1e-12)
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (hamilton(self.parts(h), self.unit(r)) * self.parts(t)).sum((-2, -1))
+
+    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return hamilton(self.parts(h), self.unit(r)).flatten(-2) @ t.T
+
+    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        # <h r, t> = Re(h r conj(t)) = <h, t conj(r)>
+        conj = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=r.dtype, device=r.device).unsqueeze(-1)
+        return hamilton(self.parts(t), self.unit(r) * conj).flatten(-2) @ h.T

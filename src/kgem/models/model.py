@@ -10,16 +10,18 @@ from torch import nn
 from kgem.models.initializers import Initializer
 from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.representation import Embedding
+from kgem.models.rgcn import RGCN
 
 
 class Model(nn.Module):
     """Looks up ids and calls the interaction.
 
     With ``inverse=True`` the relation table holds ``2 * num_relations`` rows and head queries ``(?, r, t)`` are
-    answered as tail queries ``(t, r + num_relations, ?)`` (reciprocal relations, Lacroix et al. 2018).
+    answered as tail queries ``(t, r + num_relations, ?)`` (reciprocal relations, Lacroix et al. 2018). The entity
+    representation is an embedding table or an encoder over the training graph (R-GCN).
     """
 
-    def __init__(self, entity: Embedding, relation: Embedding, interaction: Interaction, *,
+    def __init__(self, entity: Embedding | RGCN, relation: Embedding, interaction: Interaction, *,
                  num_relations: int, inverse: bool = False) -> None:
         super().__init__()
         self.entity, self.relation, self.interaction = entity, relation, interaction
@@ -63,13 +65,26 @@ class Model(nn.Module):
         """The embeddings of a batch, for regularizers: ``[h, r, t]``."""
         return [self.entity(hrt[:, 0]), self.relation(hrt[:, 1]), self.entity(hrt[:, 2])]
 
+    def spec_args(self) -> dict[str, Any]:
+        """Arguments ``build_model`` needs beyond the user's to rebuild this model without its data (an encoder's
+        edge count); a saved spec includes them."""
+        return self.entity.spec_args() if isinstance(self.entity, RGCN) else {}
+
 
 def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, inverse: bool = False,
-                entity_initializer: Initializer | None = None, relation_initializer: Initializer | None = None,
-                sparse: bool = False, **interaction_args: Any) -> Model:
-    """Build a registered model: embedding tables shaped for its interaction, plus the interaction."""
+                graph: torch.Tensor | None = None, entity_initializer: Initializer | None = None,
+                relation_initializer: Initializer | None = None, sparse: bool = False,
+                **interaction_args: Any) -> Model:
+    """Build a registered model: embedding tables shaped for its interaction, plus the interaction.
+
+    ``graph``: the training triples ``(n, 3)`` that an encoder (``rgcn``) propagates over; other models ignore it.
+    """
     if name.lower() == "randombaseline":
         return random_baseline(num_entities, num_relations, inverse=inverse)
+    if name.lower() == "rgcn":
+        return rgcn(num_entities, num_relations, dim, inverse=inverse, graph=graph,
+                    entity_initializer=entity_initializer, relation_initializer=relation_initializer, sparse=sparse,
+                    **interaction_args)
     interaction = INTERACTIONS.get(name)(dim, **interaction_args)
     entity = Embedding(num_entities, interaction.entity_width(), kind=interaction.entity_kind,
                        initializer=entity_initializer, normalize=interaction.normalize_entities, sparse=sparse)
@@ -83,6 +98,25 @@ def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, i
     return Model(entity, relation, interaction, num_relations=num_relations, inverse=inverse)
 
 
+def rgcn(num_entities: int, num_relations: int, dim: int, *, inverse: bool = False, graph: torch.Tensor | None = None,
+         decoder: str = "distmult", decoder_args: dict[str, Any] | None = None,
+         entity_initializer: Initializer | None = None, relation_initializer: Initializer | None = None,
+         sparse: bool = False, **encoder_args: Any) -> Model:
+    """R-GCN autoencoder (Schlichtkrull et al. 2018): the ``decoder`` model's entity table becomes the input of an
+    R-GCN encoder over ``graph`` (see ``RGCN`` for ``encoder_args``); the decoder scores the encoder's output with
+    its own relation table. Without ``graph`` (and ``num_edges``) the encoder has no edges."""
+    if sparse:
+        raise ValueError("rgcn propagates over the whole graph, so its gradients are dense: use a dense optimizer "
+                         "(adam, adagrad), not sparseadam")
+    INTERACTIONS.get(decoder)  # only interactions decode: a clear error for anything else
+    decoded = build_model(decoder, num_entities, num_relations, dim, inverse=inverse,
+                          entity_initializer=entity_initializer, relation_initializer=relation_initializer,
+                          **(decoder_args or {}))
+    assert isinstance(decoded.entity, Embedding)
+    encoder = RGCN(decoded.entity, num_relations, graph=graph, **encoder_args)
+    return Model(encoder, decoded.relation, decoded.interaction, num_relations=num_relations, inverse=inverse)
+
+
 def random_baseline(num_entities: int, num_relations: int, *, inverse: bool = False, dim: int = 16,
                     seed: int = 0) -> Model:
     """AmpliGraph's RandomBaseline: scores from fixed random, untrained embeddings, so ranks are uniformly random
@@ -90,6 +124,7 @@ def random_baseline(num_entities: int, num_relations: int, *, inverse: bool = Fa
     generator = torch.Generator().manual_seed(seed)
     model = build_model("distmult", num_entities, num_relations, dim, inverse=inverse)
     for table in (model.entity, model.relation):
+        assert isinstance(table, Embedding)
         table.weight.requires_grad_(False)
         table.weight.data = torch.randn(table.weight.shape, generator=generator)
     return model
