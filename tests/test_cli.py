@@ -11,6 +11,7 @@ import pytest
 
 import kgem
 from kgem.cli import main
+from kgem.models import MODELS
 
 
 def test_datasets_list(capsys) -> None:
@@ -115,3 +116,18 @@ def test_sigterm_then_resume_gives_the_uninterrupted_metrics(tmp_path) -> None:
     assert main(["resume", str(tmp_path / "cut"), "-q", "--threads", "1"]) == 0
     for name in ("metrics.csv", "losses.csv"):
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "ref" / name).read_text()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_works_for_every_model(name, tmp_path, capsys) -> None:
+    argv = ["train", "--dataset", "nations", "--model", name, "--dim", "8", "--epochs", "1", "-q",
+            "--set", "training.early_stopping=false", "--output", str(tmp_path / name)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / name / "model" / "weights.safetensors").is_file()
+    assert name in capsys.readouterr().out
+
+
+def test_models_lists_every_model_with_its_paper(capsys) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in MODELS) and "Bordes et al. 2013" in out

@@ -141,7 +141,8 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     torch.manual_seed(cfg.training.seed)
     model = model_from_config(cfg.model, dataset.num_entities, dataset.num_relations,
                               sparse=cfg.training.optimizer == "sparseadam", graph=dataset.train.hrt)
-    trainer = trainer_from_config(cfg.training, model, progress=progress)
+    trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
+    trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
     stopper = None
     if cfg.training.early_stopping and dataset.valid is not None:
         valid = dataset.valid.hrt
@@ -151,7 +152,8 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     run = RunFolder(Path(output), cfg, resume) if output is not None else None  # once the config has built
     checkpoints = Checkpoints(run.path / "checkpoints", every=checkpoint_every) if run is not None else None
     start = time.perf_counter()
-    history = trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper, checkpoints=checkpoints, resume=resume)
+    history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
+                                                            checkpoints=checkpoints, resume=resume)
     timings["train"] = time.perf_counter() - start
     start = time.perf_counter()
     result = run_evaluation(model, dataset, dataset.test.hrt, cfg.evaluation) if dataset.test is not None else None
