@@ -1,0 +1,132 @@
+"""kgem's side: one configuration, one process, one JSON line on stdout.
+
+    PYTHONPATH=bench .venv/bin/python -m compare.run_kgem --config C1 [--warmup 10 --seconds 60]
+
+Training goes through kgem's public API only: ``build_model``, ``SLCWA`` / ``KvsAll`` with ``NegativeSampler``,
+``LOSSES``, ``build_optimizer`` and ``train_epoch`` (the Trainer's own loop), fed by a batch stream that stops on the
+clock. Evaluation is ``kgem.evaluation.evaluate`` with the known triples of all three splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from compare.common import (
+    SETTINGS,
+    Clock,
+    Setting,
+    current_rss_mb,
+    emit,
+    eval_triples,
+    load_data,
+    runner_args,
+    timed,
+    training_result,
+)
+
+
+def build(setting: Setting, num_entities: int, num_relations: int, seed: int) -> Any:
+    import torch
+
+    from kgem.models import build_model
+
+    torch.manual_seed(seed)
+    dim = setting.dim // 2 if setting.complex else setting.dim  # complex models: dim complex numbers = 2 dim floats
+    return build_model(setting.model, num_entities, num_relations, dim, inverse=setting.inverse,
+                       sparse=setting.sparse)
+
+
+def approach_of(setting: Setting) -> Any:
+    from kgem.training import SLCWA, KvsAll, NegativeSampler
+
+    if setting.approach == "kvsall":
+        return KvsAll()
+    return SLCWA(NegativeSampler(setting.negatives, shared=setting.shared))
+
+
+class Stream:
+    """Shuffled batches of the prepared rows, epoch after epoch; each phase reads it until the clock says stop."""
+
+    def __init__(self, rows: Any, batch_size: int, generator: Any) -> None:
+        self.rows, self.batch_size, self.generator = rows, batch_size, generator
+        self.batches = self._forever()
+
+    def _forever(self) -> Iterator[Any]:
+        import torch
+
+        while True:
+            order = torch.randperm(len(self.rows), generator=self.generator)
+            for start in range(0, len(self.rows), self.batch_size):
+                yield self.rows[order[start : start + self.batch_size]]
+
+    def phase(self, clock: Clock, warmup: bool) -> Iterator[Any]:
+        for batch in self.batches:
+            yield batch
+            going = clock.tick(len(batch))
+            if not going or (warmup and clock.start is not None):
+                return
+
+
+def train(setting: Setting, args: argparse.Namespace) -> None:
+    import torch
+
+    from kgem.training import LOSSES, build_optimizer, train_epoch
+
+    data = load_data(args.data)
+    model = build(setting, data.num_entities, data.num_relations, args.seed)
+    approach = approach_of(setting)
+    hrt = torch.from_numpy(data.train)
+    rows = approach.prepare(hrt, model)  # KvsAll: distinct queries; SLCWA: the triples (plus reciprocals)
+    loss = LOSSES.get(setting.loss)(**setting.loss_args)
+    optimizer = build_optimizer(setting.optimizer, model.parameters(), lr=setting.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    stream = Stream(rows, setting.batch_size, generator)
+    clock = Clock(args.warmup, args.seconds, args.min_batches)
+    start_weights = model.entity.weight.detach().clone()
+    warm_loss = train_epoch(model, approach, stream.phase(clock, True), loss, optimizer, None, generator)
+    measured_loss = train_epoch(model, approach, stream.phase(clock, False), loss, optimizer, None, generator)
+    clock.timing.losses = [warm_loss, measured_loss]
+    # KvsAll rows are queries: an epoch of len(rows) queries covers the len(train) training triples
+    per_row = len(hrt) / len(rows) if setting.approach == "kvsall" else 1.0
+    change = float((model.entity.weight.detach() - start_weights).norm() / start_weights.norm())
+    emit("kgem", setting, args, **training_result(clock.timing, per_row, rows_per_epoch=len(rows),
+                                                   entity_relative_change=change,
+                                                   loss_note="mean loss of the warm-up, then of the measurement"))
+
+
+def evaluate(setting: Setting, args: argparse.Namespace) -> None:
+    import torch
+
+    from kgem.data import KnownTriples
+    from kgem.evaluation import evaluate as kgem_evaluate
+
+    data = load_data(args.data)
+    model = build(setting, data.num_entities, data.num_relations, args.seed)
+    test = torch.from_numpy(eval_triples(data, args.eval_limit))
+    everything = torch.from_numpy(np.concatenate([data.train, data.valid, data.test]))
+    rss_before = current_rss_mb()
+    known, filter_s = timed(lambda: KnownTriples(everything, data.num_entities, data.num_relations))
+    batch = args.eval_batch_size or None
+    result, eval_s = timed(lambda: kgem_evaluate(model, test, known=known, filter_splits="train+valid+test",
+                                                 batch_size=batch))
+    queries = 2 * len(test)
+    # all-entity scoring is one (B, 200) x (200, E) product per batch for both models (TransE via the expanded square)
+    flops = 2 * queries * data.num_entities * setting.dim
+    emit("kgem", setting, args, kind="eval", seconds=round(filter_s + eval_s, 3), filter_seconds=round(filter_s, 3),
+         eval_seconds=round(eval_s, 3), queries=queries, queries_per_s=queries / eval_s,
+         score_gflops_per_s=flops / eval_s / 1e9, rss_before_mb=round(rss_before, 1),
+         mrr=result.mrr, rank_type="realistic")
+
+
+def main() -> None:
+    args = runner_args(__doc__ or "")
+    setting = SETTINGS[args.config]
+    (evaluate if setting.approach == "eval" else train)(setting, args)
+
+
+if __name__ == "__main__":
+    main()

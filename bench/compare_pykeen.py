@@ -1,0 +1,214 @@
+"""kgem side by side with PyKEEN 1.11.1 and PyTorch-BigGraph 1.0.0 on FB15k-237: JSON and a markdown table.
+
+    .venv/bin/python bench/compare_pykeen.py                      # everything, 3 rounds (the full run)
+    .venv/bin/python bench/compare_pykeen.py --quick              # smoke test: seconds per measurement
+    .venv/bin/python bench/compare_pykeen.py --configs C1,E1 --rounds 5
+
+Creates the peers' environments (bench/.envs, idempotent), exports the data once, measures this machine's matmul
+FLOP/s, then for each configuration and round runs kgem and each peer alternately (the order flips every round),
+each in its own process with the same thread count. Results go to stdout and to bench/out/compare/results-*.json/.md.
+See bench/README.md for what each configuration means and how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from compare import envs
+from compare.common import BENCH, DEFAULT_SOURCE, OUT, SETTINGS
+from compare.export import export_data
+
+REPO = BENCH.parent
+# speed-up kgem should reach over each peer (the issue's targets); None: reported without a target
+TARGETS: dict[tuple[str, str], float | None] = {
+    ("C1", "pykeen"): 10, ("C2", "pykeen"): 10, ("C3", "pykeen"): 10, ("C4", "pykeen"): 5,
+    ("C1s", "pbg"): 1.5, ("C4s", "pbg"): 1.5, ("E1", "pykeen"): 20, ("E1", "pbg"): None, ("E2", "pykeen"): 20,
+}
+FULL = {"warmup": 10.0, "seconds": 60.0, "min_batches": 20, "eval_limit": 0}
+QUICK = {"warmup": 1.0, "seconds": 3.0, "min_batches": 3, "eval_limit": 500}
+
+
+def python_of(side: str) -> str:
+    return sys.executable if side == "kgem" else str(envs.python_of(side))
+
+
+def child_env(threads: int, wait_policy: str = "PASSIVE") -> dict[str, str]:
+    """Thread counts for every side. OpenMP's wait policy: with the default (threads spin at barriers), a machine
+    shared with other work slowed 2-thread torch steps 5-20x here (a spinning thread waits for a descheduled one),
+    while PBG's single-threaded HOGWILD workers were unaffected; PASSIVE threads sleep instead. "unset" keeps the
+    environment's value."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    if wait_policy != "unset":
+        env["OMP_WAIT_POLICY"] = wait_policy
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_side(side: str, config: str, args: argparse.Namespace, plan: dict[str, Any], log: Path) -> dict[str, Any]:
+    """One measurement in a fresh process; its JSON record, or an error record with the log's path."""
+    cmd = [python_of(side), "-m", f"compare.run_{side}", "--config", config, "--data", str(args.data),
+           "--threads", str(args.threads), "--warmup", str(plan["warmup"]), "--seconds", str(plan["seconds"]),
+           "--min-batches", str(plan["min_batches"]), "--eval-limit", str(plan["eval_limit"]),
+           "--scratch", str(OUT / "scratch")]
+    if args.quick:
+        cmd.append("--quick")
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, cwd=REPO, env=child_env(args.threads, args.omp_wait_policy), capture_output=True,
+                              text=True, timeout=args.timeout)
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
+    except subprocess.TimeoutExpired as e:
+        stdout, stderr, code = str(e.stdout or ""), str(e.stderr or "") + "\nTIMEOUT", -1
+    log.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if code != 0 or not lines:
+        return {"side": side, "config": config, "error": f"exit {code}; see {log}",
+                "stderr_tail": stderr.strip().splitlines()[-3:]}
+    record: dict[str, Any] = json.loads(lines[-1])
+    record["process_seconds"] = round(time.perf_counter() - start, 1)
+    return record
+
+
+def hardware(args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "compare.hardware", "--threads", str(args.threads), "--data", str(args.data),
+           "--seconds", "1" if args.quick else "5"]
+    done = subprocess.run(cmd, cwd=REPO, env=child_env(args.threads, args.omp_wait_policy), capture_output=True,
+                          text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def metrics_of(record: dict[str, Any]) -> dict[str, float]:
+    """The compared numbers of one record: throughput for training, seconds and peak memory for evaluation."""
+    if record.get("kind") == "train":
+        return {"triples_per_s": record["triples_per_s"]}
+    peak = max(record["peak_rss_mb"], record.get("children_peak_rss_mb") or 0.0)
+    return {"seconds": record["seconds"], "peak_rss_mb": peak}
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration and peer: median/min/max of each metric on both sides and the kgem-over-peer factor
+    (throughput: kgem / peer; seconds and memory: peer / kgem; above 1 means kgem is better)."""
+    rows: list[dict[str, Any]] = []
+    for (config, peer), target in TARGETS.items():
+        sides = {s: [r for r in runs if r["config"] == config and r["side"] == s and "error" not in r]
+                 for s in ("kgem", peer)}
+        if not sides["kgem"] or not sides[peer]:
+            if any(r["config"] == config for r in runs):
+                rows.append({"config": config, "peer": peer, "error": "a side has no successful run"})
+            continue
+        for metric in metrics_of(sides["kgem"][0]):
+            k = spread([metrics_of(r)[metric] for r in sides["kgem"]])
+            p = spread([metrics_of(r)[metric] for r in sides[peer]])
+            factor = k["median"] / p["median"] if metric == "triples_per_s" else p["median"] / k["median"]
+            rows.append({"config": config, "peer": peer, "metric": metric, "kgem": k, "peer_stats": p,
+                         "kgem_factor": factor, "target": target if metric != "peak_rss_mb" else None})
+    return rows
+
+
+def fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def markdown(summary: list[dict[str, Any]], hw: dict[str, Any], runs: list[dict[str, Any]], quick: bool) -> str:
+    lines = ["| config | metric | kgem median (min–max) | peer | peer median (min–max) | kgem factor | target |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        if "error" in row:
+            lines.append(f"| {row['config']} | – | – | {row['peer']} | – | {row['error']} | |")
+            continue
+        k, p = row["kgem"], row["peer_stats"]
+        target = f"≥ {row['target']}x" if row["target"] else ""
+        ok = "" if not row["target"] else (" ✓" if row["kgem_factor"] >= row["target"] else " ✗")
+        lines.append(f"| {row['config']} | {row['metric']} | {fmt(k['median'])} ({fmt(k['min'])}–{fmt(k['max'])}) "
+                     f"| {row['peer']} | {fmt(p['median'])} ({fmt(p['min'])}–{fmt(p['max'])}) "
+                     f"| {row['kgem_factor']:.2f}x{ok} | {target} |")
+    lines.append("")
+    lines.append(f"Hardware ({hw['threads']} threads): dense float32 matmul {hw['matmul_gflops_per_s']:.1f} GFLOP/s; "
+                 f"kgem ComplEx `score_t` of {hw['score_t_queries']} queries x {hw['score_t_entities']} entities "
+                 f"{hw['score_t_gflops_per_s']:.1f} GFLOP/s.")
+    for config in ("E1", "E2"):
+        rates = [r["score_gflops_per_s"] for r in runs if r["config"] == config and r["side"] == "kgem"
+                 and "score_gflops_per_s" in r]
+        if rates:
+            rate = statistics.median(rates)
+            lines.append(f"kgem's full filtered evaluation ({config}) reaches {rate:.2f} GFLOP/s counting 2·B·E·d "
+                         f"for the score products ({rate / hw['matmul_gflops_per_s']:.1%} of the matmul rate).")
+    if quick:
+        lines.append("")
+        lines.append("**Quick run**: seconds per measurement, a test subset for E1/E2; numbers are indicative only.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default=",".join(SETTINGS), help="comma-separated, from " + ",".join(SETTINGS))
+    parser.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a few seconds per measurement, 500 test triples")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="FB15k-237 folder (train/valid/test.txt)")
+    parser.add_argument("--data", default=str(OUT / "data" / "fb15k237"), help="where the exported ids go")
+    parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per measurement process")
+    parser.add_argument("--no-setup", action="store_true", help="do not create/check the peers' environments")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "unset"],
+                        help="OMP_WAIT_POLICY of every measured process (PASSIVE: robust on a shared machine)")
+    args = parser.parse_args()
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown configs {unknown}; known: {', '.join(SETTINGS)}")
+    rounds = args.rounds or (1 if args.quick else 3)
+    plan = QUICK if args.quick else FULL
+    peers = sorted({p for c in configs for p in SETTINGS[c].peers})
+    if not args.no_setup:
+        for peer in peers:
+            print(f"environment {peer}: {envs.create(peer)}", file=sys.stderr)
+    export_data(args.source, args.data)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    logs = OUT / "logs" / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+    hw = hardware(args)
+    print(f"hardware: {hw['matmul_gflops_per_s']:.1f} GFLOP/s matmul", file=sys.stderr)
+    runs = []
+    for config in configs:
+        for round_ in range(rounds):
+            sides = ["kgem", *SETTINGS[config].peers]
+            for side in sides if round_ % 2 == 0 else sides[::-1]:
+                record = run_side(side, config, args, plan, logs / f"{config}-{side}-r{round_}.log")
+                record["round"] = round_
+                runs.append(record)
+                shown = record.get("error") or {k: round(v, 1) for k, v in metrics_of(record).items()}
+                print(f"{config} round {round_} {side}: {shown}", file=sys.stderr)
+    summary = summarise(runs)
+    table = markdown(summary, hw, runs, args.quick)
+    result = {"meta": {"time": stamp, "quick": args.quick, "rounds": rounds, "plan": plan, "threads": args.threads,
+                       "omp_wait_policy": args.omp_wait_policy,
+                       "configs": configs, "machine": platform.platform(), "cpus": os.cpu_count(),
+                       "load_average": os.getloadavg(), "settings": {c: SETTINGS[c].summary for c in configs}},
+              "hardware": hw, "summary": summary, "runs": runs}
+    text = json.dumps(result, indent=1)
+    for name in (f"results-{stamp}", "results-latest"):
+        (OUT / f"{name}.json").write_text(text)
+        (OUT / f"{name}.md").write_text(table + "\n")
+    print(text)
+    print()
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
