@@ -61,3 +61,60 @@ def hits1(pattern: str) -> float:
 def test_distmult_learns_symmetry_but_not_antisymmetry() -> None:
     assert hits1("symmetric") > 0.8
     assert hits1("antisymmetric") < 0.3
+
+
+def collapsed(hrt: torch.Tensor) -> list[int]:
+    """Union-find roots under an exact ``h ∘ r = t`` model: the tails of one (h, r) are one point, and so are the
+    heads of one (r, t)."""
+    parent = list(range(int(hrt[:, [0, 2]].max()) + 1))
+
+    def find(e: int) -> int:
+        while parent[e] != e:
+            parent[e] = parent[parent[e]]
+            e = parent[e]
+        return e
+
+    first: dict[tuple[str, int, int], int] = {}
+    for h, r, t in hrt.tolist():
+        for key, e in ((("t", h, r), t), (("h", r, t), h)):
+            parent[find(e)] = find(first.setdefault(key, e))
+    return [find(e) for e in range(len(parent))]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_to_n_punishes_exact_collapse(seed: int) -> None:
+    """Under an exact translation / rotation, every held-out tail ties with an unfiltered non-answer."""
+    ds = PATTERNS["one_to_n"](seed)
+    assert ds.test is not None
+    root = collapsed(ds.train.hrt)
+    known = rows(torch.cat([split.hrt for split in ds.splits().values()]))
+    for h, r, x in ds.test.hrt.tolist():
+        assert any(root[y] == root[x] and (h, r, y) not in known for y in range(len(root)) if y != x)
+
+
+@pytest.mark.parametrize("pattern", ["antisymmetric", "inverse"])
+def test_chains_are_short(pattern: str) -> None:
+    """The fewest layers / chain links that keep a trap on both sides (TransE's unit vectors bend long lines)."""
+    ds = PATTERNS[pattern](0)
+    relation = {"antisymmetric": "before", "inverse": "next"}[pattern]
+    r = int(ds.relations.ids([relation])[0])
+    edges = ds.train.hrt[ds.train.hrt[:, 1] == r]
+    heads, tails = set(edges[:, 0].tolist()), set(edges[:, 2].tolist())
+    starts = heads - tails
+    succ: dict[int, set[int]] = {}
+    for h, _, t in edges.tolist():
+        succ.setdefault(h, set()).add(t)
+    longest, frontier = 0, starts
+    while frontier:
+        frontier = {t for h in frontier for t in succ.get(h, ())}
+        longest += bool(frontier)
+    assert longest == 3  # four layers / four chain entities
+
+
+@pytest.mark.parametrize("pattern", ["symmetric", "antisymmetric", "inverse", "composition"])
+def test_distractors_are_sparse(pattern: str) -> None:
+    ds = PATTERNS[pattern](0)
+    for label in ds.relations.labels:
+        if str(label).startswith("random"):
+            count = int((ds.train.hrt[:, 1] == int(ds.relations.ids([str(label)])[0])).sum())
+            assert 0 < count <= ds.num_entities // 3

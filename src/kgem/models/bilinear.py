@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from kgem.models.interaction import INTERACTIONS, Interaction
+from kgem.models.query import QueryInteraction
 
 
 def real_view(x: torch.Tensor) -> torch.Tensor:
@@ -16,7 +17,7 @@ def real_view(x: torch.Tensor) -> torch.Tensor:
 
 
 @INTERACTIONS.register("distmult")
-class DistMult(Interaction):
+class DistMult(QueryInteraction):
     """``<h, r, t> = sum_i h_i r_i t_i``."""
 
     reference = "Yang et al. 2015, Embedding entities and relations for learning and inference in KBs"
@@ -24,15 +25,15 @@ class DistMult(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h * r * t).sum(-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return (h * r) @ t.T
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return h * r
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return (r * t) @ h.T
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return r * t
 
 
 @INTERACTIONS.register("complex")
-class ComplEx(Interaction):
+class ComplEx(QueryInteraction):
     """``Re(<h, r, conj(t)>)`` over complex vectors."""
 
     entity_kind = "complex"
@@ -42,13 +43,16 @@ class ComplEx(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h * r * t.conj()).sum(-1).real
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # Re(q . conj(t)) = q_re . t_re + q_im . t_im: one real matmul of width 2d
-        return real_view(h * r) @ real_view(t).T
+    # Re(q . conj(t)) = q_re . t_re + q_im . t_im: a real dot product of width 2d
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return real_view(h * r)
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # Re(h . u) with u = r conj(t) is h_re . u_re - h_im . u_im = real_view(h) . real_view(conj(u))
-        return real_view(r.conj() * t) @ real_view(h).T
+    # Re(h . u) with u = r conj(t) is h_re . u_re - h_im . u_im = real_view(h) . real_view(conj(u))
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return real_view(r.conj() * t)
+
+    def rows(self, e: torch.Tensor) -> torch.Tensor:
+        return real_view(e)
 
 
 def ccorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,10 @@ all heads           ``(1, C, d), (B, 1, d), (B, 1, d)``          ``(B, C)``
 
 ``score_t`` / ``score_h`` score a batch against a candidate table ``(C, d)``. The default broadcasts in chunks
 of candidates so memory stays bounded; interactions with a closed form (a matmul, the expanded square)
-override them, and a test proves the override equals the broadcast path.
+override them, and a test proves the override equals the broadcast path. ``score_t_sampled`` /
+``score_h_sampled`` score each query against its own candidates ``table[ids[b]]`` (negative sampling); the
+default gathers them (the sampled mode above), and interactions with a dot-product form override them with
+``kgem.models.sampled`` so that the ``(B, K, d)`` gather never exists.
 
 A representation row is a flat vector of floats (complex numbers for the ``complex`` kind). An interaction that
 needs several parts per row (TransR's translation and projection matrix, KG2E's mean and covariance) asks for a
@@ -74,12 +77,28 @@ class Interaction(nn.Module):
         """Candidate heads ``h: (C, d)``, ``r, t: (B, d)`` -> ``(B, C)``."""
         return chunked(lambda hc: self(hc.unsqueeze(0), r.unsqueeze(1), t.unsqueeze(1)), h, t.numel())
 
+    def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``h, r: (B, d)``, candidate table ``t: (N, d)``, per-query candidates ``ids: (B, K)`` -> ``(B, K)``."""
+        return self(h.unsqueeze(1), r.unsqueeze(1), t[ids])
+
+    def score_h_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Candidate table ``h: (N, d)``, ``r, t: (B, d)``, per-query candidates ``ids: (B, K)`` -> ``(B, K)``."""
+        return self(h[ids], r.unsqueeze(1), t.unsqueeze(1))
+
     def generic_score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The broadcast path of ``score_t``, whatever the subclass overrides (used by tests)."""
         return Interaction.score_t(self, h, r, t)
 
     def generic_score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return Interaction.score_h(self, h, r, t)
+
+    def generic_score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                                ids: torch.Tensor) -> torch.Tensor:
+        return Interaction.score_t_sampled(self, h, r, t, ids)
+
+    def generic_score_h_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                                ids: torch.Tensor) -> torch.Tensor:
+        return Interaction.score_h_sampled(self, h, r, t, ids)
 
 
 def chunked(score: Callable[[torch.Tensor], torch.Tensor], candidates: torch.Tensor, batch_elements: int,

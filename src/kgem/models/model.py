@@ -9,6 +9,7 @@ from torch import nn
 
 from kgem.models.initializers import Initializer
 from kgem.models.interaction import INTERACTIONS, Interaction
+from kgem.models.query import QueryInteraction
 from kgem.models.representation import Embedding
 from kgem.models.rgcn import RGCN
 
@@ -52,14 +53,84 @@ class Model(nn.Module):
         return self.interaction(self.entity(h).unsqueeze(1), relations.unsqueeze(0), self.entity(t).unsqueeze(1))
 
     def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
-        """Scores of per-row candidate tails ``tails (B, K)`` by broadcasting ``(B, 1, d)`` against ``(B, K, d)``."""
-        return self.interaction(self.entity(h).unsqueeze(1), self.relation(r).unsqueeze(1), self.entity(tails))
+        """Scores of per-row candidate tails ``tails (B, K)``: ``(B, K)``."""
+        table, ids = self.candidates(tails)
+        return self.interaction.score_t_sampled(self.entity(h), self.relation(r), table, ids)
 
     def score_h_sampled(self, r: torch.Tensor, t: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
         """Scores of per-row candidate heads ``heads (B, K)``."""
         if self.inverse:
             return self.score_t_sampled(t, r + self.num_relations, heads)
-        return self.interaction(self.entity(heads), self.relation(r).unsqueeze(1), self.entity(t).unsqueeze(1))
+        table, ids = self.candidates(heads)
+        return self.interaction.score_h_sampled(table, self.relation(r), self.entity(t), ids)
+
+    def score_sampled(self, hrt: torch.Tensor, ids: torch.Tensor,
+                      corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Negative sampling in one call: the positives' scores ``(B,)``, the scores ``(B, K)`` of their corruptions
+        (row ``b`` replaces its head if ``corrupt_head[b]``, else its tail, by each of ``ids[b]``; ``ids (1, K)``
+        is shared by all rows) and the factors ``[h, r, t]`` for regularizers. With reciprocal relations a
+        head-corrupting row is the tail query ``(t, r + R, ?)``, for its positive as for its negatives.
+
+        Every entity the batch names, positive or negative, is looked up (normalised, ...) once; the scores equal
+        ``score_t_sampled`` / ``score_h_sampled`` row by row (a test checks it)."""
+        batch = len(hrt)
+        table, local = self.candidates(torch.cat([hrt[:, 0], hrt[:, 2], ids.reshape(-1)]))
+        negatives = local[2 * batch :].view(ids.shape)
+        factors = [table[local[:batch]], self.relation(hrt[:, 1]), table[local[batch : 2 * batch]]]
+        if isinstance(self.interaction, QueryInteraction) and ids.shape[0] == batch:
+            pos, neg = self._score_queries(table, local[:batch], hrt[:, 1], local[batch : 2 * batch], negatives,
+                                           corrupt_head)
+            return pos, neg, factors
+        pos = self.interaction(*factors)
+        if self.inverse and corrupt_head.any():  # such a row is the query (t, r + R, ?), its positive too
+            flipped = self.interaction(factors[2], self.relation(hrt[:, 1] + self.num_relations), factors[0])
+            pos = torch.where(corrupt_head, flipped, pos)
+        tail_rows, head_rows = torch.nonzero(~corrupt_head).squeeze(1), torch.nonzero(corrupt_head).squeeze(1)
+        parts = [self._corrupt(table, factors, hrt[:, 1], tail_rows, negatives, head=False),
+                 self._corrupt(table, factors, hrt[:, 1], head_rows, negatives, head=True)]
+        if not len(head_rows) or not len(tail_rows):
+            return pos, parts[0] if len(tail_rows) else parts[1], factors
+        return pos, torch.cat(parts)[torch.argsort(torch.cat([tail_rows, head_rows]))], factors
+
+    def _score_queries(self, table: torch.Tensor, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                       negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``score_sampled`` for a query-form interaction: each row's query (``(h, r, ?)``, or ``(?, r, t)`` where
+        it corrupts the head) against its true entity and its negatives, all rows in one sampled product."""
+        interaction = self.interaction
+        assert isinstance(interaction, QueryInteraction)
+        side = corrupt_head.unsqueeze(1)
+        if self.inverse:  # (?, r, t) is (t, r + R, ?): every query is a tail query
+            rel = self.relation(r + self.num_relations * corrupt_head)
+            queries = interaction.tail_query(table[torch.where(corrupt_head, t, h)], rel)
+        else:  # one gather: each row needs only the entity its query keeps
+            rel, kept = self.relation(r), table[torch.where(corrupt_head, t, h)]
+            queries = torch.where(side, interaction.head_query(rel, kept), interaction.tail_query(kept, rel))
+        answers = torch.where(corrupt_head, h, t).unsqueeze(1)
+        scores = interaction.compare_sampled(queries, interaction.rows(table), torch.cat([answers, negatives], 1))
+        return scores[:, 0], scores[:, 1:]
+
+    def _corrupt(self, table: torch.Tensor, factors: list[torch.Tensor], r_ids: torch.Tensor, rows: torch.Tensor,
+                 negatives: torch.Tensor, *, head: bool) -> torch.Tensor:
+        """Scores ``(len(rows), K)`` of the batch ``rows`` with their head (``head``) or tail replaced."""
+        h, r, t = (f[rows] for f in factors)
+        ids = negatives if negatives.shape[0] == 1 else negatives[rows]
+        if head and self.inverse:  # (?, r, t) is (t, r + R, ?)
+            h, r, head = t, self.relation(r_ids[rows] + self.num_relations), False
+        if negatives.shape[0] == 1:  # shared: one candidate table for every row
+            candidates = table[ids[0]]
+            return self.interaction.score_h(candidates, r, t) if head else self.interaction.score_t(h, r, candidates)
+        if head:
+            return self.interaction.score_h_sampled(table, r, t, ids)
+        return self.interaction.score_t_sampled(h, r, table, ids)
+
+    def candidates(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The entity rows that sampled ``ids`` name, each looked up (and normalised, viewed as complex, ...) once,
+        and ``ids`` re-pointed into them: the whole table when the ids outnumber the entities (dense gradients
+        only), else the distinct ids."""
+        if isinstance(self.entity, Embedding) and not self.entity.sparse and ids.numel() >= self.num_entities:
+            return self.entity(), ids
+        distinct, local = torch.unique(ids, return_inverse=True)
+        return self.entity(distinct), local
 
     def factors(self, hrt: torch.Tensor) -> list[torch.Tensor]:
         """The embeddings of a batch, for regularizers: ``[h, r, t]``."""

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from kgem.models.interaction import INTERACTIONS, Interaction
+from kgem.models.query import QueryInteraction
+from kgem.models.sampled import sampled_modulus_distance
 
 
 def neg_norm(x: torch.Tensor, p: float, power_norm: bool = False) -> torch.Tensor:
@@ -47,9 +49,10 @@ def by_relation(r: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor]) 
 
 
 @INTERACTIONS.register("transe")
-class TransE(Interaction):
+class TransE(QueryInteraction):
     """``-||h + r - t||_p`` with unit-norm entity vectors."""
 
+    comparison = "distance"
     normalize_entities = True
     reference = "Bordes et al. 2013, Translating embeddings for modeling multi-relational data"
 
@@ -63,11 +66,11 @@ class TransE(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return -torch.linalg.vector_norm(h + r - t, ord=self.p, dim=-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return neg_distance(h + r, t, self.p)
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return h + r
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return neg_distance(t - r, h, self.p)
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return t - r
 
 
 @INTERACTIONS.register("rotate")
@@ -80,6 +83,13 @@ class RotatE(Interaction):
 
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return -(h * r - t).abs().sum(-1)
+
+    def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return -sampled_modulus_distance(h * r, t, ids)
+
+    def score_h_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        # |h r - t| = |h - t conj(r)| for a unit-modulus r
+        return -sampled_modulus_distance(t * r.conj(), h, ids)
 
 
 class NormInteraction(Interaction):

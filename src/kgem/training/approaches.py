@@ -44,23 +44,9 @@ class SLCWA(Approach):
 
     def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
         neg = self.sampler.sample(batch, generator)
-        tail_rows = torch.nonzero(~neg.corrupt_head).squeeze(1)
-        head_rows = torch.nonzero(neg.corrupt_head).squeeze(1)
-        order = torch.cat([tail_rows, head_rows])
-        batch = batch[order]
-        ids = neg.ids if self.sampler.shared else neg.ids[order]
-        h, r, t = batch.unbind(1)
-        cut = len(tail_rows)
-        if self.sampler.shared:
-            parts = [model.score_t(h[:cut], r[:cut], ids[0]), model.score_h(r[cut:], t[cut:], ids[0])]
-        else:
-            parts = [model.score_t_sampled(h[:cut], r[:cut], ids[:cut]),
-                     model.score_h_sampled(r[cut:], t[cut:], ids[cut:])]
-        neg_scores = torch.cat(parts)
+        pos, neg_scores, factors = model.score_sampled(batch, neg.ids, neg.corrupt_head)
         if neg.known is not None:  # true triples the filter could not replace do not count as negatives
-            neg_scores = neg_scores.masked_fill(neg.known[order], float("-inf"))
-        factors = model.factors(batch)
-        pos = model.interaction(*factors)
+            neg_scores = neg_scores.masked_fill(neg.known, float("-inf"))
         return loss.sampled(pos, neg_scores), factors
 
 

@@ -1,0 +1,73 @@
+"""Query-form interactions: the score is a comparison of a query vector with the candidate's row.
+
+DistMult (``<h * r, t>``), ComplEx (``Re<h * r, conj(t)>``) and TransE (``-||(h + r) - t||``) all score
+``compare(tail_query(h, r), rows(t))`` and, from the other side, ``compare(head_query(r, t), rows(h))``. Written
+that way every scoring mode is one product of a ``(B, w)`` query matrix with candidate rows:
+
+- all candidates: a matmul (``dot``) or the expanded square / ``cdist`` (``distance``);
+- sampled candidates: a sampled dense-dense product (``kgem.models.sampled``), no ``(B, K, d)`` gather;
+- negative sampling: head- and tail-corrupting rows of a batch stack their queries and make *one* such call,
+  positives included (``score_queries``), so the candidate table is consumed once per step.
+
+``forward`` keeps each paper's formula; a test proves every mode equals it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+
+from kgem.models.interaction import Interaction
+from kgem.models.sampled import sampled_dot
+
+Comparison = Literal["dot", "distance"]
+
+
+class QueryInteraction(Interaction):
+    """Subclasses define ``tail_query``, ``head_query`` and (for complex rows) ``rows``, and set ``comparison``:
+    ``dot`` scores ``q . c``; ``distance`` scores ``-||q - c||_p`` with ``self.p``."""
+
+    comparison: ClassVar[Comparison] = "dot"
+    p: float = 2.0
+
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rows(self, e: torch.Tensor) -> torch.Tensor:
+        """Entity representations as the real rows queries are compared with (identity for real rows)."""
+        return e
+
+    def compare(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``(B, w), (C, w) -> (B, C)``."""
+        if self.comparison == "dot":
+            return q @ candidates.T
+        if self.p == 2:
+            square = q.pow(2).sum(-1, keepdim=True) - 2 * (q @ candidates.T) + candidates.pow(2).sum(-1)
+            return -square.clamp_min(0).sqrt()
+        return -torch.cdist(q, candidates, p=self.p)
+
+    def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``(B, w), (N, w), (B, K) -> (B, K)``: each query against its own candidate rows ``table[ids[b]]``."""
+        if self.comparison == "dot":
+            return sampled_dot(q, table, ids)
+        if self.p == 2:
+            norms = torch.linalg.vector_norm(table, dim=-1).square()  # its backward is one pass over the table
+            square = q.pow(2).sum(-1, keepdim=True) + norms[ids] - 2 * sampled_dot(q, table, ids)
+            return -square.clamp_min(0).sqrt()
+        return -torch.linalg.vector_norm(q.unsqueeze(1) - table[ids], ord=self.p, dim=-1)
+
+    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.compare(self.tail_query(h, r), self.rows(t))
+
+    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.compare(self.head_query(r, t), self.rows(h))
+
+    def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return self.compare_sampled(self.tail_query(h, r), self.rows(t), ids)
+
+    def score_h_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return self.compare_sampled(self.head_query(r, t), self.rows(h), ids)
