@@ -124,3 +124,19 @@ def test_sampled_modulus_distance_equals_gather_values_and_gradients() -> None:
     weight = torch.randn(rows, 12, generator=g, dtype=torch.float64)
     for a, b in zip(grads(fast, [q, table], weight), grads(plain, [q, table], weight), strict=True):
         assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize(("name", "args"), [("bce", {}), ("bce", {"label_smoothing": 0.1}), ("softplus", {}),
+                                            ("cross_entropy", {"label_smoothing": 0.1})])
+def test_multi_label_loss_equals_the_dense_label_loss(name, args) -> None:
+    from kgem.training import LOSSES
+
+    loss = LOSSES.get(name)(**args)
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    rows, cols = torch.tensor([0, 0, 2, 3, 5, 5, 5]), torch.tensor([1, 4, 0, 10, 2, 3, 9])
+    labels = torch.zeros(6, 11, dtype=torch.float64)
+    labels[rows, cols] = 1
+    fast, plain = loss.multi_label(scores, rows, cols), loss.full(scores, labels)
+    assert torch.allclose(fast, plain)
+    assert torch.allclose(*(torch.autograd.grad(v, scores)[0] for v in (fast, plain)))

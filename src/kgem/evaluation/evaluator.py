@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from kgem.data.known import KnownTriples
 from kgem.evaluation.ranks import EvaluationError, RankCounts, Ranks, check_rank_type
 from kgem.evaluation.result import EvaluationResult
+from kgem.runtime import retain_freed_memory
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 MIN_BATCH = 64  # below this many queries per batch, chunk the entities instead of shrinking the batch further
@@ -102,13 +103,14 @@ def _filter_pairs(known: KnownTriples | None, side: str, anchor: torch.Tensor, r
     return rows[other].to(device), ids[other].to(device)
 
 
-def _chunk_mask(pairs: tuple[torch.Tensor, torch.Tensor], batch: int, start: int, stop: int) -> torch.Tensor:
-    """Boolean ``(B, stop - start)``: the filter pairs whose entity lies in [start, stop), built on their device."""
+def _chunk_pairs(pairs: tuple[torch.Tensor, torch.Tensor] | None, start: int,
+                 stop: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The filter pairs whose entity lies in [start, stop), as (row, column in the chunk)."""
+    if pairs is None:
+        return None, None
     rows, ids = pairs
-    mask = torch.zeros(batch, stop - start, dtype=torch.bool, device=ids.device)
     inside = (ids >= start) & (ids < stop)
-    mask[rows[inside], ids[inside] - start] = True
-    return mask
+    return rows[inside], ids[inside] - start
 
 
 def _views(triples: torch.Tensor, sides: tuple[str, ...]) -> Iterator[tuple[str, torch.Tensor, torch.Tensor,
@@ -158,7 +160,7 @@ def _rank_full_batch(model: ScoringModel, side: str, anchor: torch.Tensor, r: to
         scores = _score(model, side, anchor, r, torch.arange(start, stop, device=device))  # (B, C)
         if start == home:
             true = scores[rows, target - start]  # (B,)
-        counts.add(true, scores, None if pairs is None else _chunk_mask(pairs, batch, start, stop))
+        counts.add_excluding(true, scores, *_chunk_pairs(pairs, start, stop), in_place=True)
     return counts
 
 
@@ -180,6 +182,7 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
     Runs under ``model.eval()`` and ``torch.no_grad()``; the model's train/eval mode is restored afterwards.
     """
     check_rank_type(rank_type)
+    retain_freed_memory()
     chosen = _parse_sides(sides)
     triples = _check_triples(triples, model, known)
     batch_size, chunk = plan_full(len(triples), model.num_entities, memory_budget_bytes, batch_size)

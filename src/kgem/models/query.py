@@ -45,9 +45,12 @@ class QueryInteraction(Interaction):
         """``(B, w), (C, w) -> (B, C)``."""
         if self.comparison == "dot":
             return q @ candidates.T
-        if self.p == 2:
-            square = q.pow(2).sum(-1, keepdim=True) - 2 * (q @ candidates.T) + candidates.pow(2).sum(-1)
-            return -square.clamp_min(0).sqrt()
+        if self.p == 2:  # the expanded square, one (B, C) block: |q|^2 - 2 q.c, then + |c|^2 in place
+            square = torch.addmm(q.pow(2).sum(-1, keepdim=True), q, candidates.T, alpha=-2)
+            square.add_(candidates.pow(2).sum(-1))
+            if square.requires_grad:
+                return -square.clamp_min(0).sqrt()
+            return square.clamp_min_(0).sqrt_().neg_()  # no autograd: reuse the block (evaluation)
         return -torch.cdist(q, candidates, p=self.p)
 
     def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -65,10 +65,20 @@ class KvsAll(Approach):
     def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
         tails = batch[batch[:, 0] == 0]
         heads = batch[batch[:, 0] == 1]
-        scores = [model.score_t(tails[:, 1], tails[:, 2]), model.score_h(heads[:, 2], heads[:, 1])]
-        labels = [self.known.tail_mask(tails[:, 1], tails[:, 2]), self.known.head_mask(heads[:, 2], heads[:, 1])]
+        scores, rows, cols = [], [], []
+        if len(tails):
+            scores.append(model.score_t(tails[:, 1], tails[:, 2]))
+            row, col = self.known.tail_pairs(tails[:, 1], tails[:, 2])
+            rows.append(row)
+            cols.append(col)
+        if len(heads):
+            scores.append(model.score_h(heads[:, 2], heads[:, 1]))
+            row, col = self.known.head_pairs(heads[:, 2], heads[:, 1])
+            rows.append(row + len(tails))
+            cols.append(col)
+        block = scores[0] if len(scores) == 1 else torch.cat(scores)  # no copy of the (B, E) block when one side
         factors = [model.entity(batch[:, 1]), model.relation(batch[:, 2])]
-        return loss.full(torch.cat(scores), torch.cat(labels).float()), factors
+        return loss.multi_label(block, torch.cat(rows), torch.cat(cols)), factors
 
 
 class OneVsAll(Approach):
@@ -80,7 +90,5 @@ class OneVsAll(Approach):
         if not model.inverse:
             scores.append(model.score_h(r, t))
             targets.append(h)
-        block = torch.cat(scores)
-        labels = torch.zeros_like(block)
-        labels[torch.arange(len(block)), torch.cat(targets)] = 1
-        return loss.full(block, labels), model.factors(batch)
+        block = scores[0] if len(scores) == 1 else torch.cat(scores)
+        return loss.multi_label(block, torch.arange(len(block)), torch.cat(targets)), model.factors(batch)

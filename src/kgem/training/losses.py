@@ -1,7 +1,11 @@
 """Losses. ``sampled(pos (B,), neg (B, K))`` for negative sampling; ``full(scores (B, C), labels (B, C))`` for
-KvsAll / 1vsAll with multi-hot (possibly smoothed) labels. A loss that has no meaning in a regime says so."""
+KvsAll / 1vsAll with multi-hot (possibly smoothed) labels, and ``multi_label(scores, rows, cols)``, the same with
+the true entries given as distinct ``(row, column)`` pairs (KvsAll: a few true answers among all entities), which
+BCE computes without a dense label matrix. A loss that has no meaning in a regime says so."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +28,12 @@ class Loss(nn.Module):
     def full(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise ConfigError(f"loss {self.name!r} does not apply to KvsAll / 1vsAll training; use bce or "
                           f"cross_entropy")
+
+    def multi_label(self, scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """``full`` with label 1 at the distinct pairs ``(rows[i], cols[i])`` and 0 elsewhere."""
+        labels = torch.zeros_like(scores)
+        labels[rows, cols] = 1
+        return self.full(scores, labels)
 
 
 @LOSSES.register("margin_ranking")
@@ -66,6 +76,9 @@ class Softplus(Loss):
     def full(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(scores, labels)
 
+    def multi_label(self, scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return bce_multi_label(scores, rows, cols, 0.0)
+
 
 @LOSSES.register("bce")
 class BCEWithLogits(Loss):
@@ -89,6 +102,46 @@ class BCEWithLogits(Loss):
         if self.label_smoothing:
             labels = labels * (1 - self.label_smoothing) + self.label_smoothing / scores.shape[1]
         return F.binary_cross_entropy_with_logits(scores, labels, weight=weight)
+
+    def multi_label(self, scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return bce_multi_label(scores, rows, cols, self.label_smoothing)
+
+
+class BCEMultiLabel(torch.autograd.Function):
+    """Mean binary cross-entropy with logits against labels that are ``smoothing / C`` everywhere plus
+    ``1 - smoothing`` at the pairs ``(rows, cols)``. With ``bce(x, y) = softplus(x) - x y`` the sum splits into a
+    dense part that needs no labels and a sparse correction at the true pairs; the gradient
+    ``(sigmoid(x) - y) / n`` is written in place the same way. Three passes over the ``(B, C)`` scores where the
+    dense loss with a materialised label matrix makes about ten."""
+
+    @staticmethod
+    def forward(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, smoothing: float) -> torch.Tensor:
+        total = F.softplus(scores).sum() - (1 - smoothing) * scores[rows, cols].sum()
+        if smoothing:
+            total = total - smoothing / scores.shape[1] * scores.sum()
+        return total / scores.numel()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        scores, rows, cols, smoothing = inputs
+        ctx.save_for_backward(scores, rows, cols)
+        ctx.smoothing = smoothing
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        scores, rows, cols = ctx.saved_tensors
+        out = torch.sigmoid(scores)
+        if ctx.smoothing:
+            out.sub_(ctx.smoothing / scores.shape[1])
+        out.index_put_((rows, cols), torch.tensor(ctx.smoothing - 1, dtype=out.dtype), accumulate=True)
+        return out.mul_(grad / scores.numel()), None, None, None
+
+
+def bce_multi_label(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """``binary_cross_entropy_with_logits(scores, labels)`` for the multi-hot labels of distinct pairs
+    ``(rows, cols)``, smoothed as ``BCEWithLogits`` does (a test checks values and gradients)."""
+    out: torch.Tensor = BCEMultiLabel.apply(scores, rows, cols, smoothing)
+    return out
 
 
 @LOSSES.register("self_adversarial")

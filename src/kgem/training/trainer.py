@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from kgem.errors import KgemError
 from kgem.models.model import Model
+from kgem.runtime import retain_freed_memory
 from kgem.training.approaches import Approach
 from kgem.training.checkpoint import Checkpoints
 from kgem.training.losses import Loss
@@ -46,6 +47,7 @@ def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor
     """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
     ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean."""
     tally = tally if tally is not None else Tally()
+    retain_freed_memory()
     model.train()
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
