@@ -140,3 +140,27 @@ def test_multi_label_loss_equals_the_dense_label_loss(name, args) -> None:
     fast, plain = loss.multi_label(scores, rows, cols), loss.full(scores, labels)
     assert torch.allclose(fast, plain)
     assert torch.allclose(*(torch.autograd.grad(v, scores)[0] for v in (fast, plain)))
+
+
+def test_row_adagrad_sparse_equals_dense_and_the_formula() -> None:
+    def run(sparse: bool):
+        torch.manual_seed(0)
+        table = torch.nn.Embedding(6, 3, sparse=sparse)
+        opt = build_optimizer("rowadagrad", table.parameters(), lr=0.5)
+        for ids in ([0, 2, 2], [5, 0]):
+            opt.zero_grad()
+            (table(torch.tensor(ids)).sin() * torch.arange(3.0)).sum().backward()
+            opt.step()
+        return table.weight.detach()
+
+    torch.manual_seed(0)
+    w = torch.nn.Embedding(6, 3).weight.detach().clone()
+    total = torch.zeros(6)
+    for ids in ([0, 2, 2], [5, 0]):  # by hand: per-row accumulator of mean squared gradients
+        g = torch.zeros(6, 3)
+        g.index_add_(0, torch.tensor(ids), w[ids].cos() * torch.arange(3.0))
+        touched = g.abs().sum(1) > 0
+        total += g.square().mean(1)
+        w[touched] -= 0.5 * g[touched] / (total[touched].sqrt() + 1e-10).unsqueeze(1)
+    assert torch.allclose(run(sparse=True), w, atol=1e-6)
+    assert torch.allclose(run(sparse=False), w, atol=1e-6)

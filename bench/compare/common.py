@@ -68,13 +68,13 @@ SETTINGS = {s.name: s for s in [
             summary="ComplEx (100 complex), KvsAll over all tails with reciprocal relations, BCE, Adam 1e-3, "
                     "batch 1024 queries"),
     Setting(name="C1s", model="transe", peers=("pbg",), shared=True, loss_args={"margin": 1.0},
-            optimizer="adagrad", lr=0.1, batch_size=1000, hogwild_workers=2, sparse=True,
-            summary="TransE L2, 64 uniform negatives shared per batch/chunk, margin ranking (1), Adagrad 0.1, "
+            optimizer="rowadagrad", lr=0.1, batch_size=1000, hogwild_workers=2, sparse=True,
+            summary="TransE L2, 64 uniform negatives shared per batch/chunk, margin ranking (1), row-wise Adagrad 0.1, "
                     "batch 1000, PBG-style"),
-    Setting(name="C4s", model="complex", peers=("pbg",), shared=True, loss="cross_entropy", optimizer="adagrad",
+    Setting(name="C4s", model="complex", peers=("pbg",), shared=True, loss="cross_entropy", optimizer="rowadagrad",
             lr=0.1, batch_size=1000, hogwild_workers=2, sparse=True,
-            summary="ComplEx (100 complex), 64 uniform negatives shared per batch/chunk, softmax loss, Adagrad 0.1, "
-                    "batch 1000, PBG-style"),
+            summary="ComplEx (100 complex), 64 uniform negatives shared per batch/chunk, softmax loss, "
+                    "row-wise Adagrad 0.1, batch 1000, PBG-style"),
     Setting(name="E1", model="transe", peers=("pykeen", "pbg"), approach="eval",
             summary="filtered evaluation (both sides, realistic ranks, train+valid+test filter) of the test set, "
                     "TransE d=200, random weights"),

@@ -21,8 +21,8 @@ PBG's semantics (kept, not aligned with kgem):
 - dynamic relations keep two operators per relation (one applied to the right side, one to the left), FB15k-237's
   usual PBG set-up (its ``fb15k`` example);
 - no entity normalisation for TransE (kgem's TransE normalises entities); entity embeddings use PBG's row-wise
-  Adagrad (one accumulator per row), relation parameters dense Adagrad; kgem uses torch's Adagrad with sparse
-  gradients (touched rows only);
+  Adagrad (one accumulator per row), relation parameters dense Adagrad; kgem uses its ``rowadagrad`` (the same
+  row-wise rule) for both tables, with sparse gradients (touched rows only);
 - losses are summed over the batch (``reduction="sum"``), kgem's are means; the softmax loss is PBG's
   ``cross_entropy([pos, logsumexp(neg)])``, which equals kgem's ``cross_entropy`` over ``[pos, neg...]``.
 

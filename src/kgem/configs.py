@@ -57,7 +57,7 @@ class TrainingConfig:
     sampler: Literal["uniform", "bernoulli"] = help_field("uniform", "which side to corrupt (slcwa)")
     filtered: bool = help_field(False, "resample negatives that are training triples (slcwa)")
     shared_negatives: bool = help_field(False, "one set of negatives per batch (slcwa; PyTorch-BigGraph style)")
-    optimizer: str = help_field("adagrad", "adam, adamw, adagrad, sgd or sparseadam")
+    optimizer: str = help_field("adagrad", "adam, adamw, adagrad, rowadagrad (PyTorch-BigGraph's), sgd or sparseadam")
     lr: float = help_field(0.1, "learning rate")
     optimizer_args: dict[str, Any] = help_field({}, "optimizer arguments, e.g. {weight_decay: 1e-5}")
     regularizer: str | None = help_field("n3", "lp or n3, or null")

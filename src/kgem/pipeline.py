@@ -88,6 +88,13 @@ def resolve_config(config: PipelineConfig | dict[str, Any] | str | os.PathLike[s
     return apply_overrides(cfg, overrides or [])
 
 
+def sparse_lookups(cfg: PipelineConfig) -> bool:
+    """Sparse embedding gradients for the optimizers that update only the rows a batch touches (not for an
+    encoder, which propagates over the whole graph)."""
+    optimizer = cfg.training.optimizer.lower()
+    return optimizer == "sparseadam" or (optimizer == "rowadagrad" and cfg.model.name.lower() != "rgcn")
+
+
 def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
     """The dataset: given directly (a Dataset, a DataFrame of facts, a folder, a file of facts) or named in the
     config, read in ``cfg.format``. One DataFrame or file of facts is split by ``cfg.split`` with nothing unseen in
@@ -140,7 +147,7 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     timings["load"] = time.perf_counter() - start
     torch.manual_seed(cfg.training.seed)
     model = model_from_config(cfg.model, dataset.num_entities, dataset.num_relations,
-                              sparse=cfg.training.optimizer == "sparseadam", graph=dataset.train.hrt)
+                              sparse=sparse_lookups(cfg), graph=dataset.train.hrt)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
     stopper = None

@@ -9,11 +9,52 @@ import torch
 
 from kgem.errors import ConfigError
 
+
+class RowAdagrad(torch.optim.Optimizer):
+    """Adagrad with one accumulator per row (PyTorch-BigGraph's optimizer for embedding tables): a row's step is
+    ``lr * g / (sqrt(sum of mean(g^2) over its updates) + eps)``. State is one float per row instead of one per
+    entry, and a sparse gradient updates only its rows. 1-d parameters (biases) count each entry as a row."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 0.01, eps: float = 1e-10,
+                 initial_accumulator_value: float = 0.0) -> None:
+        if lr <= 0 or eps < 0 or initial_accumulator_value < 0:
+            raise ValueError(f"invalid rowadagrad settings: lr={lr}, eps={eps}, "
+                             f"initial_accumulator_value={initial_accumulator_value}")
+        super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator_value": initial_accumulator_value})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["sum"] = torch.full(p.shape[:1], group["initial_accumulator_value"], dtype=p.dtype,
+                                              device=p.device)
+                _row_step(p, p.grad, state["sum"], group["lr"], group["eps"])
+        return loss
+
+
+def _row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, eps: float) -> None:
+    rows = p.view(len(p), -1)
+    if grad.is_sparse:
+        grad = grad.coalesce()  # duplicate rows add up first, as in the dense gradient
+        ids, values = grad.indices()[0], grad.values().reshape(len(grad.indices()[0]), -1)
+        total.index_add_(0, ids, values.square().mean(1))
+        rows.index_add_(0, ids, values / total[ids].sqrt().add_(eps).unsqueeze(1), alpha=-lr)
+    else:
+        values = grad.reshape(len(p), -1)
+        total.add_(values.square().mean(1))
+        rows.addcdiv_(values, total.sqrt().add_(eps).unsqueeze(1), value=-lr)
+
+
 OPTIMIZERS: dict[str, Any] = {
     "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
-    "sgd": torch.optim.SGD, "sparseadam": torch.optim.SparseAdam,
+    "sgd": torch.optim.SGD, "sparseadam": torch.optim.SparseAdam, "rowadagrad": RowAdagrad,
 }
-SPARSE_OPTIMIZERS = {"sparseadam", "adagrad", "sgd"}
+SPARSE_OPTIMIZERS = {"sparseadam", "adagrad", "sgd", "rowadagrad"}
 FUSED = {"adam", "adamw"}  # one kernel per step instead of ~10 passes over every table; same arithmetic
 SCHEDULERS: dict[str, type[Any]] = {
     "step": torch.optim.lr_scheduler.StepLR, "exponential": torch.optim.lr_scheduler.ExponentialLR,
@@ -22,7 +63,8 @@ SCHEDULERS: dict[str, type[Any]] = {
 
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, **kwargs: Any) -> torch.optim.Optimizer:
-    """``adam``, ``adamw``, ``adagrad``, ``sgd`` (``momentum=...``) or ``sparseadam``, with keyword arguments.
+    """``adam``, ``adamw``, ``adagrad``, ``rowadagrad``, ``sgd`` (``momentum=...``) or ``sparseadam``, with
+    keyword arguments.
 
     Adam and AdamW use torch's fused implementation where this torch has one for the parameters' device (CPU:
     torch >= 2.4) unless ``fused`` or ``foreach`` is given."""
