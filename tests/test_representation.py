@@ -16,7 +16,7 @@ def test_real_complex_and_phase_views() -> None:
     assert torch.equal(cplx(torch.tensor([1])), torch.tensor([[5 + 6j, 7 + 8j]], dtype=torch.complex64))
     phase = Embedding(1, 2, kind="phase", initializer=from_tensor(torch.tensor([[0.0, math.pi / 2]])))
     assert torch.allclose(phase(), torch.tensor([[1 + 0j, 0 + 1j]], dtype=torch.complex64), atol=1e-6)
-    unit = Embedding(3, 5, normalize=True)
+    unit = Embedding(3, 5, normalize="forward")
     assert torch.allclose(unit().norm(dim=-1), torch.ones(3))
 
 
@@ -33,3 +33,52 @@ def test_initializers_by_name() -> None:
     assert INITIALIZERS.get("xavier_normal")() is not None
     with pytest.raises(ValueError, match="shape"):
         Embedding(2, 2, initializer=from_tensor(torch.zeros(3, 2)))
+
+
+def test_normalize_modes_constrain_rows_at_lookup_or_in_storage() -> None:
+    torch.manual_seed(0)
+    raw = torch.randn(6, 4) * 3
+    forward, step, free = (Embedding(6, 4, normalize=mode, initializer=from_tensor(raw))
+                           for mode in ("forward", "step", "none"))
+    assert torch.equal(forward.weight, raw) and torch.allclose(forward().norm(dim=-1), torch.ones(6))
+    assert torch.allclose(step.weight.norm(dim=-1), torch.ones(6))  # projected at construction
+    assert torch.equal(step(), step.weight) and torch.equal(free(), raw)  # lookups return the stored rows
+    step.weight.data.mul_(2)
+    step.constrain_()
+    assert torch.allclose(step.weight.norm(dim=-1), torch.ones(6))
+    cplx = Embedding(3, 2, kind="complex", normalize="step", initializer=from_tensor(torch.randn(3, 4)))
+    assert torch.allclose(cplx().abs().pow(2).sum(-1), torch.ones(3))
+
+
+def test_normalize_rejects_unknown_modes_and_phase_rows() -> None:
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        Embedding(2, 2, normalize="always")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="phase"):
+        Embedding(2, 2, kind="phase", normalize="step")
+
+
+@pytest.mark.parametrize("mode", ["forward", "step", "none"])
+def test_training_keeps_the_constraint_its_mode_promises(mode: str) -> None:
+    """``step``: stored rows unit after every optimizer step, gradients those of the plain formula on them;
+    ``forward``: stored rows drift, lookups stay unit; ``none``: nothing is unit."""
+    from kgem.models import build_model
+    from kgem.training import LOSSES, SLCWA, NegativeSampler, build_optimizer, train_epoch
+
+    torch.manual_seed(0)
+    model = build_model("transe", 20, 3, 8, normalize=mode)
+    hrt = torch.stack([torch.randint(20, (64,)), torch.randint(3, (64,)), torch.randint(20, (64,))], 1)
+    if mode == "step":  # the gradient reaches the stored rows as the un-normalised formula's does
+        weight = model.entity.weight
+        score = model.score_hrt(hrt[:4]).sum()
+        h, r, t = weight[hrt[:4, 0]], model.relation(hrt[:4, 1]), weight[hrt[:4, 2]]
+        expected = torch.autograd.grad(-(h + r - t).norm(dim=-1).sum(), weight)[0]
+        assert torch.allclose(torch.autograd.grad(score, weight)[0], expected, atol=1e-6)
+    optimizer = build_optimizer("adam", model.parameters(), lr=0.1)
+    approach, loss = SLCWA(NegativeSampler(4)), LOSSES.get("margin_ranking")(margin=1.0)
+    rows = approach.prepare(hrt, model)
+    train_epoch(model, approach, rows.split(16), loss, optimizer, None, torch.Generator().manual_seed(0))
+    stored = model.entity.weight.detach().norm(dim=-1)
+    looked_up = model.entity().detach().norm(dim=-1)
+    ones = torch.ones(20)
+    assert torch.allclose(looked_up, ones, atol=1e-5) == (mode != "none")
+    assert torch.allclose(stored, ones, atol=1e-5) == (mode == "step")

@@ -69,7 +69,8 @@ def saved(tmp_path: Path) -> Path:
     return save(make(spec()), tmp_path / "model", spec())
 
 
-SPECS = [spec(name) for name in MODELS] + [spec("complex", inverse=True), spec("transe", p=1.0)]
+SPECS = [spec(name) for name in MODELS] + [spec("complex", inverse=True), spec("transe", p=1.0),
+                                           spec("transe", normalize="step"), spec("rotate", p=2)]
 
 
 @pytest.mark.parametrize("model_spec", SPECS, ids=lambda s: f"{s['name']}-inverse={s['inverse']}-{s['args']}")
@@ -101,6 +102,14 @@ def test_save_refuses_a_spec_that_does_not_rebuild_the_model(tmp_path: Path, wro
     with pytest.raises(ModelFileError, match="spec"):
         save(make(spec("transe", p=1.0)), tmp_path / "model", wrong)
     assert not (tmp_path / "model").exists()
+
+
+def test_entity_normalisation_is_part_of_the_spec(tmp_path: Path) -> None:
+    model = make(spec("transe", normalize="step"))
+    with pytest.raises(ModelFileError, match="spec"):
+        save(model, tmp_path / "model", spec("transe"))
+    loaded = load_model(save(model, tmp_path / "model", spec("transe", normalize="step"))).model
+    assert loaded.interaction.normalize == "step" and loaded.entity.normalize == "step"
 
 
 def test_save_refuses_non_json_extra_and_leaves_nothing(tmp_path: Path) -> None:

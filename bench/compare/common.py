@@ -50,6 +50,7 @@ class Setting:
     batch_size: int = 1024
     hogwild_workers: int = 1
     sparse: bool = False  # kgem: sparse embedding gradients (touched rows only, like PBG's row-wise Adagrad)
+    kgem_args: dict[str, Any] = field(default_factory=dict)  # kgem model options that select the peer's semantics
 
     @property
     def complex(self) -> bool:
@@ -58,19 +59,24 @@ class Setting:
 
 SETTINGS = {s.name: s for s in [
     Setting(name="C1", model="transe", peers=("pykeen",), loss_args={"margin": 1.0},
-            summary="TransE L2, 64 uniform negatives/positive, margin ranking (1), Adam 1e-3, batch 1024"),
+            kgem_args={"normalize": "step"},  # PyKEEN's entity_constrainer: rows projected after each step
+            summary="TransE L2 (entities projected to unit norm after each step), 64 uniform negatives/positive, "
+                    "margin ranking (1), Adam 1e-3, batch 1024"),
     Setting(name="C2", model="distmult", peers=("pykeen",), loss="softplus",
             summary="DistMult, 64 uniform negatives/positive, softplus, Adam 1e-3, batch 1024"),
     Setting(name="C3", model="rotate", peers=("pykeen",), loss="self_adversarial",
             loss_args={"margin": 9.0, "temperature": 1.0},
-            summary="RotatE (100 complex), 64 negatives, self-adversarial (margin 9, T 1), Adam 1e-3, batch 1024"),
+            kgem_args={"p": 2},  # PyKEEN 1.11.1's RotatEInteraction: the L2 norm of h*r - t, whatever its p
+            summary="RotatE (100 complex, L2 norm of h*r - t as PyKEEN computes it), 64 negatives, "
+                    "self-adversarial (margin 9, T 1), Adam 1e-3, batch 1024"),
     Setting(name="C4", model="complex", peers=("pykeen",), approach="kvsall", inverse=True, loss="bce",
             summary="ComplEx (100 complex), KvsAll over all tails with reciprocal relations, BCE, Adam 1e-3, "
                     "batch 1024 queries"),
     Setting(name="C1s", model="transe", peers=("pbg",), shared=True, loss_args={"margin": 1.0},
             optimizer="rowadagrad", lr=0.1, batch_size=1000, hogwild_workers=2, sparse=True,
-            summary="TransE L2, 64 uniform negatives shared per batch/chunk, margin ranking (1), row-wise Adagrad 0.1, "
-                    "batch 1000, PBG-style"),
+            kgem_args={"normalize": "none"},  # PBG's TransE leaves entity rows unconstrained
+            summary="TransE L2 (unconstrained entities), 64 uniform negatives shared per batch/chunk, margin ranking "
+                    "(1), row-wise Adagrad 0.1, batch 1000, PBG-style"),
     Setting(name="C4s", model="complex", peers=("pbg",), shared=True, loss="cross_entropy", optimizer="rowadagrad",
             lr=0.1, batch_size=1000, hogwild_workers=2, sparse=True,
             summary="ComplEx (100 complex), 64 uniform negatives shared per batch/chunk, softmax loss, "

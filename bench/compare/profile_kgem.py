@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, default=200)
     parser.add_argument("--rows", type=int, default=15, help="operators to show")
     parser.add_argument("--sort", default="self_cpu_time_total")
+    parser.add_argument("--shapes", action="store_true", help="one row per operator and input shapes")
     args = parser.parse_args()
     limit_threads(args.threads)
     import torch
@@ -43,7 +44,7 @@ def main() -> None:
         known = KnownTriples(torch.from_numpy(np.concatenate([data.train, data.valid, data.test])),
                              data.num_entities, data.num_relations)
         test = torch.from_numpy(data.test[: args.eval_limit])
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
             start = time.perf_counter()
             evaluate(model, test, known=known)
         print(f"{args.config}: evaluate of {len(test)} triples in {time.perf_counter() - start:.3f} s (profiled)")
@@ -60,6 +61,7 @@ def main() -> None:
             fit, _ = approach.step(model, batch, loss, generator)
             fit.backward()
             optimizer.step()
+            model.constrain_()
 
         for _ in range(2):
             step()
@@ -67,12 +69,14 @@ def main() -> None:
         for _ in range(args.batches):
             step()
         plain = (time.perf_counter() - start) / args.batches
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
             for _ in range(args.batches):
                 step()
         print(f"{args.config}: {plain:.4f} s per batch of {setting.batch_size} unprofiled "
               f"({setting.batch_size / plain:,.0f} rows/s)")
-    print(prof.key_averages().table(sort_by=args.sort, row_limit=args.rows))
+    table = prof.key_averages(group_by_input_shape=args.shapes).table(sort_by=args.sort, row_limit=args.rows,
+                                                                       max_name_column_width=40)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def build(setting: Setting, num_entities: int, num_relations: int, seed: int) ->
     torch.manual_seed(seed)
     dim = setting.dim // 2 if setting.complex else setting.dim  # complex models: dim complex numbers = 2 dim floats
     return build_model(setting.model, num_entities, num_relations, dim, inverse=setting.inverse,
-                       sparse=setting.sparse)
+                       sparse=setting.sparse, **setting.kgem_args)
 
 
 def approach_of(setting: Setting) -> Any:

@@ -20,8 +20,8 @@ PBG's semantics (kept, not aligned with kgem):
   many negatives per positive (reported as ``negative_scores_per_positive``);
 - dynamic relations keep two operators per relation (one applied to the right side, one to the left), FB15k-237's
   usual PBG set-up (its ``fb15k`` example);
-- no entity normalisation for TransE (kgem's TransE normalises entities); entity embeddings use PBG's row-wise
-  Adagrad (one accumulator per row), relation parameters dense Adagrad; kgem uses its ``rowadagrad`` (the same
+- no entity normalisation for TransE (kgem runs with ``normalize="none"``, the same); entity embeddings use PBG's
+  row-wise Adagrad (one accumulator per row), relation parameters dense Adagrad; kgem uses its ``rowadagrad`` (the same
   row-wise rule) for both tables, with sparse gradients (touched rows only);
 - losses are summed over the batch (``reduction="sum"``), kgem's are means; the softmax loss is PBG's
   ``cross_entropy([pos, logsumexp(neg)])``, which equals kgem's ``cross_entropy`` over ``[pos, neg...]``.

@@ -14,11 +14,14 @@ Where the semantics line up with kgem (and where they do not):
   each positive has all its negatives on one random side, as kgem's uniform ``NegativeSampler`` has. PyKEEN never
   draws the true entity itself (kgem may, with probability 1/E). PyKEEN scores the negatives as ``B * 64`` full
   triples (``score_hrt`` re-embeds h, r and t of each); kgem broadcasts ``(B, 1, d)`` against ``(B, 64, d)``.
-- TransE: PyKEEN normalises entity rows to unit L2 norm after each optimizer step (its ``entity_constrainer``); kgem
-  normalises them in the forward pass. Both score with unit-norm entity vectors.
+- TransE: PyKEEN normalises entity rows to unit L2 norm after each optimizer step (its ``entity_constrainer``);
+  kgem runs with ``normalize="step"``, the same projection (its default, ``forward``, normalises inside the forward
+  pass with the gradient flowing through it: a different training rule).
 - DistMult: PyKEEN's default entity normalisation and relation L2 regulariser are switched off (kgem has neither).
-- RotatE: the interaction's norm is set to p=1 (sum of complex moduli, as in Sun et al. and kgem); PyKEEN's default
-  is p=2. Relations are unit-modulus in both (PyKEEN: a constrainer on complex numbers; kgem: phases).
+- RotatE: PyKEEN 1.11.1's ``RotatEInteraction.forward`` returns ``negative_norm(h * r - t, p=2)`` and ignores its
+  ``p`` argument, so its RotatE is the L2 norm of the complex difference, never the paper's sum of moduli; kgem runs
+  with ``p=2``, the same function (its default ``p=1`` is the paper's). Relations are unit-modulus in both (PyKEEN:
+  a constrainer on complex numbers; kgem: phases).
 - ComplEx: PyKEEN's default L2 regulariser is switched off. KvsAll: ``LCWATrainingLoop`` predicts tails of distinct
   ``(h, r)`` of a factory with inverse triples, which is kgem's ``KvsAll`` with ``inverse=True``.
 - Losses: ``MarginRankingLoss(margin=1)``, ``SoftplusLoss``, ``NSSALoss(margin=9, adversarial_temperature=1)``,
@@ -73,7 +76,7 @@ def build_model(setting: Setting, factory: Any, seed: int) -> Any:
     if setting.model == "distmult":
         return models.DistMult(embedding_dim=setting.dim, entity_constrainer=None, regularizer=None, **common)
     if setting.model == "rotate":
-        return models.RotatE(embedding_dim=setting.dim // 2, interaction_kwargs={"p": 1}, **common)
+        return models.RotatE(embedding_dim=setting.dim // 2, **common)
     if setting.model == "complex":
         return models.ComplEx(embedding_dim=setting.dim // 2, regularizer=None, **common)
     raise ValueError(setting.model)

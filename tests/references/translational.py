@@ -45,10 +45,18 @@ def _dist(x: Vector, p: float, power: bool) -> float:
     return total if power else total ** (1 / p)
 
 
-def _transe(p: float) -> Formula:
+def _transe(p: float, unit: bool = True) -> Formula:
     def score(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, _: object) -> float:
-        h, t = h / h.norm(), t / t.norm()  # TransE's entity rows are unit vectors
+        if unit:  # TransE's entity rows are unit vectors
+            h, t = h / h.norm(), t / t.norm()
         return -sum(abs(float(h[i] + r[i] - t[i])) ** p for i in range(len(h))) ** (1 / p)
+    return score
+
+
+def _rotate(p: float) -> Formula:
+    def score(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, _: object) -> float:
+        moduli = [abs(complex(h[i]) * complex(r[i]) - complex(t[i])) for i in range(len(h))]
+        return -sum(m**p for m in moduli) ** (1 / p)
     return score
 
 
@@ -152,9 +160,10 @@ def _boxe(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, inter: Any) -> floa
 
 
 REFERENCE: References = {
-    "transe": [({"p": 2.0}, _transe(2.0)), ({"p": 1.0}, _transe(1.0))],
-    "rotate": [({}, lambda h, r, t, _: -sum(abs(complex(h[i]) * complex(r[i]) - complex(t[i]))
-                                            for i in range(len(h))))],
+    # normalize "step" keeps the stored rows unit (projected at construction), "none" leaves them free
+    "transe": [({"p": 2.0}, _transe(2.0)), ({"p": 1.0}, _transe(1.0)), ({"normalize": "step"}, _transe(2.0)),
+               ({"normalize": "none"}, _transe(2.0, unit=False))],
+    "rotate": [({}, _rotate(1.0)), ({"p": 2}, _rotate(2.0))],
     "transh": [({}, _transh), ({"p": 1.0, "power_norm": False}, _transh), ({"power_norm": False}, _transh)],
     "transr": [({}, _transr), ({"relation_dim": 3}, _transr), ({"relation_dim": 7, "p": 1.0, "power_norm": False},
                                                                 _transr)],

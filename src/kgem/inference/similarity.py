@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.inference._common import QUERY_BATCH, SCORE_BUDGET, check_k, inference, merge_topk, to_ids
-from kgem.models.bilinear import real_view
 from kgem.models.model import Model
+from kgem.models.query import real_view
 
 Metric = Literal["cosine", "l2", "dot"]
 METRICS = ("cosine", "l2", "dot")

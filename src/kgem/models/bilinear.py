@@ -8,12 +8,7 @@ import torch
 from torch import nn
 
 from kgem.models.interaction import INTERACTIONS, Interaction
-from kgem.models.query import QueryInteraction
-
-
-def real_view(x: torch.Tensor) -> torch.Tensor:
-    """Complex ``(..., d)`` -> real ``(..., 2d)`` with (re, im) interleaved; no copy for contiguous input."""
-    return torch.view_as_real(x).flatten(-2)
+from kgem.models.query import QueryInteraction, real_view
 
 
 @INTERACTIONS.register("distmult")
@@ -50,9 +45,6 @@ class ComplEx(QueryInteraction):
     # Re(h . u) with u = r conj(t) is h_re . u_re - h_im . u_im = real_view(h) . real_view(conj(u))
     def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return real_view(r.conj() * t)
-
-    def rows(self, e: torch.Tensor) -> torch.Tensor:
-        return real_view(e)
 
 
 def ccorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

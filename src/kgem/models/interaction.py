@@ -24,6 +24,11 @@ needs several parts per row (TransR's translation and projection matrix, KG2E's 
 wider row through ``entity_width`` / ``relation_width`` and splits the last dimension itself, so every scoring
 mode and the chunked broadcast keep working unchanged. ``reset_entity`` / ``reset_relation`` initialise rows whose
 parts need their own start values (positive variances, zero biases) when the user gives no initializer.
+
+``normalize`` says how the entity table keeps its rows at unit norm (see ``Embedding``): ``forward`` for the models
+whose papers constrain entities (``normalize_entities``), ``none`` for the others. ``build_model(...,
+normalize=...)`` chooses another (``step``: project after each optimizer step, PyKEEN's semantics; ``none``:
+PyTorch-BigGraph's unconstrained TransE). It is an attribute of the interaction so that saved models record it.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from kgem.models.representation import Kind
+from kgem.models.representation import Kind, Normalize
 from kgem.registry import Registry
 
 CHUNK_ELEMENTS = 2**24  # ~64 MB of float32 intermediates per chunk of candidates
@@ -45,12 +50,13 @@ class Interaction(nn.Module):
 
     entity_kind: ClassVar[Kind] = "real"
     relation_kind: ClassVar[Kind] = "real"
-    normalize_entities: ClassVar[bool] = False
+    normalize_entities: ClassVar[bool] = False  # the paper keeps entity rows at unit L2 norm
     reference: ClassVar[str] = ""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
+        self.normalize: Normalize = "forward" if self.normalize_entities else "none"
 
     def entity_width(self) -> int:
         """Numbers per entity row (complex numbers for the complex kind)."""

@@ -10,8 +10,9 @@ from torch import nn
 from kgem.models.initializers import Initializer
 from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.query import QueryInteraction
-from kgem.models.representation import Embedding
+from kgem.models.representation import Embedding, Normalize
 from kgem.models.rgcn import RGCN
+from kgem.models.sampled import rows_sparse_grad
 
 
 class Model(nn.Module):
@@ -32,6 +33,13 @@ class Model(nn.Module):
         if relation.num != num_relations * (2 if inverse else 1):
             raise ValueError(f"relation table has {relation.num} rows for {num_relations} relations "
                              f"(inverse={inverse})")
+
+    def constrain_(self) -> None:
+        """Re-impose the constraints on stored rows (``normalize="step"`` tables); training calls it after every
+        optimizer step."""
+        for module in self.modules():
+            if isinstance(module, Embedding):
+                module.constrain_()
 
     def score_hrt(self, hrt: torch.Tensor) -> torch.Tensor:
         """Scores of given triples ``(B, 3) -> (B,)``."""
@@ -99,13 +107,16 @@ class Model(nn.Module):
         interaction = self.interaction
         assert isinstance(interaction, QueryInteraction)
         side = corrupt_head.unsqueeze(1)
-        kept = rows_of(table, torch.where(corrupt_head, t, h))  # one gather: the entity each query keeps
+        candidates = interaction.rows(table)
+        # the entity each query keeps, gathered from the rows the candidates are: its gradient (sparse) is added
+        # into theirs (dense, from the sampled product) instead of costing a dense table of its own
+        kept = interaction.entities(rows_sparse_grad(candidates, torch.where(corrupt_head, t, h)))
         if self.inverse:  # (?, r, t) is (t, r + R, ?): every query is a tail query
             queries = interaction.tail_query(kept, self.relation(r + self.num_relations * corrupt_head))
         else:
             rel = self.relation(r)
             queries = torch.where(side, interaction.head_query(rel, kept), interaction.tail_query(kept, rel))
-        answers, candidates = torch.where(corrupt_head, h, t).unsqueeze(1), interaction.rows(table)
+        answers = torch.where(corrupt_head, h, t).unsqueeze(1)
         if negatives.shape[0] == 1:  # shared negatives: one (B, K) product with the K candidate rows
             pos = interaction.compare_sampled(queries, candidates, answers)[:, 0]
             return pos, interaction.compare(queries, rows_of(candidates, negatives[0]))
@@ -154,10 +165,12 @@ def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, inverse: bool = False,
                 graph: torch.Tensor | None = None, entity_initializer: Initializer | None = None,
                 relation_initializer: Initializer | None = None, sparse: bool = False,
-                **interaction_args: Any) -> Model:
+                normalize: Normalize | None = None, **interaction_args: Any) -> Model:
     """Build a registered model: embedding tables shaped for its interaction, plus the interaction.
 
     ``graph``: the training triples ``(n, 3)`` that an encoder (``rgcn``) propagates over; other models ignore it.
+    ``normalize``: how entity rows are kept at unit norm (``none`` | ``forward`` | ``step``, see ``Embedding``);
+    default: ``forward`` where the paper constrains them, else ``none``.
     """
     if name.lower() == "randombaseline":
         return random_baseline(num_entities, num_relations, inverse=inverse)
@@ -166,13 +179,16 @@ def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, i
                     entity_initializer=entity_initializer, relation_initializer=relation_initializer, sparse=sparse,
                     **interaction_args)
     interaction = INTERACTIONS.get(name)(dim, **interaction_args)
+    if normalize is not None:
+        interaction.normalize = normalize
     entity = Embedding(num_entities, interaction.entity_width(), kind=interaction.entity_kind,
-                       initializer=entity_initializer, normalize=interaction.normalize_entities, sparse=sparse)
+                       initializer=entity_initializer, normalize=interaction.normalize, sparse=sparse)
     relation = Embedding(num_relations * (2 if inverse else 1), interaction.relation_width(),
                          kind=interaction.relation_kind, initializer=relation_initializer, sparse=sparse)
     with torch.no_grad():
         if entity_initializer is None:
             interaction.reset_entity(entity.weight)
+            entity.constrain_()
         if relation_initializer is None:
             interaction.reset_relation(relation.weight)
     return Model(entity, relation, interaction, num_relations=num_relations, inverse=inverse)

@@ -1,6 +1,7 @@
 """Query-form interactions: the score is a comparison of a query vector with the candidate's row.
 
-DistMult (``<h * r, t>``), ComplEx (``Re<h * r, conj(t)>``) and TransE (``-||(h + r) - t||``) all score
+DistMult (``<h * r, t>``), ComplEx (``Re<h * r, conj(t)>``), TransE (``-||(h + r) - t||``) and RotatE
+(``-||h * r - t||``) all score
 ``compare(tail_query(h, r), rows(t))`` and, from the other side, ``compare(head_query(r, t), rows(h))``. Written
 that way every scoring mode is one product of a ``(B, w)`` query matrix with candidate rows:
 
@@ -19,13 +20,23 @@ from typing import ClassVar, Literal
 import torch
 
 from kgem.models.interaction import Interaction
-from kgem.models.sampled import sampled_dot
+from kgem.models.sampled import sampled_dot, sampled_square_distance
 
 Comparison = Literal["dot", "distance"]
 
 
+def real_view(x: torch.Tensor) -> torch.Tensor:
+    """Complex ``(..., d)`` -> real ``(..., 2d)`` with (re, im) interleaved; no copy for contiguous input."""
+    return torch.view_as_real(x).flatten(-2)
+
+
+def complex_view(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``real_view``."""
+    return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+
+
 class QueryInteraction(Interaction):
-    """Subclasses define ``tail_query``, ``head_query`` and (for complex rows) ``rows``, and set ``comparison``:
+    """Subclasses define ``tail_query`` and ``head_query`` and set ``comparison``:
     ``dot`` scores ``q . c``; ``distance`` scores ``-||q - c||_p`` with ``self.p``."""
 
     comparison: ClassVar[Comparison] = "dot"
@@ -38,8 +49,12 @@ class QueryInteraction(Interaction):
         raise NotImplementedError
 
     def rows(self, e: torch.Tensor) -> torch.Tensor:
-        """Entity representations as the real rows queries are compared with (identity for real rows)."""
-        return e
+        """Entity representations as the real rows queries are compared with: complex rows as ``real_view``."""
+        return real_view(e) if e.is_complex() else e
+
+    def entities(self, rows: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``rows``."""
+        return complex_view(rows) if self.entity_kind == "complex" else rows
 
     def compare(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``(B, w), (C, w) -> (B, C)``."""
@@ -58,9 +73,7 @@ class QueryInteraction(Interaction):
         if self.comparison == "dot":
             return sampled_dot(q, table, ids)
         if self.p == 2:
-            norms = torch.linalg.vector_norm(table, dim=-1).square()  # its backward is one pass over the table
-            square = q.pow(2).sum(-1, keepdim=True) + norms[ids] - 2 * sampled_dot(q, table, ids)
-            return -square.clamp_min(0).sqrt()
+            return -sampled_square_distance(q, table, ids).clamp_min(0).sqrt()
         return -torch.linalg.vector_norm(q.unsqueeze(1) - table[ids], ord=self.p, dim=-1)
 
     def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

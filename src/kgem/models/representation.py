@@ -12,6 +12,8 @@ from torch import nn
 from kgem.models.initializers import Initializer
 
 Kind = Literal["real", "complex", "phase"]
+Normalize = Literal["none", "forward", "step"]
+NORMALIZE: tuple[Normalize, ...] = ("none", "forward", "step")
 
 
 class Embedding(nn.Module):
@@ -19,13 +21,25 @@ class Embedding(nn.Module):
 
     ``kind``: ``real`` rows of ``dim`` floats; ``complex`` rows of ``dim`` complex numbers (stored as ``2 * dim``
     floats, real and imaginary parts interleaved, viewed as complex on the way out); ``phase`` rows of ``dim`` angles
-    returned as unit complex numbers ``exp(i * angle)`` (rotations). ``normalize`` returns L2-normalised rows
-    (TransE's constraint). ``sparse`` makes lookups produce sparse gradients (for SparseAdam / Adagrad).
+    returned as unit complex numbers ``exp(i * angle)`` (rotations). ``sparse`` makes lookups produce sparse gradients
+    (for SparseAdam / Adagrad).
+
+    ``normalize`` keeps rows at unit L2 norm (TransE's constraint) in one of two ways, which train differently:
+
+    - ``forward``: every lookup returns ``x / ||x||``; the gradient flows through the normalisation, the stored
+      rows are free;
+    - ``step``: the stored rows themselves are projected onto the unit sphere by ``constrain_`` (at construction
+      and, in training, after every optimizer step), and lookups return them as they are. This is the algorithm of
+      Bordes et al. 2013 (rows normalised before each minibatch) and PyKEEN's ``entity_constrainer``.
     """
 
     def __init__(self, num: int, dim: int, *, kind: Kind = "real", initializer: Initializer | None = None,
-                 normalize: bool = False, sparse: bool = False, trainable: bool = True) -> None:
+                 normalize: Normalize = "none", sparse: bool = False, trainable: bool = True) -> None:
         super().__init__()
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        if normalize != "none" and kind == "phase":
+            raise ValueError("phase rows are angles; they cannot be normalised")
         self.num, self.dim, self.kind, self.normalize, self.sparse = num, dim, kind, normalize, sparse
         width = 2 * dim if kind == "complex" else dim
         self.weight = nn.Parameter(torch.empty(num, width), requires_grad=trainable)
@@ -34,6 +48,15 @@ class Embedding(nn.Module):
             nn.init.uniform_(self.weight, -default, default)
         else:
             initializer(self.weight.data)
+        self.constrain_()
+
+    def constrain_(self) -> None:
+        """Project the stored rows onto the unit sphere (``normalize="step"``; a no-op otherwise). The norm of a
+        stored row is that of its complex vector too, so one rule serves both kinds."""
+        if self.normalize == "step":
+            with torch.no_grad():
+                weight = self.weight.data
+                weight.div_(torch.linalg.vector_norm(weight, dim=-1, keepdim=True).clamp_min_(EPS))
 
     def extra_repr(self) -> str:
         return f"{self.num}, {self.dim}, kind={self.kind}, normalize={self.normalize}, sparse={self.sparse}"
@@ -52,7 +75,7 @@ class Embedding(nn.Module):
             x = torch.view_as_complex(x.view(*x.shape[:-1], self.dim, 2))
         elif self.kind == "phase":
             x = torch.polar(torch.ones_like(x), x)
-        if self.normalize:
+        if self.normalize == "forward":
             x = unit_rows(x) if not x.is_complex() else x / x.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(EPS)
         return x
 

@@ -58,20 +58,103 @@ class SampledDot(torch.autograd.Function):
         grad = grad.contiguous()
         grad_q = grad_table = None
         if ctx.needs_input_grad[0]:
-            grad_q = _csr(grad, ids, len(table)) @ table
+            grad_q = _spmm(torch.zeros_like(q), _csr(grad, ids, len(table)), table)
         if ctx.needs_input_grad[1]:
-            grad_table = _csr_transposed(grad, ids, len(table)) @ q
+            grad_table = _spmm(torch.zeros_like(table), _csr_transposed(grad, ids, len(table)), q)
+        return grad_q, grad_table, None
+
+
+def _spmm(out: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``out += alpha * sparse @ dense`` in place. On the CPU this is several times faster than ``sparse @ dense``
+    (4.3x for the ``(14505, 1024) @ (1024, 200)`` product of FB15k-237's negatives, zero-filling included), and it
+    lets a dense term of the gradient be written into ``out`` first instead of being added afterwards."""
+    return out.addmm_(sparse, dense, alpha=alpha)
+
+
+class SampledSquaredDistance(torch.autograd.Function):
+    """``out[b, k] = ||q[b] - table[ids[b, k]]||^2``, expanded as ``|q|^2 + |t|^2 - 2 q.t`` (the dot products a
+    sampled product). The backward is the two sparse products of ``SampledDot`` with the norms' terms written into
+    their outputs: ``grad_q = 2 (s * q - G table)``, ``grad_table = 2 (c * table - G^T q)``, ``s`` and ``c`` the row
+    and column sums of the incoming gradient ``G``, so the table is passed over once for it, not four times
+    (norm backward, accumulation)."""
+
+    @staticmethod
+    def forward(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        pattern = _csr(torch.zeros(ids.shape, dtype=q.dtype, device=q.device), ids, len(table))
+        dots = torch.sparse.sampled_addmm(pattern, q, table.T, beta=0.0).values().view(ids.shape)
+        square_q, square_t = q.pow(2).sum(-1, keepdim=True), torch.linalg.vector_norm(table, dim=-1).square_()
+        return (square_q + square_t[ids]).sub_(dots, alpha=2)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        q, table, ids = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_q = grad_table = None
+        if ctx.needs_input_grad[0]:
+            grad_q = _spmm(q * (2 * grad.sum(1, keepdim=True)), _csr(grad, ids, len(table)), table, alpha=-2)
+        if ctx.needs_input_grad[1]:
+            column = grad.new_zeros(len(table)).index_add_(0, ids.reshape(-1), grad.reshape(-1))
+            grad_table = _spmm(table * (2 * column).unsqueeze(1), _csr_transposed(grad, ids, len(table)), q,
+                               alpha=-2)
         return grad_q, grad_table, None
 
 
 def sampled_dot(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``(B, d), (N, d), (B, K) -> (B, K)``: ``q[b] . table[ids[b, k]]``, equal to
     ``(q.unsqueeze(1) * table[ids]).sum(-1)`` (a test checks values and gradients)."""
-    if ids.shape[0] != q.shape[0] or q.shape[-1] != table.shape[-1]:
-        raise ValueError(f"sampled_dot: q {tuple(q.shape)}, table {tuple(table.shape)}, ids {tuple(ids.shape)}")
-    if q.is_complex() or ids.numel() == 0 or ids.shape[1] > len(table):  # sampled_addmm: at most N per row
+    if _gathers(q, table, ids, "sampled_dot"):
         return (q.unsqueeze(1) * table[ids]).sum(-1)
     out: torch.Tensor = SampledDot.apply(q.contiguous(), table.contiguous(), ids.contiguous())
+    return out
+
+
+def sampled_square_distance(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``(B, d), (N, d), (B, K) -> (B, K)``: ``||q[b] - table[ids[b, k]]||^2``, equal to
+    ``(q.unsqueeze(1) - table[ids]).pow(2).sum(-1)`` up to rounding (a test checks values and gradients)."""
+    if _gathers(q, table, ids, "sampled_square_distance"):
+        return (q.unsqueeze(1) - table[ids]).pow(2).sum(-1)
+    out: torch.Tensor = SampledSquaredDistance.apply(q.contiguous(), table.contiguous(), ids.contiguous())
+    return out
+
+
+def _gathers(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor, name: str) -> bool:
+    """Check the shapes; True where the sparse kernels do not apply and the caller gathers instead."""
+    if ids.shape[0] != q.shape[0] or q.shape[-1] != table.shape[-1]:
+        raise ValueError(f"{name}: q {tuple(q.shape)}, table {tuple(table.shape)}, ids {tuple(ids.shape)}")
+    return q.is_complex() or ids.numel() == 0 or ids.shape[1] > len(table)  # sampled_addmm: at most N per row
+
+
+class RowsSparseGrad(torch.autograd.Function):
+    """``table.index_select(0, ids)`` whose backward is a sparse ``(N, d)`` gradient holding only the gathered rows.
+
+    ``index_select``'s backward zero-fills a dense copy of the table, adds the rows into it, and autograd then adds
+    that copy to the table's other gradient: three passes over the whole table for a few thousand rows. A sparse
+    gradient is added into the other one where autograd sums them. Use it only where the table also gets a dense
+    gradient (optimizers such as Adam refuse a sparse one)."""
+
+    @staticmethod
+    def forward(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return table.index_select(0, ids)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        table, ids = inputs
+        ctx.save_for_backward(ids)
+        ctx.shape = table.shape
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (ids,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(ids.unsqueeze(0), grad, ctx.shape, check_invariants=False), None
+
+
+def rows_sparse_grad(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``table[ids]`` for a 1-d ``ids`` with a sparse gradient (see ``RowsSparseGrad``)."""
+    out: torch.Tensor = RowsSparseGrad.apply(table, ids)
     return out
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from kgem.models.interaction import INTERACTIONS, Interaction
-from kgem.models.query import QueryInteraction
+from kgem.models.interaction import INTERACTIONS, Interaction, chunked
+from kgem.models.query import QueryInteraction, complex_view, real_view
 from kgem.models.sampled import sampled_modulus_distance
 
 
@@ -74,22 +74,48 @@ class TransE(QueryInteraction):
 
 
 @INTERACTIONS.register("rotate")
-class RotatE(Interaction):
-    """``-sum_i |h_i r_i - t_i|`` with complex entities and unit-modulus relations ``r = exp(i theta)``."""
+class RotatE(QueryInteraction):
+    """``-sum_i |h_i r_i - t_i|`` with complex entities and unit-modulus relations ``r = exp(i theta)``.
+
+    ``p = 1`` is the paper's distance, the sum of the moduli. ``p = 2`` is the L2 norm of the complex difference,
+    ``sqrt(sum_i |h_i r_i - t_i|^2)``, which is what PyKEEN 1.11's ``RotatEInteraction`` computes whatever ``p`` it
+    is given; it is a distance between real vectors, so it takes TransE's expanded-square fast paths.
+    """
 
     entity_kind = "complex"
     relation_kind = "phase"
+    comparison = "distance"
     reference = "Sun et al. 2019, RotatE: knowledge graph embedding by relational rotation in complex space"
 
+    def __init__(self, dim: int, p: float = 1.0) -> None:
+        super().__init__(dim)
+        if p not in (1, 2):
+            raise ValueError(f"rotate: p must be 1 (sum of moduli) or 2 (L2 norm of the difference), got {p}")
+        self.p = p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return -(h * r - t).abs().sum(-1)
+        diff = h * r - t
+        return -(diff.abs().sum(-1) if self.p == 1 else torch.linalg.vector_norm(diff, dim=-1))
 
-    def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        return -sampled_modulus_distance(h * r, t, ids)
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return real_view(h * r)
 
-    def score_h_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        # |h r - t| = |h - t conj(r)| for a unit-modulus r
-        return -sampled_modulus_distance(t * r.conj(), h, ids)
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return real_view(t * r.conj())  # |h r - t| = |h - t conj(r)| for a unit-modulus r
+
+    def compare(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        if self.p == 2:
+            return super().compare(q, candidates)
+        queries = complex_view(q).unsqueeze(1)
+        return chunked(lambda c: -(queries - complex_view(c).unsqueeze(0)).abs().sum(-1), candidates, q.numel())
+
+    def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        if self.p == 2:
+            return super().compare_sampled(q, table, ids)
+        return -sampled_modulus_distance(complex_view(q), complex_view(table), ids)
 
 
 class NormInteraction(Interaction):

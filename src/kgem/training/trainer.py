@@ -59,6 +59,7 @@ def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor
                                 f"try a lower learning rate or a regularizer")
         value.backward()
         optimizer.step()
+        model.constrain_()
         tally.batches += 1
         tally.total += current * len(batch)
         tally.count += len(batch)
