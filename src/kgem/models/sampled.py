@@ -39,18 +39,26 @@ def _csr_transposed(values: torch.Tensor, ids: torch.Tensor, num: int) -> torch.
         return torch.sparse_csr_tensor(crow, order // k, values.reshape(-1)[order], (num, rows))
 
 
-class SampledDot(torch.autograd.Function):
+class SavesInputs(torch.autograd.Function):
+    """A function whose backward needs its inputs ``(q, table, ids)``."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.save_for_backward(*inputs)
+
+
+def _sampled_dots(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The SDDMM: ``q[b] . table[ids[b, k]]`` as ``(B, K)``."""
+    pattern = _csr(torch.zeros(ids.shape, dtype=q.dtype, device=q.device), ids, len(table))
+    return torch.sparse.sampled_addmm(pattern, q, table.T, beta=0.0).values().view(ids.shape)
+
+
+class SampledDot(SavesInputs):
     """``out[b, k] = q[b] . table[ids[b, k]]``."""
 
     @staticmethod
     def forward(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        pattern = _csr(torch.zeros(ids.shape, dtype=q.dtype, device=q.device), ids, len(table))
-        return torch.sparse.sampled_addmm(pattern, q, table.T, beta=0.0).values().view(ids.shape)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        q, table, ids = inputs
-        ctx.save_for_backward(q, table, ids)
+        return _sampled_dots(q, table, ids)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -71,7 +79,7 @@ def _spmm(out: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, alpha: f
     return out.addmm_(sparse, dense, alpha=alpha)
 
 
-class SampledSquaredDistance(torch.autograd.Function):
+class SampledSquaredDistance(SavesInputs):
     """``out[b, k] = ||q[b] - table[ids[b, k]]||^2``, expanded as ``|q|^2 + |t|^2 - 2 q.t`` (the dot products a
     sampled product). The backward is the two sparse products of ``SampledDot`` with the norms' terms written into
     their outputs: ``grad_q = 2 (s * q - G table)``, ``grad_table = 2 (c * table - G^T q)``, ``s`` and ``c`` the row
@@ -80,14 +88,9 @@ class SampledSquaredDistance(torch.autograd.Function):
 
     @staticmethod
     def forward(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        pattern = _csr(torch.zeros(ids.shape, dtype=q.dtype, device=q.device), ids, len(table))
-        dots = torch.sparse.sampled_addmm(pattern, q, table.T, beta=0.0).values().view(ids.shape)
+        dots = _sampled_dots(q, table, ids)
         square_q, square_t = q.pow(2).sum(-1, keepdim=True), torch.linalg.vector_norm(table, dim=-1).square_()
         return (square_q + square_t[ids]).sub_(dots, alpha=2)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.save_for_backward(*inputs)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -161,7 +164,7 @@ def rows_sparse_grad(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 ROWS_PER_CHUNK = 32  # (32, K, 2d) floats: the working set of one chunk stays in the core's cache
 
 
-class SampledModulusDistance(torch.autograd.Function):
+class SampledModulusDistance(SavesInputs):
     """``out[b, k] = sum_i |q[b, i] - table[ids[b, k], i]|`` over complex numbers given as ``(.., d)`` complex
     tensors. The inputs are laid out planar (real parts, then imaginary parts, per row) once, so that every op
     below runs over contiguous memory; forward and backward go over chunks of rows with real arithmetic,
@@ -175,10 +178,6 @@ class SampledModulusDistance(torch.autograd.Function):
             rows = slice(start, start + ROWS_PER_CHUNK)
             out[rows] = _moduli(q_planar[rows], table_planar, ids[rows])[1].sum(-1)
         return out
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.save_for_backward(*inputs)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
