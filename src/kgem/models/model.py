@@ -108,9 +108,7 @@ class Model(nn.Module):
         assert isinstance(interaction, QueryInteraction)
         side = corrupt_head.unsqueeze(1)
         candidates = interaction.rows(table)
-        # the entity each query keeps, gathered from the rows the candidates are: its gradient (sparse) is added
-        # into theirs (dense, from the sampled product) instead of costing a dense table of its own
-        kept = interaction.entities(rows_sparse_grad(candidates, torch.where(corrupt_head, t, h)))
+        kept = interaction.entities(few_rows_of(candidates, torch.where(corrupt_head, t, h)))
         if self.inverse:  # (?, r, t) is (t, r + R, ?): every query is a tail query
             queries = interaction.tail_query(kept, self.relation(r + self.num_relations * corrupt_head))
         else:
@@ -118,7 +116,7 @@ class Model(nn.Module):
             queries = torch.where(side, interaction.head_query(rel, kept), interaction.tail_query(kept, rel))
         answers = torch.where(corrupt_head, h, t).unsqueeze(1)
         if negatives.shape[0] == 1:  # shared negatives: one (B, K) product with the K candidate rows
-            pos = interaction.compare_sampled(queries, candidates, answers)[:, 0]
+            pos = interaction.compare_pairs(queries, few_rows_of(candidates, answers[:, 0]))
             return pos, interaction.compare(queries, rows_of(candidates, negatives[0]))
         scores = interaction.compare_sampled(queries, candidates, torch.cat([answers, negatives], 1))
         return scores[:, 0], scores[:, 1:]
@@ -160,6 +158,13 @@ def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``table[ids]`` for a 1-d ``ids``; ``index_select``'s backward is an ``index_add``, several times faster
     on the CPU than the accumulating ``index_put`` behind ``table[ids]``."""
     return table.index_select(0, ids)
+
+
+def few_rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``rows_of`` for a gather that names few of the table's rows, where the table also gets a dense gradient
+    (the sampled product's): with a sparse gradient, added into that one, instead of a dense table of its own
+    (zero-filled, index-added, then added: three passes over the table for a few rows)."""
+    return rows_sparse_grad(table, ids) if 4 * len(ids) <= len(table) else rows_of(table, ids)
 
 
 def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, inverse: bool = False,

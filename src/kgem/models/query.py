@@ -76,6 +76,12 @@ class QueryInteraction(Interaction):
             return -sampled_square_distance(q, table, ids).clamp_min(0).sqrt()
         return -torch.linalg.vector_norm(q.unsqueeze(1) - table[ids], ord=self.p, dim=-1)
 
+    def compare_pairs(self, q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``(B, w), (B, w) -> (B,)``: each query against one row."""
+        if self.comparison == "dot":
+            return (q * rows).sum(-1)
+        return -torch.linalg.vector_norm(q - rows, ord=self.p, dim=-1)
+
     def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.compare(self.tail_query(h, r), self.rows(t))
 

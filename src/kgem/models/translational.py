@@ -112,6 +112,11 @@ class RotatE(QueryInteraction):
         queries = complex_view(q).unsqueeze(1)
         return chunked(lambda c: -(queries - complex_view(c).unsqueeze(0)).abs().sum(-1), candidates, q.numel())
 
+    def compare_pairs(self, q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if self.p == 2:
+            return super().compare_pairs(q, rows)
+        return -(complex_view(q) - complex_view(rows)).abs().sum(-1)
+
     def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if self.p == 2:
             return super().compare_sampled(q, table, ids)

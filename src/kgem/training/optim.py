@@ -40,14 +40,31 @@ class RowAdagrad(torch.optim.Optimizer):
 def _row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, eps: float) -> None:
     rows = p.view(len(p), -1)
     if grad.is_sparse:
-        grad = grad.coalesce()  # duplicate rows add up first, as in the dense gradient
+        grad = _coalesced(grad)  # duplicate rows add up first, as in the dense gradient
         ids, values = grad.indices()[0], grad.values().reshape(len(grad.indices()[0]), -1)
-        total.index_add_(0, ids, values.square().mean(1))
-        rows.index_add_(0, ids, values / total[ids].sqrt().add_(eps).unsqueeze(1), alpha=-lr)
+        total.index_add_(0, ids, _mean_square(values))
+        rows.index_add_(0, ids, values * total[ids].sqrt_().add_(eps).reciprocal_().unsqueeze(1), alpha=-lr)
     else:
         values = grad.reshape(len(p), -1)
-        total.add_(values.square().mean(1))
+        total.add_(_mean_square(values))
         rows.addcdiv_(values, total.sqrt().add_(eps).unsqueeze(1), value=-lr)
+
+
+def _coalesced(grad: torch.Tensor) -> torch.Tensor:
+    """``grad.coalesce()``, skipping its sort when the rows are already strictly increasing (a lookup of distinct
+    sorted ids, as ``Model.candidates`` makes: autograd drops the tensor's own coalesced flag)."""
+    if grad.is_coalesced() or grad.sparse_dim() != 1:
+        return grad.coalesce()
+    ids = grad._indices()[0]
+    if bool((ids[1:] > ids[:-1]).all()):
+        return torch.sparse_coo_tensor(grad._indices(), grad._values(), grad.shape, is_coalesced=True,
+                                       check_invariants=False)
+    return grad.coalesce()
+
+
+def _mean_square(values: torch.Tensor) -> torch.Tensor:
+    """Each row's mean of squares, without a squared copy of the rows."""
+    return torch.linalg.vector_norm(values, dim=1).square_().div_(values.shape[1])
 
 
 OPTIMIZERS: dict[str, Any] = {
