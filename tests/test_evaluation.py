@@ -244,3 +244,13 @@ def test_bad_input_raises() -> None:
         evaluate(model, torch.tensor([[0, 0, 1]]), sides="left")
     with pytest.raises(EvaluationError, match="rank type"):
         evaluate(model, torch.tensor([[0, 0, 1]]), rank_type="average")
+
+
+def test_nonzero_counts_from_the_squared_norm_are_exact() -> None:
+    from kgem.evaluation.ranks import _count_nonzero
+
+    g = torch.Generator().manual_seed(0)
+    for width, dtype in ((7, torch.float32), (70_000, torch.float32), (5, torch.float64)):
+        sign = torch.randint(-1, 2, (4, width), generator=g).to(dtype)
+        sign[0] = 1  # a full row: the largest count
+        assert torch.equal(_count_nonzero(sign).long(), (sign != 0).sum(1))

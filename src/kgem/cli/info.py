@@ -36,7 +36,8 @@ RGCN_ARGUMENTS = ("decoder='distmult', decoder_args={}, num_layers=2, decomposit
 
 
 def models_table() -> pd.DataFrame:
-    """Every registered model with its representation kinds, arguments and paper."""
+    """Every registered model with its representation kinds, default entity normalisation (``args.normalize``:
+    none | forward | step), arguments and paper."""
     import inspect
 
     from kgem.models import INTERACTIONS
@@ -47,10 +48,12 @@ def models_table() -> pd.DataFrame:
         params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "dim")]
         args = ", ".join(f"{p.name}={p.default!r}" for p in params if p.default is not inspect.Parameter.empty)
         rows.append({"model": name, "entities": cls.entity_kind, "relations": cls.relation_kind,
-                     "arguments": args, "reference": cls.reference})
-    rows.append({"model": "randombaseline", "entities": "real", "relations": "real", "arguments": "",
-                 "reference": "fixed random scores: the chance level of every metric"})
-    rows.append({"model": "rgcn", "entities": "R-GCN encoder", "relations": "real", "arguments": RGCN_ARGUMENTS,
+                     "normalize": "forward" if cls.normalize_entities else "none", "arguments": args,
+                     "reference": cls.reference})
+    rows.append({"model": "randombaseline", "entities": "real", "relations": "real", "normalize": "none",
+                 "arguments": "", "reference": "fixed random scores: the chance level of every metric"})
+    rows.append({"model": "rgcn", "entities": "R-GCN encoder", "relations": "real", "normalize": "decoder's",
+                 "arguments": RGCN_ARGUMENTS,
                  "reference": "Schlichtkrull et al. 2018, Modeling relational data with graph convolutional networks"})
     return pd.DataFrame(rows).set_index("model")
 

@@ -109,6 +109,8 @@ def _chunk_pairs(pairs: tuple[torch.Tensor, torch.Tensor] | None, start: int,
     if pairs is None:
         return None, None
     rows, ids = pairs
+    if start == 0 and (not len(ids) or int(ids.max()) < stop):  # one chunk holds every entity: all pairs, as they are
+        return rows, ids
     inside = (ids >= start) & (ids < stop)
     return rows[inside], ids[inside] - start
 

@@ -60,13 +60,17 @@ class QueryInteraction(Interaction):
         """``(B, w), (C, w) -> (B, C)``."""
         if self.comparison == "dot":
             return q @ candidates.T
-        if self.p == 2:  # the expanded square, one (B, C) block: |q|^2 - 2 q.c, then + |c|^2 in place
-            square = torch.addmm(q.pow(2).sum(-1, keepdim=True), q, candidates.T, alpha=-2)
-            square.add_(candidates.pow(2).sum(-1))
-            if square.requires_grad:
-                return -square.clamp_min(0).sqrt()
-            return square.clamp_min_(0).sqrt_().neg_()  # no autograd: reuse the block (evaluation)
-        return -torch.cdist(q, candidates, p=self.p)
+        if self.p != 2:
+            return -torch.cdist(q, candidates, p=self.p)
+        if torch.is_grad_enabled() and (q.requires_grad or candidates.requires_grad):
+            square = torch.addmm(q.pow(2).sum(-1, keepdim=True), q, candidates.T, alpha=-2)  # the expanded square
+            return -square.add(candidates.pow(2).sum(-1)).clamp_min(0).sqrt()
+        # no autograd (evaluation): the whole square in the product, [-2q, |q|^2, 1] . [c, 1, |c|^2], and the block
+        # finished in place, so no other (B, C) tensor is written
+        ones_q, ones_c = q.new_ones(len(q), 1), candidates.new_ones(len(candidates), 1)
+        augmented_q = torch.cat([q * -2, q.pow(2).sum(-1, keepdim=True), ones_q], 1)
+        augmented_c = torch.cat([candidates, ones_c, candidates.pow(2).sum(-1, keepdim=True)], 1)
+        return (augmented_q @ augmented_c.T).clamp_min_(0).sqrt_().neg_()
 
     def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """``(B, w), (N, w), (B, K) -> (B, K)``: each query against its own candidate rows ``table[ids[b]]``."""
