@@ -18,6 +18,19 @@ import sys
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _done = False
 
+# Elementwise passes over a large block run in row blocks of this many float32 (4 MB: with two threads, each core's
+# half fits its 2 MB L2), so that only the first pass reads main memory and the others hit the cache.
+CACHE_BLOCK_ELEMENTS = 2**20
+
+
+def row_blocks(rows: int, width: int) -> range:
+    """Start rows of cache-sized row blocks of a ``(rows, width)`` block; step ``block_rows(width)``."""
+    return range(0, rows, block_rows(width))
+
+
+def block_rows(width: int) -> int:
+    return max(1, CACHE_BLOCK_ELEMENTS // max(1, width))
+
 
 def retain_freed_memory() -> bool:
     """Tune glibc's malloc once per process (no-op elsewhere or with ``KGEM_RETAIN_MEMORY=0``); True if tuned."""

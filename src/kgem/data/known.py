@@ -49,10 +49,9 @@ class CSR:
         start, end = self.ranges(query)
         counts = end - start
         rows = torch.repeat_interleave(torch.arange(len(query)), counts)
-        # position of each answer = its range start + its rank inside the range
-        first = torch.cumsum(counts, 0) - counts
-        within = torch.arange(int(counts.sum())) - torch.repeat_interleave(first, counts)
-        return rows, self.values[torch.repeat_interleave(start, counts) + within]
+        # the k-th pair overall is its query's answer k - first: at position start + (k - first)
+        shift = start - (torch.cumsum(counts, 0) - counts)
+        return rows, self.values[torch.arange(len(rows)) + shift[rows]]
 
 
 class KnownTriples:

@@ -95,12 +95,13 @@ def _score(model: ScoringModel, side: str, anchor: torch.Tensor, r: torch.Tensor
 
 def _filter_pairs(known: KnownTriples | None, side: str, anchor: torch.Tensor, r: torch.Tensor,
                   target: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Known answers to filter out as ``(row in batch, entity)`` pairs on ``device``, the true answers excluded."""
+    """Known answers to filter out as ``(row in batch, entity)`` pairs on ``device``. They include a known true
+    answer: excluding it sets its score to the true score, which it is, and ``_rank_full_batch`` counts it back,
+    cheaper than selecting it out of millions of pairs."""
     if known is None:
         return None
     rows, ids = known.tail_pairs(anchor, r) if side == "tail" else known.head_pairs(r, anchor)
-    other = ids != target[rows]  # never filter the true answer itself
-    return rows[other].to(device), ids[other].to(device)
+    return rows.to(device), ids.to(device)
 
 
 def _chunk_pairs(pairs: tuple[torch.Tensor, torch.Tensor] | None, start: int,
@@ -163,7 +164,17 @@ def _rank_full_batch(model: ScoringModel, side: str, anchor: torch.Tensor, r: to
         if start == home:
             true = scores[rows, target - start]  # (B,)
         counts.add_excluding(true, scores, *_chunk_pairs(pairs, start, stop), in_place=True)
+    if known is not None:  # a known true answer was excluded with the other known answers (its score unchanged):
+        kept = _known(known, side, anchor, r, target).to(device).long()  # count it again as a tie and a candidate
+        counts.equal += kept
+        counts.candidates += kept
     return counts
+
+
+def _known(known: KnownTriples, side: str, anchor: torch.Tensor, r: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Whether each query's own triple is among the known ones."""
+    h, t = (anchor, target) if side == "tail" else (target, anchor)
+    return known.contains(torch.stack([h, r, t], 1).cpu())
 
 
 def _per_query(triples: torch.Tensor, sides: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -213,12 +224,12 @@ def _rank_sampled_batch(model: ScoringModel, side: str, anchor: torch.Tensor, r:
     col = torch.searchsorted(ids, target)  # (B,) column of each query's true answer
     mask = ~torch.isin(ids, negatives).expand(batch, -1)  # (B, C): other queries' answers are not candidates
     rows = torch.arange(batch)
-    mask[rows, col] = False  # the true answer is a candidate, once (even if it was also sampled)
     pairs = _filter_pairs(known, side, anchor, r, target, torch.device("cpu"))
     if pairs is not None:  # map known entities to their columns in ids, if sampled
         pos = torch.searchsorted(ids, pairs[1]).clamp(max=len(ids) - 1)
         hit = ids[pos] == pairs[1]
         mask[pairs[0][hit], pos[hit]] = True
+    mask[rows, col] = False  # the true answer is a candidate, once (even if it was also sampled or is known)
     scores = _score(model, side, anchor.to(device), r.to(device), ids.to(device))  # (B, C)
     true = scores[rows.to(device), col.to(device)]  # the same call as the negatives' scores: exact ties
     return RankCounts.zeros(batch, device).add(true, scores, mask)

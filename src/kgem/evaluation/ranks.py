@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 
 from kgem.errors import KgemError
+from kgem.runtime import block_rows, row_blocks
 
 RankType = Literal["optimistic", "pessimistic", "realistic"]
 RANK_TYPES: tuple[RankType, ...] = ("optimistic", "pessimistic", "realistic")
@@ -108,23 +109,28 @@ class RankCounts:
         Counting runs on floats: ``s = sign(scores - true)`` gives ``better - worse = sum(s)`` and
         ``better + worse = sum(s^2)`` (a squared L2 norm), two reductions that vectorise and read the block
         without writing it, where comparisons that produce boolean blocks and count them cost three times as much.
-        The counts are exact (integers below 2^24 in float32, float64 beyond). NaN scores are recorded for ``ranks``
-        to report.
+        The counts are exact (integers below 2^24 in float32, float64 beyond). NaN scores among the counted
+        candidates (or a NaN true score) are recorded for ``ranks`` to report. The block is processed in row blocks
+        that stay in the cache between passes (``kgem.runtime.row_blocks``).
         """
         if scores.ndim != 2 or true_scores.shape != scores.shape[:1]:
             raise EvaluationError(f"expected true scores (B,) and scores (B, C), got {tuple(true_scores.shape)} "
                                   f"and {tuple(scores.shape)}")
         batch, width = scores.shape
-        sign = scores.sub_(true_scores[:, None]) if in_place else scores - true_scores[:, None]
-        self.nan |= _any_nan(sign)  # before sign_, which maps NaN to 0
-        sign.sign_()
+        work = scores if in_place else scores.clone()
         removed: torch.Tensor | int = 0
         if rows is not None and cols is not None and len(rows):
-            sign.index_put_((rows, cols), sign.new_zeros(()))  # an excluded candidate: neither better nor worse ...
-            removed = torch.bincount(rows, minlength=batch)  # ... and taken out of the ties and the candidates
-        exact = torch.float32 if sign.dtype == torch.float32 and width < 2**24 else torch.float64
-        difference = sign.sum(1, dtype=exact)
-        nonzero = _count_nonzero(sign)
+            # an excluded candidate scores as the true answer (neither better nor worse) ...
+            work.index_put_((rows, cols), true_scores[rows])
+            removed = torch.bincount(rows, minlength=batch)  # ... and is taken out of the ties and the candidates
+        exact = torch.float32 if work.dtype == torch.float32 and width < 2**24 else torch.float64
+        difference, nonzero = work.new_empty(batch, dtype=exact), work.new_empty(batch, dtype=exact)
+        step = block_rows(width)
+        for start in row_blocks(batch, width):  # cache-sized row blocks: only the first of the four passes reads memory
+            sign = work[start : start + step].sub_(true_scores[start : start + step, None])
+            self.nan |= _any_nan(sign)  # before sign_, which maps NaN to 0
+            difference[start : start + step] = sign.sign_().sum(1, dtype=exact)
+            nonzero[start : start + step] = _count_nonzero(sign)
         self.better += ((difference + nonzero) / 2).long()
         self.equal += width - nonzero.long() - removed
         self.candidates += width - removed
