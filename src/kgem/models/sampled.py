@@ -62,14 +62,7 @@ class SampledDot(SavesInputs):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q, table, ids = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_q = grad_table = None
-        if ctx.needs_input_grad[0]:
-            grad_q = _spmm(torch.zeros_like(q), _csr(grad, ids, len(table)), table)
-        if ctx.needs_input_grad[1]:
-            grad_table = _spmm(torch.zeros_like(table), _csr_transposed(grad, ids, len(table)), q)
-        return grad_q, grad_table, None
+        return _products_backward(ctx, grad, norms=False)
 
 
 def _spmm(out: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -94,16 +87,27 @@ class SampledSquaredDistance(SavesInputs):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q, table, ids = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_q = grad_table = None
-        if ctx.needs_input_grad[0]:
-            grad_q = _spmm(q * (2 * grad.sum(1, keepdim=True)), _csr(grad, ids, len(table)), table, alpha=-2)
-        if ctx.needs_input_grad[1]:
+        return _products_backward(ctx, grad, norms=True)
+
+
+def _products_backward(ctx: Any, grad: torch.Tensor, *, norms: bool) -> tuple[torch.Tensor | None, ...]:
+    """The two sparse products of the backward: ``grad_q = G table``, ``grad_table = G^T q``; with ``norms`` (the
+    squared distance) ``2 (s * q - G table)`` and ``2 (c * table - G^T q)``, the dense terms written first."""
+    q, table, ids = ctx.saved_tensors
+    grad = grad.contiguous()
+    alpha = -2.0 if norms else 1.0
+    grad_q = grad_table = None
+    if ctx.needs_input_grad[0]:
+        start = q * (2 * grad.sum(1, keepdim=True)) if norms else torch.zeros_like(q)
+        grad_q = _spmm(start, _csr(grad, ids, len(table)), table, alpha=alpha)
+    if ctx.needs_input_grad[1]:
+        if norms:
             column = grad.new_zeros(len(table)).index_add_(0, ids.reshape(-1), grad.reshape(-1))
-            grad_table = _spmm(table * (2 * column).unsqueeze(1), _csr_transposed(grad, ids, len(table)), q,
-                               alpha=-2)
-        return grad_q, grad_table, None
+            start = table * (2 * column).unsqueeze(1)
+        else:
+            start = torch.zeros_like(table)
+        grad_table = _spmm(start, _csr_transposed(grad, ids, len(table)), q, alpha=alpha)
+    return grad_q, grad_table, None
 
 
 def sampled_dot(q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
