@@ -23,8 +23,8 @@ class DistMult(QueryInteraction):
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return h * r
 
-    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return r * t
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return r  # <h, r, t> is symmetric in h and t
 
 
 @INTERACTIONS.register("complex")
@@ -42,9 +42,10 @@ class ComplEx(QueryInteraction):
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return real_view(h * r)
 
-    # Re(h . u) with u = r conj(t) is h_re . u_re - h_im . u_im = real_view(h) . real_view(conj(u))
-    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return real_view(r.conj() * t)
+    # Re(h . u) with u = r conj(t) is h_re . u_re - h_im . u_im = real_view(h) . real_view(conj(u)), and
+    # conj(u) = t conj(r): the tail query of t with conj(r)
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return r.conj()
 
 
 def ccorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ def complex_view(x: torch.Tensor) -> torch.Tensor:
 
 
 class QueryInteraction(Interaction):
-    """Subclasses define ``tail_query`` and ``head_query`` and set ``comparison``:
+    """Subclasses define ``tail_query`` and ``reverse`` and set ``comparison``:
     ``dot`` scores ``q . c``; ``distance`` scores ``-||q - c||_p`` with ``self.p``."""
 
     comparison: ClassVar[Comparison] = "dot"
@@ -46,8 +46,13 @@ class QueryInteraction(Interaction):
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        """The relation read backwards, so that ``head_query(r, t) = tail_query(t, reverse(r))``: a batch mixing
+        head and tail queries then makes one ``tail_query`` call with per-row relations."""
         raise NotImplementedError
+
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.tail_query(t, self.reverse(r))
 
     def rows(self, e: torch.Tensor) -> torch.Tensor:
         """Entity representations as the real rows queries are compared with: complex rows as ``real_view``."""

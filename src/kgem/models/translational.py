@@ -69,8 +69,8 @@ class TransE(QueryInteraction):
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return h + r
 
-    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return t - r
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return -r  # h + r - t = -(t - r - h)
 
 
 @INTERACTIONS.register("rotate")
@@ -103,8 +103,8 @@ class RotatE(QueryInteraction):
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return real_view(h * r)
 
-    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return real_view(t * r.conj())  # |h r - t| = |h - t conj(r)| for a unit-modulus r
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return r.conj()  # |h r - t| = |h - t conj(r)| for a unit-modulus r
 
     def compare(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         if self.p == 2:
