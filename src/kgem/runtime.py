@@ -23,13 +23,10 @@ _done = False
 CACHE_BLOCK_ELEMENTS = 2**20
 
 
-def row_blocks(rows: int, width: int) -> range:
-    """Start rows of cache-sized row blocks of a ``(rows, width)`` block; step ``block_rows(width)``."""
-    return range(0, rows, block_rows(width))
-
-
-def block_rows(width: int) -> int:
-    return max(1, CACHE_BLOCK_ELEMENTS // max(1, width))
+def row_blocks(rows: int, width: int) -> list[slice]:
+    """Cache-sized row blocks of a ``(rows, width)`` block, as slices."""
+    step = max(1, CACHE_BLOCK_ELEMENTS // max(1, width))
+    return [slice(start, start + step) for start in range(0, rows, step)]
 
 
 def retain_freed_memory() -> bool:

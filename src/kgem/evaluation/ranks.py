@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from kgem.errors import KgemError
-from kgem.runtime import block_rows, row_blocks
+from kgem.runtime import row_blocks
 
 RankType = Literal["optimistic", "pessimistic", "realistic"]
 RANK_TYPES: tuple[RankType, ...] = ("optimistic", "pessimistic", "realistic")
@@ -125,12 +125,11 @@ class RankCounts:
             removed = torch.bincount(rows, minlength=batch)  # ... and is taken out of the ties and the candidates
         exact = torch.float32 if work.dtype == torch.float32 and width < 2**24 else torch.float64
         difference, nonzero = work.new_empty(batch, dtype=exact), work.new_empty(batch, dtype=exact)
-        step = block_rows(width)
-        for start in row_blocks(batch, width):  # cache-sized row blocks: only the first of the four passes reads memory
-            sign = work[start : start + step].sub_(true_scores[start : start + step, None])
+        for rows_in_cache in row_blocks(batch, width):  # only the first of the four passes reads memory
+            sign = work[rows_in_cache].sub_(true_scores[rows_in_cache, None])
             self.nan |= _any_nan(sign)  # before sign_, which maps NaN to 0
-            difference[start : start + step] = sign.sign_().sum(1, dtype=exact)
-            nonzero[start : start + step] = _count_nonzero(sign)
+            difference[rows_in_cache] = sign.sign_().sum(1, dtype=exact)
+            nonzero[rows_in_cache] = _count_nonzero(sign)
         self.better += ((difference + nonzero) / 2).long()
         self.equal += width - nonzero.long() - removed
         self.candidates += width - removed

@@ -5,8 +5,8 @@ writes ``B * K * d`` floats (52 MB at B = 1024, K = 64, d = 200), and every elem
 over that again: memory traffic, not arithmetic, bounds the step. ``sampled_dot`` computes the ``B * K`` dot
 products as a sampled dense-dense product (SDDMM) and its backward as two sparse-dense products (SpMM):
 ``grad_q = G @ table`` and ``grad_table = G^T @ q`` with ``G`` the ``(B, N)`` sparse matrix of the incoming
-gradient. No ``(B, K, d)`` tensor exists at any point. ``kgem.models.query`` builds DistMult, ComplEx and TransE
-(L2, by the expanded square) on it.
+gradient. No ``(B, K, d)`` tensor exists at any point. ``sampled_square_distance`` does the same for L2 distances
+(the expanded square). ``kgem.models.query`` builds DistMult, ComplEx, TransE and RotatE (p = 2) on them.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class SampledDot(SavesInputs):
 
 def _spmm(out: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``out += alpha * sparse @ dense`` in place. On the CPU this is several times faster than ``sparse @ dense``
-    (4.3x for the ``(14505, 1024) @ (1024, 200)`` product of FB15k-237's negatives, zero-filling included), and it
+    (2.3 vs 9.5 ms for the ``(14505, 1024) @ (1024, 200)`` product of FB15k-237's negatives), and it
     lets a dense term of the gradient be written into ``out`` first instead of being added afterwards."""
     return out.addmm_(sparse, dense, alpha=alpha)
 
