@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from kgem import native
 from kgem.data import KnownTriples, relation_categories
 from kgem.evaluation import (
     EvaluationError,
@@ -22,6 +23,16 @@ from kgem.evaluation import (
 )
 
 E, R = 15, 3
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def counting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the native counting kernel and with the torch fallback."""
+    if request.param == "torch":
+        monkeypatch.setattr(native, "library", lambda: None)
+    elif native.library() is None:
+        pytest.skip("no C compiler: the native kernels are unavailable")
+    return str(request.param)
 
 
 class TableModel(nn.Module):

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from kgem import native
 from kgem.errors import KgemError
 from kgem.runtime import row_blocks
 
@@ -103,23 +104,30 @@ class RankCounts:
 
     def add_excluding(self, true_scores: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor | None = None,
                       cols: torch.Tensor | None = None, *, in_place: bool = False) -> RankCounts:
-        """``add`` with the excluded candidates as distinct ``(row, column)`` pairs. ``in_place`` reuses ``scores``
-        as scratch memory (its values are destroyed).
+        """``add`` with the excluded candidates as distinct ``(row, column)`` pairs. ``in_place`` lets the count
+        use ``scores`` as scratch memory (its values may be destroyed).
 
-        Counting runs on floats: ``s = sign(scores - true)`` gives ``better - worse = sum(s)`` and
+        With the native kernels (``kgem.native.count_ranks``) a float32 CPU block is counted in one read. Otherwise
+        counting runs on torch floats: ``s = sign(scores - true)`` gives ``better - worse = sum(s)`` and
         ``better + worse = sum(s^2)`` (a squared L2 norm), two reductions that vectorise and read the block
-        without writing it, where comparisons that produce boolean blocks and count them cost three times as much.
+        without writing it, where comparisons that produce boolean blocks and count them cost three times as much;
+        the block is processed in row blocks that stay in the cache between passes (``kgem.runtime.row_blocks``).
         The counts are exact (integers below 2^24 in float32, float64 beyond). NaN scores among the counted
-        candidates (or a NaN true score) are recorded for ``ranks`` to report. The block is processed in row blocks
-        that stay in the cache between passes (``kgem.runtime.row_blocks``).
+        candidates (or a NaN true score) are recorded for ``ranks`` to report.
         """
         if scores.ndim != 2 or true_scores.shape != scores.shape[:1]:
             raise EvaluationError(f"expected true scores (B,) and scores (B, C), got {tuple(true_scores.shape)} "
                                   f"and {tuple(scores.shape)}")
+        if rows is None or cols is None or not len(rows):
+            rows = cols = None
+        else:
+            _check_pairs(rows, cols, *scores.shape)
+        if native.usable(scores, true_scores):
+            return self._add_native(true_scores, scores, rows, cols)
         batch, width = scores.shape
         work = scores if in_place else scores.clone()
         removed: torch.Tensor | int = 0
-        if rows is not None and cols is not None and len(rows):
+        if rows is not None and cols is not None:
             # an excluded candidate scores as the true answer (neither better nor worse) ...
             work.index_put_((rows, cols), true_scores[rows])
             removed = torch.bincount(rows, minlength=batch)  # ... and is taken out of the ties and the candidates
@@ -133,6 +141,24 @@ class RankCounts:
         self.better += ((difference + nonzero) / 2).long()
         self.equal += width - nonzero.long() - removed
         self.candidates += width - removed
+        return self
+
+    def _add_native(self, true_scores: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor | None,
+                    cols: torch.Tensor | None) -> RankCounts:
+        """``add_excluding`` in one read of the block (``kgem.native.count_ranks``); the block is left as it is."""
+        offsets = None
+        if rows is not None and cols is not None:
+            if len(rows) > 1 and not bool((rows[1:] >= rows[:-1]).all()):  # the kernel reads each row's columns
+                order = torch.argsort(rows, stable=True)
+                rows, cols = rows[order], cols[order]
+            offsets = torch.zeros(len(scores) + 1, dtype=torch.int64)
+            torch.cumsum(torch.bincount(rows, minlength=len(scores)), 0, out=offsets[1:])
+            cols = cols.long()
+        better, equal, removed, nan = native.count_ranks(scores, true_scores, offsets, cols)
+        self.better += better
+        self.equal += equal
+        self.candidates += scores.shape[1] - removed
+        self.nan |= bool((nan > 0).any())
         return self
 
     def ranks(self) -> Ranks:
@@ -154,6 +180,15 @@ def ranks_from_scores(true_scores: torch.Tensor, scores: torch.Tensor,
     ``mask_out`` (bool ``(B, C)``) excludes candidates, e.g. other known true answers; never the true answer itself.
     """
     return RankCounts.zeros(len(true_scores), scores.device).add(true_scores, scores, mask_out).ranks()
+
+
+def _check_pairs(rows: torch.Tensor, cols: torch.Tensor, batch: int, width: int) -> None:
+    if rows.shape != cols.shape or rows.ndim != 1:
+        raise EvaluationError(f"excluded rows and columns must be two (n,) tensors, got {tuple(rows.shape)} and "
+                              f"{tuple(cols.shape)}")
+    if int(rows.min()) < 0 or int(rows.max()) >= batch or int(cols.min()) < 0 or int(cols.max()) >= width:
+        raise EvaluationError(f"excluded pairs must lie in the ({batch}, {width}) block; got rows "
+                              f"{int(rows.min())}..{int(rows.max())}, columns {int(cols.min())}..{int(cols.max())}")
 
 
 def _count_nonzero(sign: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from kgem import native
 from kgem.models.interaction import Interaction
 from kgem.models.sampled import sampled_dot, sampled_square_distance
 from kgem.runtime import row_blocks
@@ -77,8 +78,9 @@ class QueryInteraction(Interaction):
         augmented_q = torch.cat([q * -2, q.pow(2).sum(-1, keepdim=True), ones_q], 1)
         augmented_c = torch.cat([candidates, ones_c, candidates.pow(2).sum(-1, keepdim=True)], 1)
         square = augmented_q @ augmented_c.T
-        for rows_in_cache in row_blocks(*square.shape):  # the three passes of a row block in the cache
-            square[rows_in_cache].clamp_min_(0).sqrt_().neg_()
+        if not native.neg_sqrt_(square):  # one pass; else three passes per row block, in the cache
+            for rows_in_cache in row_blocks(*square.shape):
+                square[rows_in_cache].clamp_min_(0).sqrt_().neg_()
         return square
 
     def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
