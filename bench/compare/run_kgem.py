@@ -101,6 +101,7 @@ def train(setting: Setting, args: argparse.Namespace) -> None:
 def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     import torch
 
+    from kgem import native
     from kgem.data import KnownTriples
     from kgem.evaluation import evaluate as kgem_evaluate
 
@@ -108,6 +109,7 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     model = build(setting, data.num_entities, data.num_relations, args.seed)
     test = torch.from_numpy(eval_triples(data, args.eval_limit))
     everything = torch.from_numpy(np.concatenate([data.train, data.valid, data.test]))
+    native_built, native_build_s = timed(lambda: native.library() is not None)  # a one-off build, cached after
     rss_before = current_rss_mb()
     known, filter_s = timed(lambda: KnownTriples(everything, data.num_entities, data.num_relations))
     batch = args.eval_batch_size or None
@@ -119,7 +121,8 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     emit("kgem", setting, args, kind="eval", seconds=round(filter_s + eval_s, 3), filter_seconds=round(filter_s, 3),
          eval_seconds=round(eval_s, 3), queries=queries, queries_per_s=queries / eval_s,
          score_gflops_per_s=flops / eval_s / 1e9, rss_before_mb=round(rss_before, 1),
-         mrr=result.mrr, rank_type="realistic")
+         mrr=result.mrr, rank_type="realistic", native_kernels=native_built,
+         native_load_seconds=round(native_build_s, 3))
 
 
 def main() -> None:
