@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kgem.models import INTERACTIONS, MODELS, build_model
+from kgem.models.query import QueryInteraction
 from references import bilinear, merged, neural, translational
 
 REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE)
@@ -123,3 +124,26 @@ def test_rotate_relations_are_unit_rotations_and_transe_entities_unit_norm() -> 
 def test_random_baseline_has_nothing_to_train() -> None:
     model = build_model("randombaseline", E, R, D)
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def real(x: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(x) if x.is_complex() else x
+
+
+QUERY_VARIANTS = [(n, a) for n, a in VARIANTS if n in INTERACTIONS.names()
+                  and issubclass(INTERACTIONS.get(n), QueryInteraction)]
+
+
+@pytest.mark.parametrize(("name", "args"), QUERY_VARIANTS)
+def test_reverse_rows_equals_where_over_reverse(name, args) -> None:
+    model = make(name, args)
+    inter = model.interaction
+    flip = torch.tensor([True, False, True, False]).unsqueeze(1)
+    r = model.relation(torch.tensor([0, 1, 2, 1])).detach()
+    fast, generic = r.clone().requires_grad_(), r.clone().requires_grad_()
+    out, expected = inter.reverse_rows(fast, flip), torch.where(flip, inter.reverse(generic), generic)
+    assert torch.equal(out, expected)  # exact: sign flips
+    weights = torch.randn(real(out).shape)
+    real(out).mul(weights).sum().backward()
+    real(expected).mul(weights).sum().backward()
+    assert torch.equal(fast.grad, generic.grad)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kgem.models.interaction import INTERACTIONS, Interaction
-from kgem.models.query import QueryInteraction, real_view
+from kgem.models.query import QueryInteraction, conj_rows, real_view
 
 
 @INTERACTIONS.register("distmult")
@@ -25,6 +25,9 @@ class DistMult(QueryInteraction):
 
     def reverse(self, r: torch.Tensor) -> torch.Tensor:
         return r  # <h, r, t> is symmetric in h and t
+
+    def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        return r
 
 
 @INTERACTIONS.register("complex")
@@ -46,6 +49,9 @@ class ComplEx(QueryInteraction):
     # conj(u) = t conj(r): the tail query of t with conj(r)
     def reverse(self, r: torch.Tensor) -> torch.Tensor:
         return r.conj()
+
+    def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        return conj_rows(r, flip)
 
 
 def ccorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -112,8 +112,7 @@ class Model(nn.Module):
         if self.inverse:  # (?, r, t) is (t, r + R, ?): every query is a tail query
             queries = interaction.tail_query(kept, self.relation(r + self.num_relations * corrupt_head))
         else:  # (?, r, t) is the tail query of t with r read backwards
-            rel = self.relation(r)
-            queries = interaction.tail_query(kept, torch.where(side, interaction.reverse(rel), rel))
+            queries = interaction.tail_query(kept, interaction.reverse_rows(self.relation(r), side))
         answers = torch.where(corrupt_head, h, t).unsqueeze(1)
         if negatives.shape[0] == 1:  # shared negatives: one (B, K) product with the K candidate rows
             pos = interaction.compare_pairs(queries, few_rows_of(candidates, answers[:, 0]))

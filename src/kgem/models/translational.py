@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from kgem.models.interaction import INTERACTIONS, Interaction, chunked
-from kgem.models.query import QueryInteraction, complex_view, real_view
+from kgem.models.query import QueryInteraction, complex_view, conj_rows, real_view
 from kgem.models.sampled import sampled_modulus_distance
 
 
@@ -72,6 +72,9 @@ class TransE(QueryInteraction):
     def reverse(self, r: torch.Tensor) -> torch.Tensor:
         return -r  # h + r - t = -(t - r - h)
 
+    def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        return r * (1 - 2 * flip.to(r.dtype))  # one product: a where and a negation cost four passes with backward
+
 
 @INTERACTIONS.register("rotate")
 class RotatE(QueryInteraction):
@@ -105,6 +108,9 @@ class RotatE(QueryInteraction):
 
     def reverse(self, r: torch.Tensor) -> torch.Tensor:
         return r.conj()  # |h r - t| = |h - t conj(r)| for a unit-modulus r
+
+    def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        return conj_rows(r, flip)
 
     def compare(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         if self.p == 2:
