@@ -183,3 +183,21 @@ def test_row_adagrad_sparse_equals_dense_and_the_formula() -> None:
         w[touched] -= 0.5 * g[touched] / (total[touched].sqrt() + 1e-10).unsqueeze(1)
     assert torch.allclose(run(sparse=True), w, atol=1e-6)
     assert torch.allclose(run(sparse=False), w, atol=1e-6)
+
+
+def test_sparse_row_gradients_are_added_into_the_dense_one_in_place() -> None:
+    """The sampled product's dense table gradient arrives last and takes the gathers' sparse ones in place: no
+    table-sized copy in the backward (``dense_gradient_last``)."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    model = build_model("transe", E, R, D, normalize="none")
+    g = torch.Generator().manual_seed(3)
+    hrt = torch.stack([torch.randint(E, (5,), generator=g), torch.randint(R, (5,), generator=g),
+                       torch.randint(E, (5,), generator=g)], 1)
+    pos, neg, _ = model.score_sampled(hrt, torch.randint(E, (5, 9), generator=g), torch.rand(5, generator=g) < 0.5)
+    with profile(record_shapes=True) as backward:
+        (pos.sum() - neg.sum()).backward()
+    copies = [e.input_shapes for e in backward.events() if e.name in ("aten::copy_", "aten::clone")]
+    assert model.entity.weight.grad is not None and not model.entity.weight.grad.is_sparse
+    assert [E, D] not in [shape[0] for shape in copies if shape]

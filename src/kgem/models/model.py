@@ -12,7 +12,7 @@ from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.query import QueryInteraction
 from kgem.models.representation import Embedding, Normalize
 from kgem.models.rgcn import RGCN
-from kgem.models.sampled import rows_sparse_grad
+from kgem.models.sampled import dense_gradient_last, rows_sparse_grad
 
 
 class Model(nn.Module):
@@ -108,6 +108,7 @@ class Model(nn.Module):
         assert isinstance(interaction, QueryInteraction)
         side = corrupt_head.unsqueeze(1)
         candidates = interaction.rows(table)
+        dense = dense_gradient_last(candidates)  # the products' table, before the sparse gathers (see there)
         kept = interaction.entities(few_rows_of(candidates, torch.where(corrupt_head, t, h)))
         if self.inverse:  # (?, r, t) is (t, r + R, ?): every query is a tail query
             queries = interaction.tail_query(kept, self.relation(r + self.num_relations * corrupt_head))
@@ -116,8 +117,8 @@ class Model(nn.Module):
         answers = torch.where(corrupt_head, h, t).unsqueeze(1)
         if negatives.shape[0] == 1:  # shared negatives: one (B, K) product with the K candidate rows
             pos = interaction.compare_pairs(queries, few_rows_of(candidates, answers[:, 0]))
-            return pos, interaction.compare(queries, rows_of(candidates, negatives[0]))
-        scores = interaction.compare_sampled(queries, candidates, torch.cat([answers, negatives], 1))
+            return pos, interaction.compare(queries, rows_of(dense, negatives[0]))
+        scores = interaction.compare_sampled(queries, dense, torch.cat([answers, negatives], 1))
         return scores[:, 0], scores[:, 1:]
 
     def _corrupt(self, table: torch.Tensor, factors: list[torch.Tensor], r_ids: torch.Tensor, rows: torch.Tensor,

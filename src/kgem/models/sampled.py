@@ -165,6 +165,34 @@ def rows_sparse_grad(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return out
 
 
+class DenseGradientLast(torch.autograd.Function):
+    """The identity (a view), for the use of a table that gets a dense gradient, next to ``rows_sparse_grad``.
+
+    Autograd sums a tensor's gradients as they arrive. A dense gradient that arrives first and a sparse one after
+    are added out of place (a copy of the whole table: 3 ms a step for FB15k-237's); a sparse one first and the
+    dense one last are added into the dense one in place. Autograd runs the later-created of two ready nodes first,
+    so this node, created before the sparse gathers, runs after them and hands its dense gradient over last. Were
+    the order to change, only the copy would come back; the gradient is the same either way."""
+
+    @staticmethod
+    def forward(table: torch.Tensor) -> torch.Tensor:
+        return table.view_as(table)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def dense_gradient_last(table: torch.Tensor) -> torch.Tensor:
+    """``table`` as it is; create it before any ``rows_sparse_grad`` of the table (see ``DenseGradientLast``)."""
+    out: torch.Tensor = DenseGradientLast.apply(table)
+    return out
+
+
 ROWS_PER_CHUNK = 32  # (32, K, 2d) floats: the working set of one chunk stays in the core's cache
 
 
