@@ -10,6 +10,8 @@ clock. Evaluation is ``kgem.evaluation.evaluate`` with the known triples of all 
 from __future__ import annotations
 
 import argparse
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +21,7 @@ from compare.common import (
     SETTINGS,
     Clock,
     Setting,
+    Timing,
     current_rss_mb,
     emit,
     eval_triples,
@@ -83,19 +86,73 @@ def train(setting: Setting, args: argparse.Namespace) -> None:
     rows = approach.prepare(hrt, model)  # KvsAll: distinct queries; SLCWA: the triples (plus reciprocals)
     loss = LOSSES.get(setting.loss)(**setting.loss_args)
     optimizer = build_optimizer(setting.optimizer, model.parameters(), lr=setting.lr)
-    generator = torch.Generator().manual_seed(args.seed)
-    stream = Stream(rows, setting.batch_size, generator)
-    clock = Clock(args.warmup, args.seconds, args.min_batches)
     start_weights = model.entity.weight.detach().clone()
-    warm_loss = train_epoch(model, approach, stream.phase(clock, True), loss, optimizer, None, generator)
-    measured_loss = train_epoch(model, approach, stream.phase(clock, False), loss, optimizer, None, generator)
-    clock.timing.losses = [warm_loss, measured_loss]
+    if setting.hogwild_workers > 1:
+        timing = train_hogwild(setting, args, model, approach, rows, loss, optimizer)
+        note = "mean loss of each worker over warm-up and measurement"
+    else:
+        generator = torch.Generator().manual_seed(args.seed)
+        stream = Stream(rows, setting.batch_size, generator)
+        clock = Clock(args.warmup, args.seconds, args.min_batches)
+        warm_loss = train_epoch(model, approach, stream.phase(clock, True), loss, optimizer, None, generator)
+        measured_loss = train_epoch(model, approach, stream.phase(clock, False), loss, optimizer, None, generator)
+        timing, note = clock.timing, "mean loss of the warm-up, then of the measurement"
+        timing.losses = [warm_loss, measured_loss]
     # KvsAll rows are queries: an epoch of len(rows) queries covers the len(train) training triples
     per_row = len(hrt) / len(rows) if setting.approach == "kvsall" else 1.0
     change = float((model.entity.weight.detach() - start_weights).norm() / start_weights.norm())
-    emit("kgem", setting, args, **training_result(clock.timing, per_row, rows_per_epoch=len(rows),
-                                                   entity_relative_change=change,
-                                                   loss_note="mean loss of the warm-up, then of the measurement"))
+    emit("kgem", setting, args, **training_result(timing, per_row, rows_per_epoch=len(rows),
+                                                   entity_relative_change=change, loss_note=note,
+                                                   workers=setting.hogwild_workers))
+
+
+def train_hogwild(setting: Setting, args: argparse.Namespace, model: Any, approach: Any, rows: Any, loss: Any,
+                  optimizer: Any) -> Timing:
+    """``setting.hogwild_workers`` forked processes of one thread (``kgem.training.hogwild``, what ``Trainer(...,
+    workers=n)`` runs), each on its own shuffled stream of batches, until this process, watching their shared
+    counts of rows done, has seen the warm-up pass and ``args.seconds`` measured."""
+    import torch
+
+    from kgem.training import train_epoch
+    from kgem.training.hogwild import run_workers, share
+    from kgem.training.trainer import Tally
+
+    share(model, optimizer)
+    workers = setting.hogwild_workers
+    done = torch.zeros(workers, 2, dtype=torch.float64).share_memory_()  # rows, batches per worker
+    stop = torch.zeros(1, dtype=torch.int32).share_memory_()
+
+    def work(rank: int) -> float:
+        generator = torch.Generator().manual_seed(args.seed * 1000 + rank)
+
+        def batches() -> Iterator[Any]:
+            for batch in Stream(rows, setting.batch_size, generator).batches:
+                if stop.item():
+                    return
+                yield batch
+                done[rank, 0] += len(batch)  # counted once the step on it is done
+                done[rank, 1] += 1
+
+        tally = Tally()
+        train_epoch(model, approach, batches(), loss, optimizer, None, generator, 0, tally)
+        return tally.mean
+
+    losses: list[float] = []
+    thread = threading.Thread(target=lambda: losses.extend(run_workers(workers, work)))
+    begin = time.perf_counter()
+    thread.start()
+    while time.perf_counter() - begin < args.warmup or float(done[:, 1].min()) < 3:
+        time.sleep(0.02)
+    start, rows0, batches0 = time.perf_counter(), float(done[:, 0].sum()), float(done[:, 1].sum())
+    timing = Timing(warmup_batches=int(batches0), warmup_seconds=start - begin)
+    while timing.seconds < args.seconds or timing.batches < args.min_batches:
+        time.sleep(0.02)
+        timing.seconds = time.perf_counter() - start
+        timing.rows, timing.batches = int(float(done[:, 0].sum()) - rows0), int(float(done[:, 1].sum()) - batches0)
+    stop.fill_(1)
+    thread.join()
+    timing.losses = losses
+    return timing
 
 
 def evaluate(setting: Setting, args: argparse.Namespace) -> None:

@@ -65,13 +65,15 @@ class TrainingConfig:
     epochs: int = help_field(50, "maximum number of epochs")
     batch_size: int = help_field(256, "positives (or queries) per batch")
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
+    workers: int = help_field(1, "HOGWILD processes of one thread each; >1 is not reproducible and needs "
+                                 "rowadagrad, adagrad or sgd")
     early_stopping: bool = help_field(True, "stop on validation filtered MRR and restore the best weights")
     frequency: int = help_field(5, "validate every this many epochs")
     patience: int = help_field(2, "validations without improvement before stopping")
     min_delta: float = help_field(0.0, "smallest improvement that counts")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience"):
+        for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience", "workers"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")
 

@@ -31,4 +31,4 @@ def trainer_from_config(cfg: TrainingConfig, model: Model, progress: bool = True
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, **cfg.optimizer_args)
     regularizer = REGULARIZERS.get(cfg.regularizer)(**cfg.regularizer_args) if cfg.regularizer else None
     return Trainer(model, approach_from_config(cfg), loss, optimizer, regularizer=regularizer,
-                   batch_size=cfg.batch_size, seed=cfg.seed, progress=progress)
+                   batch_size=cfg.batch_size, seed=cfg.seed, progress=progress, workers=cfg.workers)

@@ -22,18 +22,23 @@ class RowAdagrad(torch.optim.Optimizer):
                              f"initial_accumulator_value={initial_accumulator_value}")
         super().__init__(params, {"lr": lr, "eps": eps, "initial_accumulator_value": initial_accumulator_value})
 
+    def init_state(self) -> None:
+        """Create every parameter's accumulator now rather than at its first step (to share it between
+        processes)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not self.state[p]:
+                    self.state[p]["sum"] = torch.full(p.shape[:1], group["initial_accumulator_value"],
+                                                      dtype=p.dtype, device=p.device)
+
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         loss = closure() if closure is not None else None
+        self.init_state()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["sum"] = torch.full(p.shape[:1], group["initial_accumulator_value"], dtype=p.dtype,
-                                              device=p.device)
-                _row_step(p, p.grad, state["sum"], group["lr"], group["eps"])
+                if p.grad is not None:
+                    _row_step(p, p.grad, self.state[p]["sum"], group["lr"], group["eps"])
         return loss
 
 

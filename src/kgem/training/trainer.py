@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from kgem.errors import KgemError
+from kgem.errors import ConfigError, KgemError
 from kgem.models.model import Model
 from kgem.runtime import retain_freed_memory
 from kgem.training.approaches import Approach
 from kgem.training.checkpoint import Checkpoints
+from kgem.training.hogwild import run_workers, share
 from kgem.training.losses import Loss
 from kgem.training.regularizers import Regularizer
 
@@ -108,10 +109,18 @@ class Trainer:
 
     def __init__(self, model: Model, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
                  regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
-                 seed: int = 0, progress: bool = True) -> None:
+                 seed: int = 0, progress: bool = True, workers: int = 1) -> None:
+        """``workers`` > 1 trains HOGWILD (``kgem.training.hogwild``): that many processes of one thread each share
+        every epoch's batches and update the parameters, moved to shared memory, without locks (not
+        reproducible; needs ``rowadagrad``, ``adagrad`` or ``sgd``)."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        self.workers = workers
+        if workers > 1:
+            share(model, optimizer)
 
     def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
             checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
@@ -164,6 +173,8 @@ class Trainer:
         else:
             order, tally = torch.randperm(len(rows), generator=self.generator), Tally()
         size = self.batch_size
+        if self.workers > 1:
+            return order, self._run_hogwild(rows, order, epoch, tally)
 
         def batches() -> Iterator[torch.Tensor]:
             for begin in range(tally.batches * size, len(rows), size):
@@ -177,6 +188,24 @@ class Trainer:
         train_epoch(self.model, self.approach, bar, self.loss, self.optimizer, self.regularizer, self.generator,
                     epoch, tally)
         return order, tally
+
+    def _run_hogwild(self, rows: torch.Tensor, order: torch.Tensor, epoch: int, tally: Tally) -> Tally:
+        """The epoch's remaining batches dealt out to the workers in turn; a signal takes effect after the epoch."""
+        size, workers, first = self.batch_size, self.workers, tally.batches * self.batch_size
+        seeds = torch.randint(2**62, (workers,), generator=self.generator).tolist()
+
+        def work(rank: int) -> Tally:
+            starts = range(first + rank * size, len(rows), size * workers)
+            mine = (rows[order[begin : begin + size]] for begin in starts)
+            part = Tally()
+            train_epoch(self.model, self.approach, mine, self.loss, self.optimizer, self.regularizer,
+                        torch.Generator().manual_seed(seeds[rank]), epoch, part)
+            return part
+
+        for part in run_workers(workers, work):
+            tally.batches, tally.total, tally.count = (tally.batches + part.batches, tally.total + part.total,
+                                                       tally.count + part.count)
+        return tally
 
     def _end_epoch(self, loss: float, epoch: int, history: History, early_stopping: EarlyStopping | None,
                    bar: Any) -> bool:

@@ -1,0 +1,80 @@
+"""HOGWILD training: forked workers of one thread update shared parameters; errors come back to the parent."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from kgem.data import load_dataset
+from kgem.errors import ConfigError
+from kgem.models import build_model
+from kgem.training import LOSSES, SLCWA, NegativeSampler, Trainer, TrainingError, build_optimizer
+from kgem.training.hogwild import run_workers, share
+
+
+def _square_on_one_thread(rank: int) -> tuple[int, int]:
+    return rank * rank, torch.get_num_threads()
+
+
+def _fail_in_one(rank: int) -> int:
+    if rank == 1:
+        raise ValueError("bad batch")
+    return rank
+
+
+def _die(rank: int) -> int:
+    os._exit(3)
+
+
+def test_workers_return_in_rank_order_on_one_thread_and_report_failures() -> None:
+    assert run_workers(3, _square_on_one_thread) == [(0, 1), (1, 1), (4, 1)]
+    with pytest.raises(TrainingError, match=r"worker 1 failed: ValueError: bad batch"):
+        run_workers(2, _fail_in_one)
+    with pytest.raises(TrainingError, match=r"worker 0 died \(exit code 3\)"):
+        run_workers(1, _die)
+
+
+def test_workers_write_into_shared_parameters() -> None:
+    model = build_model("transe", 10, 2, 4, sparse=True, normalize="none")
+    share(model, build_optimizer("rowadagrad", model.parameters(), lr=0.1))
+
+    def write(rank: int) -> None:
+        with torch.no_grad():
+            model.entity.weight[rank].fill_(rank + 1.0)
+
+    run_workers(2, write)
+    assert model.entity.weight[:2, 0].tolist() == [1.0, 2.0]  # seen by the parent
+
+
+def test_only_optimizers_with_state_up_front_can_be_shared() -> None:
+    model = build_model("distmult", 10, 2, 4)
+    with pytest.raises(ConfigError, match="HOGWILD"):
+        share(model, build_optimizer("adam", model.parameters(), lr=0.1))
+    with pytest.raises(ConfigError, match="HOGWILD"):
+        share(model, build_optimizer("sgd", model.parameters(), lr=0.1, momentum=0.9))
+
+
+@pytest.mark.parametrize("optimizer", ["rowadagrad", "adagrad"])
+def test_hogwild_training_covers_every_batch_and_learns(optimizer: str) -> None:
+    ds = load_dataset("nations")
+    torch.manual_seed(0)
+    model = build_model("transe", ds.num_entities, ds.num_relations, 16, sparse=True, normalize="none")
+    start = model.entity.weight.detach().clone()
+    seen = torch.zeros(2, dtype=torch.int64).share_memory_()  # rows trained on, per worker
+
+    class Counting(SLCWA):
+        def step(self, model, batch, loss, generator):  # type: ignore[no-untyped-def]
+            seen[int(multiprocessing.current_process().name.rsplit("-", 1)[1])] += len(batch)
+            return super().step(model, batch, loss, generator)
+
+    trainer = Trainer(model, Counting(NegativeSampler(8, shared=True)), LOSSES.get("margin_ranking")(),
+                      build_optimizer(optimizer, model.parameters(), lr=0.1), batch_size=200, progress=False,
+                      workers=2)
+    history = trainer.fit(ds.train.hrt, 6)
+    assert len(ds.train.hrt) == 1592 and seen.tolist() == [6 * 800, 6 * 792]  # batches 0, 2, .. and 1, 3, .. (192)
+    assert len(history.losses) == 6 and history.losses[-1] < history.losses[0]
+    assert not torch.equal(model.entity.weight, start) and torch.isfinite(model.entity.weight).all()
+    assert history.examples_per_second > 0
