@@ -52,6 +52,12 @@ def test_train_writes_a_complete_run_folder(run_dir) -> None:
     assert len(pd.read_csv(run_dir / "losses.csv")) == 6
 
 
+def test_train_with_hogwild_workers_dgl_ke_spelling(tmp_path) -> None:
+    assert main(["train", *QUICK, "--num_proc", "2", "--output", str(tmp_path / "run")]) == 0
+    assert "workers: 2" in (tmp_path / "run" / "config.yaml").read_text()
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv", index_col=0).loc["both", "mrr"] > 0.3
+
+
 def test_cli_and_python_api_do_the_same_job(run_dir) -> None:
     result = kgem.pipeline(overrides=["data.dataset=nations", "model.dim=16", "training.epochs=6",
                                       "training.batch_size=128", "training.frequency=3"], progress=False)

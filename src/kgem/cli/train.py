@@ -30,6 +30,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--epochs",), "training.epochs", int, "maximum number of epochs"),
     (("--batch-size", "--batch_size"), "training.batch_size", int, "positives (or queries) per batch"),
     (("--seed",), "training.seed", int, "random seed (initialisation, order, sampling)"),
+    (("--workers", "--num-proc", "--num_proc"), "training.workers", int,
+     "HOGWILD processes of one thread each (not reproducible; rowadagrad, adagrad or sgd)"),
 ]
 
 
