@@ -266,3 +266,12 @@ def test_nonzero_counts_from_the_squared_norm_are_exact() -> None:
         sign = torch.randint(-1, 2, (4, width), generator=g).to(dtype)
         sign[0] = 1  # a full row: the largest count
         assert torch.equal(_count_nonzero(sign).long(), (sign != 0).sum(1))
+
+
+def test_excluded_pairs_outside_the_block_raise() -> None:
+    true, scores = torch.zeros(2), torch.zeros(2, 3)
+    for rows, cols in (([0], [3]), ([2], [0]), ([-1], [0]), ([0], [-1])):
+        with pytest.raises(EvaluationError, match="excluded pairs must lie in the"):
+            RankCounts.zeros(2).add_excluding(true, scores, torch.tensor(rows), torch.tensor(cols))
+    with pytest.raises(EvaluationError, match="two"):
+        RankCounts.zeros(2).add_excluding(true, scores, torch.tensor([0, 1]), torch.tensor([0]))

@@ -78,3 +78,24 @@ def test_hogwild_training_covers_every_batch_and_learns(optimizer: str) -> None:
     assert len(history.losses) == 6 and history.losses[-1] < history.losses[0]
     assert not torch.equal(model.entity.weight, start) and torch.isfinite(model.entity.weight).all()
     assert history.examples_per_second > 0
+
+
+def test_a_resumed_run_shares_the_loaded_optimizer_state(tmp_path) -> None:
+    from kgem.training import Checkpoints
+
+    ds = load_dataset("nations")
+
+    def trainer() -> Trainer:
+        torch.manual_seed(0)
+        model = build_model("transe", ds.num_entities, ds.num_relations, 8, sparse=True, normalize="none")
+        return Trainer(model, SLCWA(NegativeSampler(4, shared=True)), LOSSES.get("margin_ranking")(),
+                       build_optimizer("rowadagrad", model.parameters(), lr=0.1), batch_size=400,
+                       progress=False, workers=2)
+
+    trainer().fit(ds.train.hrt, 1, checkpoints=Checkpoints(tmp_path))
+    resumed = trainer()
+    resumed.fit(ds.train.hrt, 1, checkpoints=Checkpoints(tmp_path), resume=True)  # loads, trains nothing
+    loaded = {name: state["sum"].clone() for name, state in zip("er", resumed.optimizer.state.values())}
+    resumed.fit(ds.train.hrt, 2, checkpoints=Checkpoints(tmp_path), resume=True)  # epoch 2, in the workers
+    for name, state in zip("er", resumed.optimizer.state.values()):
+        assert state["sum"].is_shared() and bool((state["sum"] > loaded[name]).any())  # the workers' updates

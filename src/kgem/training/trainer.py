@@ -120,7 +120,7 @@ class Trainer:
             raise ConfigError(f"workers must be at least 1, got {workers}")
         self.workers = workers
         if workers > 1:
-            share(model, optimizer)
+            share(model, optimizer)  # checks the optimizer now; again per epoch, as a resume loads new state
 
     def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
             checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
@@ -192,6 +192,7 @@ class Trainer:
     def _run_hogwild(self, rows: torch.Tensor, order: torch.Tensor, epoch: int, tally: Tally) -> Tally:
         """The epoch's remaining batches dealt out to the workers in turn; a signal takes effect after the epoch."""
         size, workers, first = self.batch_size, self.workers, tally.batches * self.batch_size
+        share(self.model, self.optimizer)  # a no-op unless a resume replaced the optimizer's state
         seeds = torch.randint(2**62, (workers,), generator=self.generator).tolist()
 
         def work(rank: int) -> Tally:
