@@ -122,3 +122,22 @@ def test_without_a_compiler_or_when_disabled_torch_ops_are_used(fresh_cache: Pat
     monkeypatch.delenv("CC")
     monkeypatch.setenv("KGEM_NATIVE", "0")
     assert native.library() is None and counts_of(true, scores, rows, cols) == counted
+
+
+@needs_library
+def test_count_ranks_in_a_forked_process_after_the_parent_used_threads() -> None:
+    from kgem.training.hogwild import run_workers
+
+    true, scores, _, _ = tie_heavy_block(2, 40, 4000)
+    with_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parent = native.count_ranks(scores, true)  # the parent's thread pool exists now; a child must not use it
+
+        def child(rank: int) -> list[list[int]]:
+            torch.set_num_threads(2)
+            return native.count_ranks(scores, true).tolist()
+
+        assert run_workers(1, child) == [parent.tolist()]
+    finally:
+        torch.set_num_threads(with_threads)

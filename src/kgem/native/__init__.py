@@ -39,6 +39,7 @@ _library: ctypes.CDLL | None = None
 _tried = False
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
@@ -130,9 +131,10 @@ def _parallel(parts: int, work: Callable[[int, int], object], elements: int) -> 
     if threads == 1:
         work(0, parts)
         return
-    global _pool, _pool_size
-    if _pool is None or _pool_size < threads - 1:
+    global _pool, _pool_size, _pool_pid
+    if _pool is None or _pool_size < threads - 1 or _pool_pid != os.getpid():  # a forked child has no pool threads
         _pool, _pool_size = ThreadPoolExecutor(threads - 1, thread_name_prefix="kgem-native"), threads - 1
+        _pool_pid = os.getpid()
     pending = [_pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, threads)]
     work(bounds[0], bounds[1])
     for future in pending:
