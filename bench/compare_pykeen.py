@@ -143,12 +143,15 @@ def markdown(summary: list[dict[str, Any]], hw: dict[str, Any], runs: list[dict[
                  f"kgem ComplEx `score_t` of {hw['score_t_queries']} queries x {hw['score_t_entities']} entities "
                  f"{hw['score_t_gflops_per_s']:.1f} GFLOP/s.")
     for config in ("E1", "E2"):
-        rates = [r["score_gflops_per_s"] for r in runs if r["config"] == config and r["side"] == "kgem"
-                 and "score_gflops_per_s" in r]
-        if rates:
-            rate = statistics.median(rates)
+        mine = [r for r in runs if r["config"] == config and r["side"] == "kgem" and "score_gflops_per_s" in r]
+        if mine:
+            rate = statistics.median(r["score_gflops_per_s"] for r in mine)
+            adjacent = [r["score_fraction_of_matmul"] for r in mine if "score_fraction_of_matmul" in r]
+            beside = (f"; {statistics.median(adjacent):.1%} of the matmul rate measured in the same process just "
+                      f"before, median over rounds" if adjacent else "")
             lines.append(f"kgem's full filtered evaluation ({config}) reaches {rate:.2f} GFLOP/s counting 2·B·E·d "
-                         f"for the score products ({rate / hw['matmul_gflops_per_s']:.1%} of the matmul rate).")
+                         f"for the score products ({rate / hw['matmul_gflops_per_s']:.1%} of the matmul rate "
+                         f"measured at the start{beside}).")
     if quick:
         lines.append("")
         lines.append("**Quick run**: seconds per measurement, a test subset for E1/E2; numbers are indicative only.")

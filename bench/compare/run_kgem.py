@@ -167,6 +167,7 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     test = torch.from_numpy(eval_triples(data, args.eval_limit))
     everything = torch.from_numpy(np.concatenate([data.train, data.valid, data.test]))
     native_built, native_build_s = timed(lambda: native.library() is not None)  # a one-off build, cached after
+    matmul = matmul_gflops_per_s()  # the hardware reference, measured in this process just before evaluating
     rss_before = current_rss_mb()
     known, filter_s = timed(lambda: KnownTriples(everything, data.num_entities, data.num_relations))
     batch = args.eval_batch_size or None
@@ -177,9 +178,20 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     flops = 2 * queries * data.num_entities * setting.dim
     emit("kgem", setting, args, kind="eval", seconds=round(filter_s + eval_s, 3), filter_seconds=round(filter_s, 3),
          eval_seconds=round(eval_s, 3), queries=queries, queries_per_s=queries / eval_s,
-         score_gflops_per_s=flops / eval_s / 1e9, rss_before_mb=round(rss_before, 1),
+         score_gflops_per_s=flops / eval_s / 1e9, matmul_gflops_per_s=matmul,
+         score_fraction_of_matmul=flops / eval_s / 1e9 / matmul, rss_before_mb=round(rss_before, 1),
          mrr=result.mrr, rank_type="realistic", native_kernels=native_built,
          native_load_seconds=round(native_build_s, 3))
+
+
+def matmul_gflops_per_s(size: int = 4096, seconds: float = 2.0) -> float:
+    """Dense float32 ``(n, n) @ (n, n)`` GFLOP/s, the best of repeats, as ``compare.hardware`` measures it."""
+    import torch
+
+    from compare.hardware import best_seconds
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / best_seconds(lambda: a @ b, seconds) / 1e9
 
 
 def main() -> None:
