@@ -147,8 +147,8 @@ def markdown(summary: list[dict[str, Any]], hw: dict[str, Any], runs: list[dict[
         if mine:
             rate = statistics.median(r["score_gflops_per_s"] for r in mine)
             adjacent = [r["score_fraction_of_matmul"] for r in mine if "score_fraction_of_matmul" in r]
-            beside = (f"; {statistics.median(adjacent):.1%} of the matmul rate measured in the same process just "
-                      f"before, median over rounds" if adjacent else "")
+            beside = (f"; {statistics.median(adjacent):.1%} of the matmul rate measured in the same process right "
+                      f"after, median over rounds" if adjacent else "")
             lines.append(f"kgem's full filtered evaluation ({config}) reaches {rate:.2f} GFLOP/s counting 2·B·E·d "
                          f"for the score products ({rate / hw['matmul_gflops_per_s']:.1%} of the matmul rate "
                          f"measured at the start{beside}).")
