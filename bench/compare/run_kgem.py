@@ -159,6 +159,7 @@ def train_hogwild(setting: Setting, args: argparse.Namespace, model: Any, approa
 def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     import torch
 
+    from compare.hardware import matmul_gflops_per_s
     from kgem import native
     from kgem.data import KnownTriples
     from kgem.evaluation import evaluate as kgem_evaluate
@@ -184,16 +185,6 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
          score_fraction_of_matmul=flops / eval_s / 1e9 / matmul, rss_before_mb=round(rss_before, 1),
          mrr=result.mrr, rank_type="realistic", native_kernels=native_built,
          native_load_seconds=round(native_build_s, 3))
-
-
-def matmul_gflops_per_s(size: int = 4096, seconds: float = 2.0) -> float:
-    """Dense float32 ``(n, n) @ (n, n)`` GFLOP/s, the best of repeats, as ``compare.hardware`` measures it."""
-    import torch
-
-    from compare.hardware import best_seconds
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / best_seconds(lambda: a @ b, seconds) / 1e9
 
 
 def main() -> None:

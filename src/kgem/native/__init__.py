@@ -23,12 +23,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from kgem.atomic import atomic_path
 
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC")
@@ -101,19 +102,12 @@ def _load() -> ctypes.CDLL:
 
 
 def _build(cc: str, path: Path) -> None:
-    """Compile ``SOURCE`` to ``path`` atomically: into a temporary file in the same folder, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    os.close(handle)
-    try:
-        done = subprocess.run([cc, *FLAGS, "-o", temporary, str(SOURCE)], capture_output=True, text=True,
+    """Compile ``SOURCE`` to ``path`` atomically (``kgem.atomic``): a loaded library is never written into."""
+    with atomic_path(path) as temporary:
+        done = subprocess.run([cc, *FLAGS, "-o", str(temporary), str(SOURCE)], capture_output=True, text=True,
                               timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed on {SOURCE}: {done.stderr.strip()[-2000:]}")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
