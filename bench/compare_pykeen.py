@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -71,13 +72,50 @@ def run_side(side: str, config: str, args: argparse.Namespace, plan: dict[str, A
     except subprocess.TimeoutExpired as e:
         stdout, stderr, code = str(e.stdout or ""), str(e.stderr or "") + "\nTIMEOUT", -1
     log.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if code != 0 or not lines:
-        return {"side": side, "config": config, "error": f"exit {code}; see {log}",
-                "stderr_tail": stderr.strip().splitlines()[-3:]}
-    record: dict[str, Any] = json.loads(lines[-1])
+    record = record_of(side, config, code, stdout, stderr, log)
     record["process_seconds"] = round(time.perf_counter() - start, 1)
     return record
+
+
+METRIC_KEYS = ("triples_per_s", "rows_per_s", "seconds", "eval_seconds", "queries_per_s", "peak_rss_mb")
+
+
+def record_of(side: str, config: str, code: int, stdout: str, stderr: str, log: Path) -> dict[str, Any]:
+    """A runner's last JSON line, checked: a failed run (non-zero exit, no record, an ``error`` in it, a missing or
+    non-finite rate or loss) is a record with an ``error`` and none of the measured numbers."""
+    record: dict[str, Any] = {}
+    for line in reversed([line for line in stdout.splitlines() if line.startswith("{")]):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        break
+    reason = failure_of(record) if record else "no result record"
+    if code != 0:
+        reason = f"{reason} (exit {code})" if record and reason else f"exit {code}"
+    if reason is None:
+        return record
+    failed = {key: value for key, value in record.items() if key not in METRIC_KEYS}
+    return {**failed, "side": side, "config": config, "error": f"{reason}; see {log}",
+            "stderr_tail": stderr.strip().splitlines()[-3:]}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def failure_of(record: dict[str, Any]) -> str | None:
+    """Why a runner's record is no result; None when it is one."""
+    if "error" in record:
+        return str(record["error"])
+    if record.get("kind") == "train":
+        if not _finite(record.get("triples_per_s")) or record["triples_per_s"] <= 0:
+            return "no training rate"
+        bad = [key for key in ("loss_first", "loss_last") if record.get(key) is not None and not _finite(record[key])]
+        return f"{bad[0]} is {record[bad[0]]}" if bad else None
+    if record.get("kind") == "eval":
+        return None if _finite(record.get("seconds")) and _finite(record.get("peak_rss_mb")) else "no evaluation time"
+    return f"unknown record kind {record.get('kind')!r}"
 
 
 def hardware(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,14 +141,16 @@ def metrics_of(record: dict[str, Any]) -> dict[str, float]:
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per configuration and peer: median/min/max of each metric on both sides and the kgem-over-peer factor
-    (throughput: kgem / peer; seconds and memory: peer / kgem; above 1 means kgem is better)."""
+    (throughput: kgem / peer; seconds and memory: peer / kgem; above 1 means kgem is better). A side that failed
+    in any round makes the row a failure: a median over the rounds that happened to survive is no result."""
     rows: list[dict[str, Any]] = []
     for (config, peer), target in TARGETS.items():
-        sides = {s: [r for r in runs if r["config"] == config and r["side"] == s and "error" not in r]
-                 for s in ("kgem", peer)}
-        if not sides["kgem"] or not sides[peer]:
-            if any(r["config"] == config for r in runs):
-                rows.append({"config": config, "peer": peer, "error": "a side has no successful run"})
+        sides = {s: [r for r in runs if r["config"] == config and r["side"] == s] for s in ("kgem", peer)}
+        if not any(sides.values()):
+            continue
+        failures = [side_failure(s, sides[s]) for s in sides]
+        if any(failures):
+            rows.append({"config": config, "peer": peer, "error": "; ".join(f for f in failures if f)})
             continue
         for metric in metrics_of(sides["kgem"][0]):
             k = spread([metrics_of(r)[metric] for r in sides["kgem"]])
@@ -119,6 +159,16 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"config": config, "peer": peer, "metric": metric, "kgem": k, "peer_stats": p,
                          "kgem_factor": factor, "target": target if metric != "peak_rss_mb" else None})
     return rows
+
+
+def side_failure(side: str, runs: list[dict[str, Any]]) -> str | None:
+    """'<side> failed in n of m runs: <first error>', or that it has no run; None when every run succeeded."""
+    if not runs:
+        return f"{side} has no run"
+    failed = [r for r in runs if "error" in r]
+    if not failed:
+        return None
+    return f"{side} failed in {len(failed)} of {len(runs)} runs: {failed[0]['error']}"
 
 
 def fmt(value: float) -> str:
@@ -130,7 +180,8 @@ def markdown(summary: list[dict[str, Any]], hw: dict[str, Any], runs: list[dict[
              "|---|---|---|---|---|---|---|"]
     for row in summary:
         if "error" in row:
-            lines.append(f"| {row['config']} | – | – | {row['peer']} | – | {row['error']} | |")
+            error = " ".join(str(row["error"]).split()).replace("|", "\\|")  # one table cell
+            lines.append(f"| {row['config']} | – | – | {row['peer']} | – | **failed**: {error} | |")
             continue
         k, p = row["kgem"], row["peer_stats"]
         target = f"≥ {row['target']}x" if row["target"] else ""

@@ -1,21 +1,28 @@
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 
+from kgem.cli import build_parser
+from kgem.cli.train import overrides_from_flags
+from kgem.configs import DataConfig
 from kgem.data import Dataset, load_dataset, relation_categories
 from kgem.errors import DataError
+from kgem.pipeline import load_data, resolve_config
 
 
 def test_unseen_entities_error_names_count_and_examples(toy_folder) -> None:
     expected = r"test.txt: 1 triples .* never occurs in train, e.g. \[\['d', 'likes', 'a'\]\]"
     with pytest.raises(DataError, match=expected):
-        Dataset.from_folder(toy_folder)
+        Dataset.from_folder(toy_folder, on_unseen="error")
 
 
 def test_unseen_entities_dropped_and_counted(toy_folder) -> None:
-    ds = Dataset.from_folder(toy_folder, on_unseen="drop")
+    ds = Dataset.from_folder(toy_folder)
     assert ds.test is not None and len(ds.test) == 1 and ds.test.stats["unseen"] == 1
     assert ds.summary().loc["test", "dropped_unseen"] == 1
     assert ds.num_entities == 3 and ds.num_relations == 2
@@ -72,3 +79,62 @@ def test_describe_and_str() -> None:
 def test_missing_train_file(tmp_path) -> None:
     with pytest.raises(DataError, match="no training file"):
         Dataset.from_folder(tmp_path)
+
+
+def facts_file(path: Path, header: str | None, extra: str = "") -> Path:
+    rows = [f"e{i % 10}\tr{i % 3}\te{i // 3}{extra}" for i in range(30)]
+    path.write_text("".join(line + "\n" for line in ([header] if header else []) + rows))
+    return path
+
+
+def test_header_option_reaches_the_reader(tmp_path, caplog) -> None:
+    path = facts_file(tmp_path / "facts.tsv", "head\trelation\ttail")
+    with caplog.at_level(logging.WARNING, logger="kgem"):
+        plain = load_data(DataConfig(dataset=str(path), split=[1.0, 0.0, 0.0]))
+    assert "head" in plain.entities.labels and "facts.tsv:1: the first line" in caplog.text
+    caplog.clear()
+    skipped = load_data(DataConfig(dataset=str(path), split=[1.0, 0.0, 0.0], header=True))
+    assert "head" not in skipped.entities.labels and len(skipped.train) == 30
+    assert "looks like a header" not in caplog.text
+    assert DataConfig().header is False
+
+
+def test_header_flag_on_kgem_train() -> None:
+    parse = build_parser().parse_args
+    assert "data.header=True" in overrides_from_flags(parse(["train", "--header"]))
+    assert resolve_config(None, overrides_from_flags(parse(["train", "--header"]))).data.header is True
+    assert not any(o.startswith("data.header") for o in overrides_from_flags(parse(["train"])))
+
+
+def test_extra_columns_option_reaches_the_reader(tmp_path) -> None:
+    path = facts_file(tmp_path / "weighted.tsv", None, extra="\t0.5")
+    with pytest.raises(DataError, match=r"weighted.tsv:1: 4 fields.*extra_columns"):
+        load_data(DataConfig(dataset=str(path)))
+    ds = load_data(resolve_config(None, [f"data.dataset={path}", "data.extra_columns=ignore"]).data)
+    assert len(ds.train) + len(ds.valid) + len(ds.test) == 30
+    assert DataConfig().extra_columns == "error"
+
+
+def test_readme_unseen_default_is_drop_with_warning(toy_folder, caplog) -> None:
+    """The README says unseen valid/test triples are dropped by default with a warning; every entry point agrees."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "unseen in train are dropped by default" in " ".join(readme.split())
+    train = pd.read_csv(toy_folder / "train.txt", sep="\t", header=None, names=["head", "relation", "tail"])
+    test = pd.read_csv(toy_folder / "test.txt", sep="\t", header=None, names=["head", "relation", "tail"])
+    loaders = {
+        "load_dataset": lambda: load_dataset("toy", path=toy_folder),
+        "from_folder": lambda: Dataset.from_folder(toy_folder),
+        "from_files": lambda: Dataset.from_files(toy_folder / "train.txt", None, toy_folder / "test.txt"),
+        "from_dfs": lambda: Dataset.from_dfs(train, test=test),
+        "config": lambda: load_data(DataConfig(dataset=str(toy_folder))),
+    }
+    for name, load in loaders.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kgem"):
+            ds = load()
+        assert ds.test is not None and ds.test.hrt.tolist() == [[2, 1, 0]] and ds.test.stats["unseen"] == 1, name
+        drops = [r.getMessage() for r in caplog.records if "unseen" in r.getMessage()]
+        assert len(drops) == 1 and "dropped 1 of 2 triples" in drops[0], (name, drops)
+        assert "('d', 'likes', 'a')" in drops[0] and "on_unseen='error'" in drops[0], (name, drops)
+    with pytest.raises(DataError, match="1 triples have an entity or relation that never occurs in train"):
+        load_dataset("toy", path=toy_folder, on_unseen="error")

@@ -17,6 +17,7 @@ from kgem.evaluation import (
     Ranks,
     evaluate,
     evaluate_sampled,
+    fraction_indices,
     plan_full,
     rank_metrics,
     ranks_from_scores,
@@ -275,3 +276,44 @@ def test_excluded_pairs_outside_the_block_raise() -> None:
             RankCounts.zeros(2).add_excluding(true, scores, torch.tensor(rows), torch.tensor(cols))
     with pytest.raises(EvaluationError, match="two"):
         RankCounts.zeros(2).add_excluding(true, scores, torch.tensor([0, 1]), torch.tensor([0]))
+
+
+def test_evaluate_with_num_negatives_ranks_against_seeded_sampled_entities() -> None:
+    model, test = DistMult(E, R), random_triples(7, 25)
+    known = KnownTriples(torch.cat([test, random_triples(8, 60)]), E, R)
+    result = evaluate(model, test, known=known, num_negatives=4, seed=3, batch_size=8)
+    assert result.sampled and result.num_negatives == 4
+    assert result.ranks.realistic.max() <= 5 and result.ranks.num_candidates.max() <= 5  # bounded by N + 1
+    direct = evaluate_sampled(model, test, known=known, num_negatives=4, seed=3, batch_size=8)
+    assert as_rows(result.ranks) == as_rows(direct.ranks)
+    other = evaluate(model, test, known=known, num_negatives=4, seed=4, batch_size=8)
+    assert as_rows(other.ranks) != as_rows(result.ranks)  # the seed draws the negatives
+
+
+@pytest.mark.parametrize("num_negatives", [E, E + 10])
+def test_num_negatives_of_at_least_num_entities_equals_full_evaluation(num_negatives: int) -> None:
+    model, test = DistMult(E, R), random_triples(7, 25)
+    known = KnownTriples(torch.cat([test, random_triples(8, 60)]), E, R)
+    full = evaluate(model, test, known=known)
+    every = evaluate(model, test, known=known, num_negatives=num_negatives)
+    assert as_rows(every.ranks) == as_rows(full.ranks) and not every.sampled
+    assert every.to_dict() == full.to_dict()
+
+
+def test_fraction_evaluates_a_seeded_subset_of_the_right_size() -> None:
+    model, test = DistMult(E, R), random_triples(7, 30)
+    known = KnownTriples(torch.cat([test, random_triples(8, 60)]), E, R)
+    full = evaluate(model, test, known=known)
+    for fraction, count in [(0.1, 3), (0.29, 9), (0.5, 15), (0.01, 1), (1.0, 30)]:  # round(30 * f), at least 1
+        chosen = fraction_indices(30, fraction, seed=5)
+        assert len(chosen) == count and len(set(chosen.tolist())) == count
+        assert torch.equal(chosen, fraction_indices(30, fraction, seed=5))  # deterministic
+        part = evaluate(model, test, known=known, fraction=fraction, seed=5)
+        assert len(part.ranks) == 2 * count  # head and tail queries of the chosen triples
+        index = torch.cat([chosen, chosen + 30])  # full ranks: all head queries, then all tail queries
+        assert as_rows(part.ranks) == as_rows(full.ranks[index])
+    assert not torch.equal(fraction_indices(30, 0.5, seed=5), fraction_indices(30, 0.5, seed=6))
+    assert torch.equal(fraction_indices(30, 1.0, seed=5), torch.arange(30))
+    for bad in (0.0, -0.5, 1.5, math.nan):
+        with pytest.raises(EvaluationError, match="fraction must lie in"):
+            evaluate(model, test, fraction=bad)

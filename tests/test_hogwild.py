@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 
@@ -99,3 +100,25 @@ def test_a_resumed_run_shares_the_loaded_optimizer_state(tmp_path) -> None:
     resumed.fit(ds.train.hrt, 2, checkpoints=Checkpoints(tmp_path), resume=True)  # epoch 2, in the workers
     for name, state in zip("er", resumed.optimizer.state.values()):
         assert state["sum"].is_shared() and bool((state["sum"] > loaded[name]).any())  # the workers' updates
+
+
+def test_rgcn_validates_what_the_workers_trained_not_a_stale_cache() -> None:
+    from kgem.evaluation import evaluate
+    from kgem.training import EarlyStopping, OneVsAll
+
+    ds = load_dataset("nations")
+    torch.manual_seed(0)
+    model = build_model("rgcn", ds.num_entities, ds.num_relations, 8, graph=ds.train.hrt, sample_edges=300)
+    valid, seen = ds.valid.hrt, []
+
+    def validate(m) -> float:  # the parent's cached table against a fresh copy's, after each HOGWILD epoch
+        mrr, fresh = evaluate(m, valid).mrr, copy.deepcopy(m)
+        with torch.no_grad():
+            seen.append((mrr == evaluate(fresh, valid).mrr, torch.equal(m.eval().entity(), fresh.eval().entity())))
+        return float(len(seen))
+
+    trainer = Trainer(model, OneVsAll(), LOSSES.get("cross_entropy")(),
+                      build_optimizer("adagrad", model.parameters(), lr=0.1), batch_size=400, progress=False,
+                      workers=2)
+    trainer.fit(ds.train.hrt, 3, EarlyStopping(validate, frequency=1, patience=5))
+    assert seen == [(True, True)] * 3

@@ -283,3 +283,48 @@ def test_unknown_relation_and_bad_input_raise_data_errors() -> None:
         predict_tails(model, ENTITIES, RELATIONS, QUERIES, remove_known=True)
     with pytest.raises(DataError, match="vocabulary"):
         predict_tails(model, RELATIONS, RELATIONS, QUERIES)
+
+
+def saved(tmp_path) -> tuple[Model, object]:
+    from kgem.saving import save_model
+
+    model = make("complex", inverse=True)
+    return model, save_model(model, tmp_path / "model", entities=ENTITIES, relations=RELATIONS,
+                             spec={"name": "complex", "dim": 4, "inverse": True, "args": {}})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu:0", torch.device("cpu")])
+def test_load_maps_the_weights_to_the_device(tmp_path, device) -> None:
+    import kgem
+
+    model, path = saved(tmp_path)
+    loaded = kgem.load(path, device=device)
+    tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert torch.equal(loaded.model.score_hrt(KNOWN_IDS), model.eval().score_hrt(KNOWN_IDS))
+    assert loaded.predict_tails([("alice", "likes")], k=2)["tail"].tolist() == \
+        predict_tails(model, ENTITIES, RELATIONS, [("alice", "likes")], k=2)["tail"].tolist()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_load_onto_a_gpu_scores_as_on_the_cpu(tmp_path) -> None:
+    import kgem
+
+    model, path = saved(tmp_path)
+    loaded = kgem.load(path, device="cuda")
+    assert all(p.is_cuda for p in loaded.model.parameters())
+    torch.testing.assert_close(loaded.model.score_hrt(KNOWN_IDS.cuda()).cpu(), model.eval().score_hrt(KNOWN_IDS),
+                               rtol=1e-6, atol=1e-6)
+    assert len(loaded.predict_tails([("alice", "likes")], k=2)) == 2
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta", 3.5,
+                                    *([] if torch.cuda.is_available() else ["cuda"])])
+def test_load_onto_an_invalid_or_absent_device_is_one_clear_error(tmp_path, device) -> None:
+    import kgem
+    from kgem.errors import ConfigError
+
+    _, path = saved(tmp_path)
+    with pytest.raises(ConfigError, match=r"^device .* cannot hold the model") as error:
+        kgem.load(path, device=device)
+    assert "\n" not in str(error.value)

@@ -104,6 +104,8 @@ def test_sampled_scores_equal_per_triple(name, args) -> None:
 
 
 def test_chunked_broadcast_matches_single_block() -> None:
+    """Bit-exact: the same tensors in this process, and RotatE's score is elementwise then a sum over each row's
+    dim, so which candidates are scored together (and at what memory alignment) cannot change a bit."""
     from kgem.models.interaction import chunked
 
     model = make("rotate", {})

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import gzip
+import logging
+import re
 import string
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import kgem
+from kgem.cli import main
 from kgem.data import Dataset, Triples, Vocabulary, read_triples, triples_from_df
 from kgem.data.readers import iter_label_chunks, order_to_columns
 from kgem.errors import DataError
+from kgem.models import build_model
+from kgem.saving import save_model
 
 ROWS = [("a", "likes", "b"), ("b", "likes", "c"), ("c", "knows", "a")]
 
@@ -69,7 +76,7 @@ def test_write_read_round_trip(tmp_path) -> None:
 def test_csv_with_header_columns_by_name_and_quotes(tmp_path) -> None:
     write(tmp_path / "t.csv", 'object,subject,predicate,weight\nb,a,likes,1\n"c, inc",b,likes,2\na,c,knows,3\n')
     triples = read_triples(tmp_path / "t.csv", delimiter=",", header=True, quotechar='"',
-                           columns=("subject", "predicate", "object"))
+                           columns=("subject", "predicate", "object"), extra_columns="ignore")
     assert labels(triples) == [("a", "likes", "b"), ("b", "likes", "c, inc"), ("c", "knows", "a")]
 
 
@@ -178,3 +185,117 @@ def test_random_bad_lines_always_raise_data_error(tmp_path_factory, before, bad,
         read_triples(path)
     assert str(path) in str(info.value)
     assert f":{len(before) + 2}:" in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "data", "char", "options"), [
+    ("cr.txt", b"a\tr\tb\nc\rd\tr\te\n", "\\r", {}),
+    ("nul.txt", b"a\tr\tb\nc\x00d\tr\te\n", "\\x00", {}),
+    ("vt.txt", b"a\tr\tb\nc\x0bd\tr\te\n", "\\x0b", {}),
+    ("tab.csv", b'a,r,b\nc\td,r,e\n', "\\t", {"delimiter": ","}),
+    ("qtab.csv", b'a,r,b\n"c\td",r,e\n', "\\t", {"delimiter": ",", "quotechar": '"'}),
+    ("qcr.csv", b'a,r,b\n"c\rd",r,e\n', "\\r", {"delimiter": ",", "quotechar": '"'}),
+    ("qnl.csv", b'a,r,b\n"c\nd",r,e\nx,r,y\n', "\\n", {"delimiter": ",", "quotechar": '"'}),
+    ("qnul.csv", b'a,r,b\n"c\x00d",r,e\n', "\\x00", {"delimiter": ",", "quotechar": '"'}),
+])
+def test_control_character_in_label_names_file_line_and_character(tmp_path, name, data, char, options) -> None:
+    """A label with a tab, CR, LF, NUL or other control character could not be saved and read back as a TSV
+    vocabulary (a stray CR used to split the line into an extra triple of empty labels)."""
+    write(tmp_path / name, data)
+    with pytest.raises(DataError, match=rf"{name}:2: control character '{re.escape(char)}' in a label"):
+        read_triples(tmp_path / name, **options)
+
+
+def test_lone_cr_at_end_of_file_is_a_line_ending(tmp_path) -> None:
+    write(tmp_path / "t.txt", "a\tlikes\tb\r\nb\tlikes\tc\r\nc\tknows\ta\r")
+    assert labels(read_triples(tmp_path / "t.txt")) == ROWS
+
+
+def test_undecodable_bytes_in_quoted_file(tmp_path) -> None:
+    write(tmp_path / "bad.csv", b'a,r,b\n"c",r,\xff\n')
+    with pytest.raises(DataError, match=r"bad.csv:2: undecodable bytes"):
+        read_triples(tmp_path / "bad.csv", delimiter=",", quotechar='"')
+
+
+def test_dataframe_label_with_control_character_names_row() -> None:
+    frame = pd.DataFrame([("a", "r", "b"), ("c\td", "r", "e")], columns=["head", "relation", "tail"])
+    with pytest.raises(DataError, match=r"DataFrame row 1: control character '\\t' in a label"):
+        triples_from_df(frame)
+
+
+def test_readme_read_triples_example_with_bom(tmp_path, monkeypatch) -> None:
+    """The README's own CSV example, run as written on a file that starts with a UTF-8 byte order mark."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"`(kgem\.read_triples\(path, [^`]*\))`", readme)
+    assert example is not None, "the README no longer shows kgem.read_triples(path, ...)"
+    path = tmp_path / "facts.csv"
+    write(path, b"\xef\xbb\xbfs,p,o\na,likes,b\nb,likes,c\nc,knows,a\n")
+    triples = eval(example.group(1), {"kgem": kgem, "path": path})
+    assert labels(triples) == ROWS
+
+
+@pytest.mark.parametrize(("gz", "quotechar"), [(False, None), (True, None), (False, '"')])
+def test_bom_stripped_without_header(tmp_path, gz: bool, quotechar: str | None) -> None:
+    data = b"\xef\xbb\xbf" + "".join("\t".join(r) + "\n" for r in ROWS).encode() + b'"d"\tknows\ta\n'
+    path = tmp_path / ("t.txt.gz" if gz else "t.txt")
+    write(path, gzip.compress(data) if gz else data)
+    assert labels(read_triples(path, quotechar=quotechar))[:3] == ROWS
+
+
+def test_bom_stripped_in_dglke_dict(tmp_path) -> None:
+    write(tmp_path / "entities.dict", b"\xef\xbb\xbf0\ta\n1\tb\n2\tc\n")
+    write(tmp_path / "relations.dict", b"\xef\xbb\xbf0\tknows\n1\tlikes\n")
+    write(tmp_path / "train.tsv", b"\xef\xbb\xbf0\t1\t1\n1\t1\t2\n2\t0\t0\n")
+    assert labels(Dataset.from_id_files(tmp_path).train) == ROWS
+
+
+NA_LIKE = ["NA", "null", "NaN", "None", "nan", "N/A", "#N/A", "<NA>", "NULL", "-nan", "n/a", "1.#IND"]
+
+
+@pytest.mark.parametrize("options", [{}, {"delimiter": ",", "quotechar": '"'}])
+def test_na_like_labels_are_strings(tmp_path, options) -> None:
+    sep = options.get("delimiter", "\t")
+    rows = [(NA_LIKE[i], NA_LIKE[(i + 1) % len(NA_LIKE)], NA_LIKE[(i + 2) % len(NA_LIKE)]) for i in range(12)]
+    write(tmp_path / "t.txt", "".join(sep.join(r) + "\n" for r in rows) + '"q",r,"s"\n'.replace(",", sep))
+    assert labels(read_triples(tmp_path / "t.txt", **options))[:12] == rows
+
+
+def test_predict_file_reads_na_like_labels_as_strings(tmp_path, capsys) -> None:
+    entities, relations = Vocabulary(["null", "NaN", "None"]), Vocabulary(["NA"])
+    spec = {"name": "distmult", "dim": 4, "inverse": False, "args": {}}
+    model = build_model("distmult", len(entities), len(relations), dim=4, inverse=False)
+    save_model(model, tmp_path / "model", entities=entities, relations=relations, spec=spec)
+    write(tmp_path / "q.csv", "head,relation\nnull,NA\nNone,NA\n")
+    assert main(["predict", str(tmp_path / "model"), "--file", str(tmp_path / "q.csv"), "-k", "1"]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert out[1].split()[:2] == ["null", "NA"] and out[2].split()[:2] == ["None", "NA"], out
+
+
+def test_extra_column_is_an_error_naming_the_option(tmp_path) -> None:
+    """A 4th column (an edge weight, as DGL-KE's --has_edge_importance writes) is not silently dropped."""
+    write(tmp_path / "w.txt", "\n" + "".join("\t".join(r) + "\t0.5\n" for r in ROWS))
+    with pytest.raises(DataError, match=r"w.txt:2: 4 fields, but only 3 columns are read .*extra_columns='ignore'"):
+        read_triples(tmp_path / "w.txt")
+    assert labels(read_triples(tmp_path / "w.txt", extra_columns="ignore")) == ROWS
+    write(tmp_path / "w.csv", 'weight,object,subject,predicate\n1,b,a,likes\n2,"c, inc",b,likes\n')
+    with pytest.raises(DataError, match=r"w.csv:1: 4 fields"):
+        read_triples(tmp_path / "w.csv", delimiter=",", header=True, quotechar='"',
+                     columns=("subject", "predicate", "object"))
+    with pytest.raises(DataError, match="extra_columns must be 'error' or 'ignore'"):
+        read_triples(tmp_path / "w.txt", extra_columns="drop")  # type: ignore[arg-type]
+
+
+def test_header_like_first_line_warns_once(tmp_path, caplog) -> None:
+    write(tmp_path / "h.tsv", "Subject\tPredicate\tObject\n" + "".join("\t".join(r) + "\n" for r in ROWS))
+    with caplog.at_level(logging.WARNING, logger="kgem"):
+        triples = read_triples(tmp_path / "h.tsv")
+    assert len(triples) == 4
+    warnings = [r.getMessage() for r in caplog.records if "header" in r.getMessage()]
+    assert len(warnings) == 1 and "h.tsv:1" in warnings[0] and "header=True" in warnings[0]
+    assert "\n" not in warnings[0]
+    caplog.clear()
+    assert labels(read_triples(tmp_path / "h.tsv", header=True)) == ROWS
+    write(tmp_path / "real.tsv", "h\tr\tt\nt\tr\th\n")  # labels that happen to look like column names
+    read_triples(tmp_path / "real.tsv")
+    write(tmp_path / "plain.tsv", "".join("\t".join(r) + "\n" for r in ROWS))
+    read_triples(tmp_path / "plain.tsv")
+    assert not [r for r in caplog.records if "header" in r.getMessage()]

@@ -39,6 +39,9 @@ def run_kgem(line: str, where: str) -> None:
 
 
 def test_readme_code_runs_as_written(tmp_path, monkeypatch) -> None:
+    """The Python and the command-line run give byte-identical metrics.csv: both train in this process, same seed and
+    thread count, on tensors PyTorch allocates (64-byte aligned), so every kernel reduces in the same order; the
+    resume copies the checkpoint's weights into such tensors before evaluating."""
     monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()
     namespace: dict[str, object] = {"__name__": "__readme__"}

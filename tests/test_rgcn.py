@@ -149,6 +149,8 @@ def test_cached_scores_and_gradients_equal_uncached_computation(monkeypatch) -> 
 
 
 def test_cache_follows_parameter_changes_and_loaded_weights() -> None:
+    """Bit-exact: each propagation runs in this process on tensors PyTorch allocated (64-byte aligned) holding the
+    same values."""
     model, other = make(**NO_DROPOUT), make(torch_seed=1, **NO_DROPOUT)
     enc = encoder(model).eval()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -168,6 +170,17 @@ def test_cache_follows_parameter_changes_and_loaded_weights() -> None:
         assert torch.equal(enc(), fresh()) and torch.equal(enc(), encoder(other.eval())())
         model.load_state_dict(make(torch_seed=2, **NO_DROPOUT).state_dict(), assign=True)  # new tensors
         assert torch.equal(enc(), fresh())
+
+
+def test_invalidate_cache_sees_writes_the_version_counters_miss() -> None:
+    model = make(**NO_DROPOUT).eval()
+    enc = encoder(model)
+    with torch.no_grad():
+        before = enc().clone()
+        enc.base.weight.data.mul_(2)  # as a HOGWILD worker's write looks to this process: no version bump
+        assert torch.equal(enc(), before)  # the cache cannot tell
+        model.invalidate_cache()
+        assert torch.equal(enc(), enc.propagate()) and not torch.equal(enc(), before)
 
 
 def count_propagations(monkeypatch) -> list[int]:
@@ -209,6 +222,9 @@ def train(epochs: int = 2, checkpoints: Checkpoints | None = None, resume: bool 
 
 
 def same_state(a: Model, b: Model) -> bool:
+    """Bit-exact: for weights copied (saved and loaded), or trained in this process from the same seed on tensors
+    PyTorch allocates (64-byte aligned, so every kernel reduces in the same order), resumed or not: a resume copies
+    the checkpoint's weights into such tensors and uses its optimizer state only elementwise."""
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
@@ -237,14 +253,18 @@ def scores(model: Model) -> list[torch.Tensor]:
         return [model.score_hrt(hrt), model.score_t(hrt[:, 0], hrt[:, 1]), model.score_h(hrt[:, 1], hrt[:, 2])]
 
 
-def test_save_and_load_give_identical_scores_and_carry_the_graph(tmp_path: Path) -> None:
+def test_save_and_load_give_identical_weights_close_scores_and_carry_the_graph(tmp_path: Path) -> None:
+    """Weights bit-exact (copied); scores close, not bit-exact: the loaded tensors sit in the safetensors buffer at
+    another memory alignment, which can change a SIMD reduction's order."""
     args = {"decomposition": "block", "num_blocks": 2, "sample_edges": 3}
     model = train(**args).eval()
     spec = {"name": "rgcn", "dim": D, "inverse": True, "args": {**args, **model.spec_args()}}
     entities = Vocabulary([f"e{i}" for i in range(E)], kind="entity")
     relations = Vocabulary([f"r{i}" for i in range(R)], kind="relation")
     loaded = load_model(save_model(model, tmp_path / "m", entities=entities, relations=relations, spec=spec)).model
-    assert all(torch.equal(x, y) for x, y in zip(scores(loaded), scores(model), strict=True))
+    assert same_state(loaded, model)
+    for x, y in zip(scores(loaded), scores(model), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
     assert torch.equal(encoder(loaded).graph, GRAPH) and torch.equal(encoder(loaded).sampler, encoder(model).sampler)
     with pytest.raises(ModelFileError, match="spec"):  # without the edge count the spec rebuilds another model
         save_model(model, tmp_path / "n", entities=entities, relations=relations, spec={**spec, "args": args})
@@ -257,9 +277,10 @@ def test_pipeline_saves_a_model_that_kgem_load_rebuilds(toy_folder: Path, tmp_pa
     loaded = kgem.load(tmp_path / "run" / "model")
     assert loaded.spec["args"] == {"num_bases": 1, "sample_edges": 3, "num_edges": 4}
     result.model.eval()
+    assert same_state(loaded.model, result.model)
     hrt = result.dataset.train.hrt
-    with torch.no_grad():
-        assert torch.equal(loaded.model.score_hrt(hrt), result.model.score_hrt(hrt))
+    with torch.no_grad():  # close, not bit-exact: the loaded tensors sit at another memory alignment
+        torch.testing.assert_close(loaded.model.score_hrt(hrt), result.model.score_hrt(hrt), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(("decoder", "args"), [("distmult", DECOMPOSITIONS[0]), ("complex", DECOMPOSITIONS[1]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import re
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kgem.cli import main
 from kgem.data import DatasetInfo, RemoteFile, load_dataset
 from kgem.data.sources import DATASETS, kgem_home
 from kgem.errors import DataError
@@ -121,3 +123,27 @@ def test_registry_and_cache_home(monkeypatch, tmp_path) -> None:
     assert kgem_home() == tmp_path
     with pytest.raises(DataError, match="download=False"):
         load_dataset("fb15k237", download=False)
+
+
+def test_readme_and_kgem_datasets_say_which_downloads_are_checksum_pinned(capsys) -> None:
+    """The README claims sha256 checks only for datasets that pin one; ``kgem datasets`` shows the same."""
+    text = " ".join((Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").split())
+    pinned = re.search(r"\(default `~/\.cache/kgem`\): (.*?) are checked against a pinned sha256", text)
+    unpinned = re.search(r"pinned sha256; (.*?) have no pinned checksum yet", text)
+    assert pinned and unpinned, "the README no longer says which downloads are sha256-checked"
+    said = {name: True for name in re.findall(r"`([^`]+)`", pinned.group(1))}
+    said |= {name: False for name in re.findall(r"`([^`]+)`", unpinned.group(1))}
+    downloads = {name: DATASETS.get(name).pinned for name in DATASETS if not DATASETS.get(name).bundled}
+    assert said == downloads
+    assert main(["datasets"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    for name, info in ((name, DATASETS.get(name)) for name in DATASETS):
+        shown = rows[name][7] if rows[name][7] != "NOT" else "NOT pinned"
+        assert shown == {None: "-", True: "pinned", False: "NOT pinned"}[info.pinned], name
+
+
+def test_unpinned_dataset_download_warns_not_verified(server, tmp_path, caplog) -> None:
+    base, root, _ = server
+    (root / "fixture.tar.gz").write_bytes(make_archive(SPLITS))
+    load_dataset(DatasetInfo("loose", "t", archive=RemoteFile(f"{base}/fixture.tar.gz")), cache_dir=tmp_path / "c")
+    assert "dataset 'loose' has no pinned sha256: its download is not verified" in caplog.text

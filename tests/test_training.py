@@ -140,6 +140,8 @@ def trained(approach, loss: str, seed: int = 0, epochs: int = 2, inverse: bool =
     (lambda: OneVsAll(), "cross_entropy", True),
 ])
 def test_approaches_reduce_the_loss_and_are_deterministic(approach, loss, inverse) -> None:
+    """Bit-exact: both runs in this process, same seed and thread count, on tensors PyTorch allocates (64-byte
+    aligned), so every kernel reduces in the same order."""
     m1, h1 = trained(approach(), loss, epochs=6, inverse=inverse)
     m2, h2 = trained(approach(), loss, epochs=6, inverse=inverse)
     assert h1.losses == h2.losses and torch.equal(m1.entity.weight, m2.entity.weight)
@@ -195,3 +197,32 @@ def test_sparse_embeddings_with_sparse_adam() -> None:
                       build_optimizer("sparseadam", m.parameters(), lr=0.01), batch_size=256, progress=False)
     history = trainer.fit(ds.train.hrt, 4)
     assert history.losses[-1] < history.losses[0]
+
+
+@pytest.mark.parametrize("tails_only", [False, True])
+def test_filtered_shared_negatives_mask_each_rows_true_triples(tails_only: bool) -> None:
+    ds = load_dataset("nations")
+    hrt = ds.train.hrt
+    sampler = NegativeSampler(40, filtered=True, shared=True)
+    sampler.prepare(hrt, ds.num_entities, ds.num_relations, tails_only=tails_only)
+    neg = sampler.sample(hrt[:300], torch.Generator().manual_seed(0))
+    assert neg.ids.shape == (1, 40) and neg.known is not None and neg.known.shape == (300, 40)
+    truth = KnownTriples(hrt, ds.num_entities, ds.num_relations)
+    expected = truth.contains(corrupted(hrt[:300], neg.corrupt_head, neg.ids).view(-1, 3)).view(300, 40)
+    assert torch.equal(neg.known, expected) and expected.any() and not expected.all()
+
+
+def test_filtered_shared_negatives_leave_known_triples_out_of_the_loss() -> None:
+    ds = load_dataset("nations")
+    torch.manual_seed(0)
+    model = build_model("distmult", ds.num_entities, ds.num_relations, 8)
+    batch = ds.train.hrt[:64]
+    approach = SLCWA(NegativeSampler(30, filtered=True, shared=True))
+    approach.prepare(ds.train.hrt, model)
+    loss = LOSSES.get("margin_ranking")()
+    value, _ = approach.step(model, batch, loss, torch.Generator().manual_seed(1))
+    neg = approach.sampler.sample(batch, torch.Generator().manual_seed(1))
+    pos, scores, _ = model.score_sampled(batch, neg.ids, neg.corrupt_head)
+    assert neg.known is not None and neg.known.any()
+    assert torch.equal(value, loss.sampled(pos, scores.masked_fill(neg.known, float("-inf"))))
+    assert not torch.equal(value, loss.sampled(pos, scores))

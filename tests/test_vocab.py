@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kgem.data import Vocabulary
 from kgem.errors import DataError
@@ -35,6 +39,12 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert (tmp_path / "v.tsv").read_text(encoding="utf-8").splitlines()[0] == "0\t/m/027rn"
 
 
+def test_unusual_but_safe_labels_round_trip(tmp_path) -> None:
+    vocab = Vocabulary([" padded ", "a\x85b", "a\u2028b", "\x7f", '"quoted"', "#comment", "NA", "\ufeffbom"])
+    vocab.save(tmp_path / "v.tsv")
+    assert Vocabulary.load(tmp_path / "v.tsv") == vocab
+
+
 def test_load_rejects_bad_lines(tmp_path) -> None:
     path = tmp_path / "v.tsv"
     path.write_text("0\ta\n2\tb\n")
@@ -42,6 +52,27 @@ def test_load_rejects_bad_lines(tmp_path) -> None:
         Vocabulary.load(path)
 
 
-def test_save_rejects_tab_in_label(tmp_path) -> None:
-    with pytest.raises(DataError, match="tab or newline"):
-        Vocabulary(["a\tb"]).save(tmp_path / "v.tsv")
+@pytest.mark.parametrize(("label", "problem"), [
+    ("a\tb", "control character '\\t'"), ("a\nb", "control character '\\n'"),
+    ("a\rb", "control character '\\r'"), ("a\x00b", "control character '\\x00'"), ("", "empty label"),
+    ("a\ud800", "not encodable as UTF-8"),
+])
+def test_save_rejects_labels_that_cannot_be_read_back(tmp_path, label: str, problem: str) -> None:
+    with pytest.raises(DataError, match=rf"cannot save entity vocabulary .*: label 1 {re.escape(repr(label))}: "
+                                        rf"{re.escape(problem)}"):
+        Vocabulary(["ok", label], kind="entity").save(tmp_path / "v.tsv")
+    assert not (tmp_path / "v.tsv").exists()
+
+
+@settings(max_examples=150, deadline=None)
+@given(labels=st.lists(st.text(st.characters(), max_size=8), min_size=1, max_size=8, unique=True))
+def test_saved_vocabulary_always_reads_back(tmp_path_factory, labels: list[str]) -> None:
+    """Whatever the labels, ``save`` either refuses with a DataError or writes a file ``load`` reads back equal."""
+    path = tmp_path_factory.mktemp("vocab") / "v.tsv"
+    vocab = Vocabulary(labels)
+    try:
+        vocab.save(path)
+    except DataError:
+        assert not path.exists()
+        return
+    assert Vocabulary.load(path) == vocab

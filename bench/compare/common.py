@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -218,10 +220,38 @@ def emit(side: str, setting: Setting, args: argparse.Namespace, **result: Any) -
     sys.stdout.flush()
 
 
+def training_failure(timing: Timing) -> str | None:
+    """Why a training measurement is no result (a side that diverged trains nothing, however fast); None if it is."""
+    diverged = [loss for loss in timing.losses if not math.isfinite(loss)]
+    if diverged:
+        return f"the loss became {diverged[0]} (in {len(diverged)} of {len(timing.losses)} recorded losses)"
+    if timing.rows <= 0 or timing.seconds <= 0:
+        return "no training step was measured"
+    return None
+
+
 def training_result(timing: Timing, triples_per_row: float = 1.0, **extra: Any) -> dict[str, Any]:
-    """The fields of a training measurement. ``triples_per_row`` converts KvsAll queries to training triples."""
+    """The fields of a training measurement. ``triples_per_row`` converts KvsAll queries to training triples. A
+    failed measurement (``training_failure``) has an ``error`` and no rate."""
     losses = timing.losses
-    return {"kind": "train", "triples_per_s": timing.rows_per_s * triples_per_row, "rows_per_s": timing.rows_per_s,
-            "rows": timing.rows, "batches": timing.batches, "seconds": round(timing.seconds, 3),
-            "warmup_batches": timing.warmup_batches, "warmup_seconds": round(timing.warmup_seconds, 3),
-            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, **extra}
+    record = {"kind": "train", "rows": timing.rows, "batches": timing.batches, "seconds": round(timing.seconds, 3),
+              "warmup_batches": timing.warmup_batches, "warmup_seconds": round(timing.warmup_seconds, 3),
+              "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None, **extra}
+    failure = training_failure(timing)
+    if failure:
+        return {**record, "error": failure}
+    return {**record, "triples_per_s": timing.rows_per_s * triples_per_row, "rows_per_s": timing.rows_per_s}
+
+
+def guarded(side: str, setting: Setting, args: argparse.Namespace,
+            run: Callable[[Setting, argparse.Namespace], None]) -> int:
+    """A runner's main: ``run`` measures and emits its record; an exception (a worker's included) is emitted as a
+    failure record, the error and no numbers, with exit status 1 (the traceback goes to stderr, into the log)."""
+    try:
+        run(setting, args)
+    except Exception as error:
+        traceback.print_exc()
+        kind = "eval" if setting.approach == "eval" else "train"
+        emit(side, setting, args, kind=kind, error=f"{type(error).__name__}: {error}")
+        return 1
+    return 0

@@ -10,6 +10,7 @@ clock. Evaluation is ``kgem.evaluation.evaluate`` with the known triples of all 
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from compare.common import (
     current_rss_mb,
     emit,
     eval_triples,
+    guarded,
     load_data,
     peak_rss_mb,
     runner_args,
@@ -111,7 +113,8 @@ def train_hogwild(setting: Setting, args: argparse.Namespace, model: Any, approa
                   optimizer: Any) -> Timing:
     """``setting.hogwild_workers`` forked processes of one thread (``kgem.training.hogwild``, what ``Trainer(...,
     workers=n)`` runs), each on its own shuffled stream of batches, until this process, watching their shared
-    counts of rows done, has seen the warm-up pass and ``args.seconds`` measured."""
+    counts of rows done, has seen the warm-up pass and ``args.seconds`` measured. A worker's error (a NaN loss, a
+    death) is raised here, as soon as it happens: a failed run has no rate."""
     import torch
 
     from kgem.training import train_epoch
@@ -139,19 +142,32 @@ def train_hogwild(setting: Setting, args: argparse.Namespace, model: Any, approa
         return tally.mean
 
     losses: list[float] = []
-    thread = threading.Thread(target=lambda: losses.extend(run_workers(workers, work)))
+    failures: list[Exception] = []
+
+    def run() -> None:
+        try:
+            losses.extend(run_workers(workers, work))
+        except Exception as error:  # raised in this (the main) thread below
+            failures.append(error)
+
+    thread = threading.Thread(target=run)
     begin = time.perf_counter()
     thread.start()
-    while time.perf_counter() - begin < args.warmup or float(done[:, 1].min()) < 3:
+    while thread.is_alive() and (time.perf_counter() - begin < args.warmup or float(done[:, 1].min()) < 3):
         time.sleep(0.02)
     start, rows0, batches0 = time.perf_counter(), float(done[:, 0].sum()), float(done[:, 1].sum())
     timing = Timing(warmup_batches=int(batches0), warmup_seconds=start - begin)
-    while timing.seconds < args.seconds or timing.batches < args.min_batches:
+    while thread.is_alive() and (timing.seconds < args.seconds or timing.batches < args.min_batches):
         time.sleep(0.02)
         timing.seconds = time.perf_counter() - start
         timing.rows, timing.batches = int(float(done[:, 0].sum()) - rows0), int(float(done[:, 1].sum()) - batches0)
+    stopped = thread.is_alive()
     stop.fill_(1)
     thread.join()
+    if failures:
+        raise failures[0]
+    if not stopped:
+        raise RuntimeError("the HOGWILD workers stopped before the measurement ended")
     timing.losses = losses
     return timing
 
@@ -190,7 +206,7 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
 def main() -> None:
     args = runner_args(__doc__ or "")
     setting = SETTINGS[args.config]
-    (evaluate if setting.approach == "eval" else train)(setting, args)
+    sys.exit(guarded("kgem", setting, args, evaluate if setting.approach == "eval" else train))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import logging
 import re
 import resource
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from compare.common import (
     Setting,
     current_rss_mb,
     emit,
+    guarded,
     load_data,
     runner_args,
     timed,
@@ -146,7 +148,8 @@ def train(setting: Setting, args: argparse.Namespace) -> None:
     run = train_and_report_stats(config)
     try:
         for _index, _before, stats, _after in run:
-            if not clock.tick(stats.count, float(stats.metrics.get("loss", float("nan")))):
+            loss = stats.metrics.get("loss")  # absent: no loss recorded (NaN would read as a diverged run)
+            if not clock.tick(stats.count, None if loss is None else float(loss)):
                 break
     finally:
         run.close()
@@ -214,7 +217,7 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
 def main() -> None:
     args = runner_args(__doc__ or "")
     setting = SETTINGS[args.config]
-    (evaluate if setting.approach == "eval" else train)(setting, args)
+    sys.exit(guarded("pbg", setting, args, evaluate if setting.approach == "eval" else train))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ from compare.common import (
     current_rss_mb,
     emit,
     eval_triples,
+    guarded,
     load_data,
     runner_args,
     timed,
@@ -166,7 +168,7 @@ def main() -> None:
     args = runner_args(__doc__ or "")
     setting = SETTINGS[args.config]
     np.random.seed(args.seed)
-    (evaluate if setting.approach == "eval" else train)(setting, args)
+    sys.exit(guarded("pykeen", setting, args, evaluate if setting.approach == "eval" else train))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,58 @@
-"""Atomic writes: write to a temporary file beside the target, then rename over it."""
+"""Atomic writes: write to a temporary file beside the target, then rename over it.
+
+Temporary files and directories are created with the modes ``open`` and ``mkdir`` use (0o666 / 0o777 less the
+umask), not ``tempfile``'s private 0o600 / 0o700, because they become the published files: a saved model or run
+folder must be as readable as anything else the user writes.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+ATTEMPTS = 100
+
+
+def temp_file(directory: str | os.PathLike[str], prefix: str = "", suffix: str = ".tmp") -> Path:
+    """Create a new empty file with a random name in ``directory``, mode 0o666 less the umask."""
+    return _create_unused(Path(directory), prefix, suffix,
+                          lambda path: os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+
+
+def temp_dir(directory: str | os.PathLike[str], prefix: str = "", suffix: str = ".tmp") -> Path:
+    """Create a new empty directory with a random name in ``directory``, mode 0o777 less the umask."""
+    return _create_unused(Path(directory), prefix, suffix, lambda path: os.mkdir(path, 0o777))
+
+
+def _create_unused(directory: Path, prefix: str, suffix: str, create: Callable[[Path], None]) -> Path:
+    for _ in range(ATTEMPTS):
+        path = directory / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            create(path)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no unused temporary name in {directory} after {ATTEMPTS} tries")
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (setting it to read it back would
+    race with other threads creating files)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status", encoding="ascii") as status:
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def chmod_as_created(path: str | os.PathLike[str]) -> None:
+    """Give a file written by a library that creates it privately (safetensors: 0o600) the mode ``open`` would
+    have given it, 0o666 less the umask."""
+    os.chmod(path, 0o666 & ~umask())
 
 
 @contextlib.contextmanager
@@ -16,10 +61,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     the file replaces ``path`` in one rename, on error it is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file(target.parent, prefix=f".{target.name}.")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

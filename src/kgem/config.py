@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -31,16 +33,78 @@ def help_field(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - '
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict (nested for nested configs, tuples as lists) ready for YAML or JSON."""
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {str(k): plain(v) for k, v in value.items()}
-        return value
+    return typing.cast(dict[str, Any], _plain(cfg))
 
-    return typing.cast(dict[str, Any], plain(cfg))
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def to_commented_yaml(cfg: Any) -> str:
+    """The config as YAML with each field's help (and a Literal's choices) as a comment: a config file to start
+    from, which ``load_config`` reads back as exactly ``cfg``."""
+    return "\n".join(_commented_lines(cfg, "")) + "\n"
+
+
+def _commented_lines(cfg: Any, indent: str) -> Iterator[str]:
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        comment = _comment(f, hints[f.name])
+        if dataclasses.is_dataclass(value):
+            yield f"{indent}{f.name}:{comment}"
+            yield from _commented_lines(value, indent + "  ")
+        else:
+            yield f"{indent}{f.name}: {_one_line_yaml(_plain(value))}{comment}"
+
+
+def _comment(f: dataclasses.Field[Any], tp: Any) -> str:
+    members = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    choices = [c for m in members if typing.get_origin(m) is Literal for c in typing.get_args(m)]
+    if choices and type(None) in members:
+        choices.append("null")
+    text = " ".join(str(f.metadata.get("help", "")).split())
+    if choices:
+        text += f" (one of: {', '.join(map(str, choices))})"
+    return f"  # {text.strip()}" if text.strip() else ""
+
+
+# YAML 1.2 and JSON read 1e-3 as a float, PyYAML (YAML 1.1) as a string unless written 1.0e-3: config files and
+# overrides read it as a float, and a string that looks like one is written quoted.
+EXPONENT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a float."""
+
+
+class Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting strings that ``Loader`` reads as floats, and double-quoting strings with line
+    breaks (escaped) so that a flow-style value stays on one line."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = '"' if any(c in text for c in "\n\r\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+for _cls in (Loader, Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT, list("-+0123456789."))
+Dumper.add_representer(str, _represent_str)
+
+
+def _one_line_yaml(value: Any) -> str:
+    """``value`` as YAML on one line: flow style for collections (``{}``, ``[]`` when empty), no line folding."""
+    text = yaml.dump(value, Dumper=Dumper, default_flow_style=True, width=math.inf, allow_unicode=True)
+    text = text.rstrip("\n").removesuffix("\n...")  # a top-level plain scalar ends its document with "..."
+    assert "\n" not in text, text
+    return text
 
 
 def from_dict(cls: type[C], data: Mapping[str, Any], where: str = "") -> C:
@@ -69,12 +133,16 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
+        errors = []
         for arg in args:
             try:
                 return coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} matches none of {tp}")
+            except ConfigError as e:
+                errors.append(e)
+        others = [i for i, arg in enumerate(args) if arg is not type(None)]
+        if len(others) == 1 and value is not None:  # X | None: X's own complaint
+            raise errors[others[0]]
+        raise ConfigError(f"{key}: {value!r} matches none of {' | '.join(map(_type_name, args))}")
     if tp is type(None):
         if value is None:
             return None
@@ -111,11 +179,16 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _type_name(tp: Any) -> str:
+    return "null" if tp is type(None) else getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
 def save_config(cfg: Any, path: str | os.PathLike[str]) -> None:
     """Write a config as JSON (``.json``) or YAML (anything else), atomically."""
     path = Path(path)
     data = to_dict(cfg)
-    text = json.dumps(data, indent=2) + "\n" if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    text = json.dumps(data, indent=2) + "\n" if path.suffix == ".json" else \
+        yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True)
     with atomic_write(path) as f:
         f.write(text)
 
@@ -125,11 +198,15 @@ def load_config(cls: type[C], path: str | os.PathLike[str]) -> C:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=Loader)  # Loader: a SafeLoader
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from e
+    if data is None:  # an empty file (or only comments): all defaults
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a config must be a mapping, got {type(data).__name__}")
     try:
-        return from_dict(cls, data or {})
+        return from_dict(cls, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
 
@@ -152,7 +229,7 @@ def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
         if leaf not in node and dataclasses.is_dataclass(obj):
             raise ConfigError(f"override {item!r}: unknown key {key!r}; known here: {', '.join(sorted(node))}")
         try:
-            node[leaf] = yaml.safe_load(raw) if raw else ""
+            node[leaf] = yaml.load(raw, Loader=Loader) if raw else ""  # Loader: a SafeLoader
         except yaml.YAMLError:
             node[leaf] = raw
     return from_dict(type(cfg), data)

@@ -17,6 +17,9 @@ class DataConfig:
     on_duplicates: Literal["keep", "drop"] = help_field("keep", "duplicate triples")
     format: str = help_field("raw_udd_hrt", "DGL-KE file format: raw_udd_{order} (label triples, columns in "
                              "that order, e.g. raw_udd_htr) or udd_{order} (ids + entities.dict/relations.dict)")
+    header: bool = help_field(False, "the label files' first line names the columns (skip it)")
+    extra_columns: Literal["error", "ignore"] = help_field("error", "label files with more than 3 columns (e.g. an "
+                                                           "edge weight, not supported yet): error or ignore them")
     files: list[str] = help_field([], "train [valid [test]] file names inside path (default: train/valid/test.*)")
     split: list[float] = help_field([0.8, 0.1, 0.1], "train/valid/test fractions for one DataFrame or file of facts")
     split_seed: int = help_field(0, "seed of that split")
@@ -38,6 +41,8 @@ class ModelConfig:
     args: dict[str, Any] = help_field({}, "interaction arguments, e.g. {p: 1} for TransE L1")
     init: str | None = help_field(None, "initializer name for both tables (default: the model's)")
     init_args: dict[str, Any] = help_field({}, "initializer arguments, e.g. {std: 0.001}")
+    init_from: str | None = help_field(None, "warm start from a saved model directory: rows of entities and relations "
+                                             "it knows (by label) are copied, the others keep the fresh init")
 
     def __post_init__(self) -> None:
         if self.dim <= 0:
@@ -55,11 +60,20 @@ class TrainingConfig:
     loss_args: dict[str, Any] = help_field({}, "loss arguments, e.g. {margin: 1}")
     num_negatives: int = help_field(64, "negatives per positive (slcwa)")
     sampler: Literal["uniform", "bernoulli"] = help_field("uniform", "which side to corrupt (slcwa)")
-    filtered: bool = help_field(False, "resample negatives that are training triples (slcwa)")
+    filtered: bool = help_field(False, "resample negatives that are training triples (slcwa; shared negatives: "
+                                       "masked out of the rows they are true for)")
     shared_negatives: bool = help_field(False, "one set of negatives per batch (slcwa; PyTorch-BigGraph style)")
     optimizer: str = help_field("adagrad", "adam, adamw, adagrad, rowadagrad (PyTorch-BigGraph's), sgd or sparseadam")
     lr: float = help_field(0.1, "learning rate")
     optimizer_args: dict[str, Any] = help_field({}, "optimizer arguments, e.g. {weight_decay: 1e-5}")
+    scheduler: Literal["step", "multistep", "exponential", "cosine", "linear", "plateau"] | None = help_field(
+        None, "learning-rate schedule per epoch (plateau: on the validation MRR), or null for a constant rate")
+    scheduler_args: dict[str, Any] = help_field({}, "schedule arguments (torch's names), e.g. {step_size: 10, gamma: "
+                                                    "0.5}; cosine/linear default to the epochs after warm-up")
+    warmup_epochs: int = help_field(0, "linear warm-up: epoch e <= warmup_epochs trains at lr * e / "
+                                       "(warmup_epochs + 1), then the schedule starts at lr")
+    clip_grad_norm: float | None = help_field(None, "clip the gradients' joint L2 norm to this (sparse ones too), "
+                                                    "or null")
     regularizer: str | None = help_field("n3", "lp or n3, or null")
     regularizer_args: dict[str, Any] = help_field({"weight": 0.01}, "regularizer arguments")
     epochs: int = help_field(50, "maximum number of epochs")
@@ -76,6 +90,10 @@ class TrainingConfig:
         for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience", "workers"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"training.warmup_epochs must not be negative, got {self.warmup_epochs}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ConfigError(f"training.clip_grad_norm must be positive or null, got {self.clip_grad_norm}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +101,21 @@ class EvaluationConfig:
     filter: list[str] = help_field(["train", "valid", "test"], "splits whose triples are filtered out; [] = raw")
     sides: Literal["both", "head", "tail"] = help_field("both", "which side of each test triple to rank")
     rank_type: Literal["realistic", "optimistic", "pessimistic"] = help_field("realistic", "tie handling")
-    memory_budget_mb: int = help_field(256, "size of one score block")
+    memory_budget_mb: int = help_field(256, "MB of one score block, in test evaluation, early-stopping validation "
+                                            "and kgem evaluate")
+    num_negatives: int | None = help_field(None, "rank against this many sampled entities (filtered, seeded; DGL-KE's "
+                                                 "neg_sample_size_eval) instead of all; null = all")
+    fraction: float = help_field(1.0, "evaluate a seeded random fraction of the triples (DGL-KE's eval_percent)")
+    seed: int = help_field(0, "seed of the sampled negatives and of the fraction")
+
+    def __post_init__(self) -> None:
+        if self.memory_budget_mb <= 0:
+            raise ConfigError(f"evaluation.memory_budget_mb must be positive, got {self.memory_budget_mb}")
+        if self.num_negatives is not None and self.num_negatives <= 0:
+            raise ConfigError(f"evaluation.num_negatives must be positive or null (all entities), "
+                              f"got {self.num_negatives}")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"evaluation.fraction must lie in (0, 1], got {self.fraction}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, evaluate
 from kgem.factory import model_from_config, trainer_from_config
 from kgem.inference.predictor import LinkPredictor
+from kgem.lock import FolderLock
 from kgem.models import Model
 from kgem.training import Checkpoints, EarlyStopping, History
 
@@ -109,7 +111,8 @@ def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
     if cfg.format.startswith("udd_"):
         files = tuple(cfg.files) if cfg.files else ("train.tsv", "valid.tsv", "test.tsv")
         return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
-    reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates}
+    reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates, "header": cfg.header,
+                              "extra_columns": cfg.extra_columns}
     if order != "hrt":
         reader["columns"] = order_to_columns(order)
     if cfg.files:
@@ -124,7 +127,13 @@ def run_evaluation(model: Model, dataset: Dataset, hrt: torch.Tensor, cfg: Evalu
     known = dataset.known(cfg.filter) if cfg.filter else None
     return evaluate(model, hrt, known=known, sides=cfg.sides, rank_type=cfg.rank_type,
                     memory_budget_bytes=cfg.memory_budget_mb * 2**20, filter_splits="+".join(cfg.filter),
-                    relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations))
+                    relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations),
+                    **sampling(cfg))
+
+
+def sampling(cfg: EvaluationConfig) -> dict[str, Any]:
+    """The cheaper-estimate options of ``evaluate``, for validation as for the test split."""
+    return {"num_negatives": cfg.num_negatives, "fraction": cfg.fraction, "seed": cfg.seed}
 
 
 def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | None = None, *, data: Data = None,
@@ -147,27 +156,36 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     timings["load"] = time.perf_counter() - start
     torch.manual_seed(cfg.training.seed)
     model = model_from_config(cfg.model, dataset.num_entities, dataset.num_relations,
-                              sparse=sparse_lookups(cfg), graph=dataset.train.hrt)
+                              sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
+                              relations=dataset.relations)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
     stopper = None
     if cfg.training.early_stopping and dataset.valid is not None:
         valid = dataset.valid.hrt
         known = dataset.known(cfg.evaluation.filter) if cfg.evaluation.filter else None
-        stopper = EarlyStopping(lambda m: evaluate(m, valid, known=known).mrr, frequency=cfg.training.frequency,
+        budget = cfg.evaluation.memory_budget_mb * 2**20
+        stopper = EarlyStopping(lambda m: evaluate(m, valid, known=known, memory_budget_bytes=budget,
+                                                   **sampling(cfg.evaluation)).mrr,
+                                frequency=cfg.training.frequency,
                                 patience=cfg.training.patience, min_delta=cfg.training.min_delta)
+    if trainer is not None and stopper is None and cfg.training.scheduler == "plateau":
+        raise ConfigError("training.scheduler plateau steps on the validation MRR: it needs "
+                          "training.early_stopping and a valid split")
     run = RunFolder(Path(output), cfg, resume) if output is not None else None  # once the config has built
     checkpoints = Checkpoints(run.path / "checkpoints", every=checkpoint_every) if run is not None else None
-    start = time.perf_counter()
-    history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
-                                                            checkpoints=checkpoints, resume=resume)
-    timings["train"] = time.perf_counter() - start
-    start = time.perf_counter()
-    result = run_evaluation(model, dataset, dataset.test.hrt, cfg.evaluation) if dataset.test is not None else None
-    timings["evaluate"] = time.perf_counter() - start
-    outcome = PipelineResult(cfg, model, dataset, history, result, timings)
-    if run is not None:
-        run.finish(outcome)
+    with run if run is not None else contextlib.nullcontext():  # the run folder stays locked until the end
+        start = time.perf_counter()
+        history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
+                                                                checkpoints=checkpoints, resume=resume)
+        timings["train"] = time.perf_counter() - start
+        start = time.perf_counter()
+        test = dataset.test
+        result = run_evaluation(model, dataset, test.hrt, cfg.evaluation) if test is not None else None
+        timings["evaluate"] = time.perf_counter() - start
+        outcome = PipelineResult(cfg, model, dataset, history, result, timings)
+        if run is not None:
+            run.finish(outcome)
     return outcome
 
 
@@ -181,18 +199,30 @@ def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool 
 
 
 class RunFolder:
-    """The files of a run: the resolved config first, then checkpoints, then the model and result tables."""
+    """The files of a run: the resolved config first, then checkpoints, then the model and result tables. The
+    folder is locked from the start (one run at a time: two would delete each other's checkpoints) until the
+    ``with`` block ends or the process exits."""
 
     CONFIG = "config.yaml"
 
     def __init__(self, path: Path, cfg: PipelineConfig, resume: bool) -> None:
         self.path = path
-        checkpoints = Checkpoints(path / "checkpoints").all()
-        if checkpoints and not resume:
-            raise ConfigError(f"{path} already holds checkpoints of a run; resume it (kgem resume {path}) or choose "
-                              f"a new output folder")
-        path.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, path / self.CONFIG)
+        self.lock = FolderLock(path)  # before anything is read or written there
+        try:
+            checkpoints = Checkpoints(path / "checkpoints").all()
+            if checkpoints and not resume:
+                raise ConfigError(f"{path} already holds checkpoints of a run; resume it (kgem resume {path}) or "
+                                  f"choose a new output folder")
+            save_config(cfg, path / self.CONFIG)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
     def finish(self, result: PipelineResult) -> None:
         result.output = self.path

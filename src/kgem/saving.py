@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,11 +29,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import kgem
+from kgem.atomic import chmod_as_created, temp_dir
 from kgem.data import Dataset, KnownTriples, Triples
 from kgem.data.vocab import Vocabulary
-from kgem.errors import KgemError
+from kgem.errors import ConfigError, KgemError
 from kgem.inference.predictor import LinkPredictor
-from kgem.models.model import Model, build_model
+from kgem.models.model import Model, build_model, state_mismatch
+from kgem.models.rgcn import RGCN
 
 FORMAT_VERSION = 1
 CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
@@ -109,7 +110,7 @@ def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Voc
         raise ModelFileError(f"cannot save to {target}: spec and extra must be JSON-serialisable ({e})") from e
     _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         _write_files(tmp, model, entities, relations, config)
         _swap_into_place(tmp, target)
@@ -135,6 +136,7 @@ def _write_files(tmp: Path, model: Model, entities: Vocabulary, relations: Vocab
     relations.save(tmp / RELATIONS)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    chmod_as_created(tmp / WEIGHTS)
     _fsync(tmp / WEIGHTS)
     config["weights_sha256"] = _sha256(tmp / WEIGHTS)
     with open(tmp / CONFIG, "w", encoding="utf-8") as f:
@@ -166,21 +168,35 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_model(directory: str | os.PathLike[str]) -> LoadedModel:
-    """Load a directory written by ``save_model``, checking every file; the model is returned in eval mode.
+def load_model(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a directory written by ``save_model``, checking every file; the model is returned in eval mode, its
+    tensors on ``device`` (torch's device strings: "cpu", "cuda", "cuda:1", ...).
 
     Only JSON, the vocabulary TSV reader and safetensors are used, none of which can execute code from the files.
     """
+    target = _usable_device(device)
     root = Path(directory)
     if not root.is_dir():
         raise ModelFileError(f"model directory {root} does not exist{_backup_hint(root)}")
     config = _read_config(root / CONFIG)
     entities = _read_vocab(root / ENTITIES, "entity", config["num_entities"])
     relations = _read_vocab(root / RELATIONS, "relation", config["num_relations"])
-    weights = _read_weights(root / WEIGHTS, config["weights_sha256"])
+    weights = {key: value.to(target) for key, value in _read_weights(root / WEIGHTS, config["weights_sha256"]).items()}
     model = _rebuild(config, weights, root)
     model.eval()
     return LoadedModel(model, entities, relations, config["spec"], config["extra"], config)
+
+
+def _usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that can hold tensors here (a CUDA device needs a CUDA build and that GPU)."""
+    try:
+        resolved = torch.device(device)
+        if resolved.type == "meta":
+            raise ValueError("the meta device holds no data")
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, ValueError, TypeError, NotImplementedError) as e:
+        raise ConfigError(f"device {device!r} cannot hold the model: {_first_line(e)}") from e
+    return resolved
 
 
 def _backup_hint(root: Path) -> str:
@@ -223,6 +239,8 @@ def _check_spec(spec: object, where: str) -> None:
         value = spec.get(key)
         if not isinstance(value, kind) or (kind is int and not _is_int(value)):
             raise ModelFileError(f"{where}: spec[{key!r}] must be a {kind.__name__}, got {value!r}")
+    if spec["dim"] <= 0:
+        raise ModelFileError(f"{where}: spec['dim'] must be positive, got {spec['dim']!r}")
 
 
 def _is_int(value: object) -> bool:
@@ -260,8 +278,8 @@ def _rebuild(config: dict[str, Any], weights: dict[str, torch.Tensor], root: Pat
     """Rebuild the model from its spec on the meta device (no memory, no init) and assign the loaded tensors."""
     try:
         model = _build_meta(config["spec"], config["num_entities"], config["num_relations"])
-    except (KgemError, TypeError, ValueError) as e:
-        raise ModelFileError(f"{root / CONFIG}: spec does not build a model ({e})") from e
+    except BUILD_ERRORS as e:
+        raise ModelFileError(f"{root / CONFIG}: spec does not build a model ({_first_line(e)})") from e
     problem = _state_mismatch(model, weights)
     if problem:
         raise ModelFileError(f"{root / WEIGHTS}: does not fit the model in {CONFIG}: {problem}")
@@ -269,7 +287,33 @@ def _rebuild(config: dict[str, Any], weights: dict[str, torch.Tensor], root: Pat
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:  # a tensor outside the state dict would be left without data: a bug in kgem, not in the file
         raise RuntimeError(f"tensors not restored from the state dict: {', '.join(leftover)}")
+    _check_loaded(model, root)
     return model
+
+
+BUILD_ERRORS = (KgemError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError)
+
+
+def _first_line(error: BaseException) -> str:
+    """torch appends C++ context to some messages; the first line is the problem."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _check_loaded(model: Model, root: Path) -> None:
+    """Fail now, naming the file, rather than at the first prediction: the encoder's graph must hold valid ids,
+    and the model must score a triple (interaction arguments of a wrong type only show there)."""
+    for module in model.modules():
+        if isinstance(module, RGCN):
+            try:
+                module.check_state()
+            except ValueError as e:
+                raise ModelFileError(f"{root / WEIGHTS}: {e}") from e
+    if model.num_entities and model.num_relations:
+        try:
+            with torch.no_grad():
+                model.eval().score_hrt(torch.zeros(1, 3, dtype=torch.long, device=model.relation.weight.device))
+        except BUILD_ERRORS as e:
+            raise ModelFileError(f"{root / CONFIG}: the model it describes cannot score ({_first_line(e)})") from e
 
 
 def _build_meta(spec: dict[str, Any], num_entities: int, num_relations: int) -> Model:
@@ -279,13 +323,22 @@ def _build_meta(spec: dict[str, Any], num_entities: int, num_relations: int) -> 
 
 
 def _state_mismatch(model: Model, weights: dict[str, torch.Tensor]) -> str:
-    """Describe missing, unexpected and wrongly shaped tensors; '' if the weights fit the model."""
-    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    actual = {key: tuple(value.shape) for key, value in weights.items()}
-    problems = [f"missing {key}" for key in expected if key not in actual]
-    problems += [f"unexpected {key}" for key in actual if key not in expected]
-    problems += [f"{key} has shape {actual[key]}, expected {shape}" for key, shape in expected.items()
-                 if key in actual and actual[key] != shape]
+    """Describe missing, unexpected, wrongly shaped and wrongly typed tensors; '' if the weights fit the model.
+    Floating-point tensors may be saved in any floating dtype (a model trained in float64), but all in the same
+    one; integer ones (R-GCN's graph) in exactly theirs."""
+    problem = state_mismatch(model, weights)
+    if problem:
+        return problem
+    expected = model.state_dict()
+    floats = {key: value.dtype for key, value in weights.items() if expected[key].is_floating_point()}
+    problems = [f"{key} has dtype {dtype}, expected a floating-point dtype" for key, dtype in floats.items()
+                if not dtype.is_floating_point]
+    problems += [f"{key} has dtype {value.dtype}, expected {expected[key].dtype}" for key, value in weights.items()
+                 if not expected[key].is_floating_point() and value.dtype != expected[key].dtype]
+    if not problems and len(set(floats.values())) > 1:
+        groups = {str(dtype): [key for key, d in floats.items() if d == dtype] for dtype in set(floats.values())}
+        problems = ["mixed floating-point dtypes: " + ", ".join(f"{dtype} ({', '.join(keys)})"
+                                                                for dtype, keys in sorted(groups.items()))]
     return "; ".join(problems)
 
 
@@ -294,7 +347,7 @@ def _check_rebuilds(model: Model, spec: dict[str, Any]) -> None:
     would load as a different model."""
     try:
         rebuilt = _build_meta(spec, model.num_entities, model.num_relations)
-    except (KgemError, TypeError, ValueError) as e:
+    except BUILD_ERRORS as e:
         raise ModelFileError(f"cannot save: spec {spec!r} does not build a model ({e})") from e
     problem = _state_mismatch(rebuilt, dict(model.state_dict()))
     if not problem and (rebuilt.inverse != model.inverse or _settings(rebuilt) != _settings(model)):

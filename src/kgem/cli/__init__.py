@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
         return 0
+    except OSError as e:  # a path the user gave that cannot be read or written: also one line, not a traceback
+        print(f"kgem: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("kgem: interrupted", file=sys.stderr)
         return 130

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from kgem.errors import KgemError
 
@@ -27,6 +24,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         counts = info.counts or (None,) * 5
         rows.append({"name": name, "entities": counts[0], "relations": counts[1], "train": counts[2],
                      "valid": counts[3], "test": counts[4], "source": "bundled" if info.bundled else "download",
+                     "sha256": {None: "-", True: "pinned", False: "NOT pinned"}[info.pinned],
                      "description": info.description})
     print(pd.DataFrame(rows).set_index("name").to_string())
 
@@ -63,25 +61,11 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(models_table().to_string())
 
 
-def commented_config(cfg: Any) -> str:
-    """The config as YAML with each field's help as a comment: a config file to start from."""
-    lines = []
-    for section in dataclasses.fields(cfg):
-        value = getattr(cfg, section.name)
-        lines.append(f"{section.name}:")
-        hints = typing.get_type_hints(type(value))
-        for f in dataclasses.fields(value):
-            text = yaml.safe_dump({f.name: getattr(value, f.name)}, default_flow_style=True, width=1000).strip()
-            kind = getattr(hints[f.name], "__args__", None) if "Literal" in str(hints[f.name]) else None
-            choices = f" (one of: {', '.join(map(str, kind))})" if kind else ""
-            lines.append(f"  {text.strip('{}')}  # {f.metadata.get('help', '')}{choices}")
-    return "\n".join(lines)
-
-
 def cmd_config(args: argparse.Namespace) -> None:
+    from kgem.config import to_commented_yaml
     from kgem.pipeline import resolve_config
 
-    print(commented_config(resolve_config(args.config, args.set or [])))
+    print(to_commented_yaml(resolve_config(args.config, args.set or [])), end="")
 
 
 def add_parsers(sub: Any) -> None:

@@ -15,6 +15,7 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
                                           "facts to split 80/10/10"),
     (("--data-path", "--data_path"), "data.path", str, "folder holding the dataset's files"),
     (("--format",), "data.format", str, "raw_udd_{hrt,htr,...} (label triples) or udd_{...} (ids + .dict files)"),
+    (("--header",), "data.header", bool, "the label files' first line names the columns: skip it"),
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
     (("--dim", "--hidden-dim", "--hidden_dim"), "model.dim", int, "embedding dimension"),
     (("--approach",), "training.approach", str, "slcwa (negative sampling), kvsall or 1vsall"),
@@ -25,6 +26,14 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--optimizer",), "training.optimizer", str,
      "adam, adamw, adagrad, rowadagrad (PyTorch-BigGraph's), sgd or sparseadam"),
     (("--lr",), "training.lr", float, "learning rate"),
+    (("--scheduler",), "training.scheduler", str,
+     "learning-rate schedule: step, multistep, exponential, cosine, linear or plateau (arguments: --set "
+     "training.scheduler_args.gamma=0.5)"),
+    (("--warmup-epochs", "--warmup_epochs"), "training.warmup_epochs", int, "epochs of linear learning-rate warm-up"),
+    (("--clip-grad-norm", "--clip_grad_norm"), "training.clip_grad_norm", float,
+     "clip the gradients' joint L2 norm to this"),
+    (("--init-from", "--init_from"), "model.init_from", str,
+     "warm start from a saved model directory (rows matched by label)"),
     (("--regularization-coef", "--regularization_coef"), "training.regularizer_args.weight", float,
      "regularizer weight"),
     (("--epochs",), "training.epochs", int, "maximum number of epochs"),
@@ -32,6 +41,10 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--seed",), "training.seed", int, "random seed (initialisation, order, sampling)"),
     (("--workers", "--num-proc", "--num_proc"), "training.workers", int,
      "HOGWILD processes of one thread each (not reproducible; rowadagrad, adagrad or sgd)"),
+    (("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval"), "evaluation.num_negatives", int,
+     "rank against this many sampled entities (filtered, seeded) instead of all"),
+    (("--eval-fraction", "--eval-percent", "--eval_percent"), "evaluation.fraction", float,
+     "evaluate this seeded random fraction (0, 1] of the valid/test triples"),
 ]
 
 
@@ -43,11 +56,14 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from kgem.cli.use import check_folder
     from kgem.pipeline import load_data, pipeline, resolve_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = resolve_config(args.config, overrides_from_flags(args))
+    if args.output:
+        check_folder(args.output)  # before any work: the run would fail only when it first writes there
     data = None
     if args.max_step is not None:  # DGL-KE counts steps; we train whole epochs, so round up
         data = load_data(cfg.data)
@@ -105,8 +121,12 @@ def add_parsers(sub: Any) -> None:
                        description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML or JSON config file (see 'kgem config')")
     for flags, key, kind, text in FLAGS:
-        p.add_argument(*flags, dest=key.replace(".", "_"), type=kind, help=text, metavar=kind.__name__.upper())
-    p.add_argument("--max-step", "--max_step", type=int, help="training steps (DGL-KE); rounded up to whole epochs")
+        if kind is bool:  # a switch: present sets the key to true, absent leaves the config's value
+            p.add_argument(*flags, dest=key.replace(".", "_"), action="store_const", const=True, help=text)
+        else:
+            p.add_argument(*flags, dest=key.replace(".", "_"), type=kind, help=text, metavar=kind.__name__.upper())
+    p.add_argument("--max-step", "--max_step", type=positive,
+                   help="training steps (DGL-KE); rounded up to whole epochs")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config override, e.g. model.inverse=false")
     p.add_argument("--output", "--save-path", "--save_path",
                    help="run folder (default: runs/{model}_{dataset}_{n}, the first unused n)")

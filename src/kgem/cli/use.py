@@ -15,7 +15,7 @@ from kgem.errors import KgemError
 def load(args: argparse.Namespace) -> Any:
     from kgem.saving import load_model
 
-    return load_model(args.model)
+    return load_model(args.model, device=getattr(args, "device", None) or "cpu")
 
 
 def dataset_for(loaded: Any, args: argparse.Namespace) -> Any:
@@ -41,8 +41,19 @@ def write_or_print(frame: pd.DataFrame, output: str | None, index: bool = False)
         return
     from kgem.pipeline import write_csv
 
+    if Path(output).is_dir():
+        raise KgemError(f"{output}: is a folder; --output takes the name of a CSV file")
     write_csv(frame if index else frame.set_index(frame.columns[0]), Path(output))
     print(f"wrote {len(frame)} rows to {output}")
+
+
+def check_folder(path: str | Path) -> None:
+    """A folder to write into: it, or the nearest of its parents that exists, must be a folder."""
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise KgemError(f"{path}: {folder} exists and is not a folder")
+            return
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -56,7 +67,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     split = ds.splits().get(args.split)
     if split is None:
         raise KgemError(f"the dataset has no {args.split} split (it has {', '.join(ds.splits())})")
-    cfg = from_dict(EvaluationConfig, loaded.extra.get("pipeline", {}).get("evaluation", {}))
+    flags = {key: value for key, value in [("num_negatives", args.eval_negatives), ("fraction", args.eval_fraction),
+                                           ("seed", args.seed), ("memory_budget_mb", args.memory_budget_mb)]
+             if value is not None}
+    cfg = from_dict(EvaluationConfig, {**loaded.extra.get("pipeline", {}).get("evaluation", {}), **flags})
     filter_splits = cfg.filter if args.filter is None else [s for s in args.filter.split(",") if s and s != "none"]
     unknown = [s for s in filter_splits if s not in ds.splits()]
     if unknown:
@@ -66,10 +80,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         known = KnownTriples(torch.cat([loaded.encode(ds.splits()[s]) for s in filter_splits]),
                              loaded.model.num_entities, loaded.model.num_relations)
     hrt = loaded.encode(split)
+    if len(split) and not len(hrt):
+        raise KgemError(f"none of the {len(split)} {args.split} triples uses only labels the model knows: is it the "
+                        f"dataset the model was trained on?")
     result = evaluate(loaded.model, hrt, known=known, sides=args.sides or cfg.sides,
                       rank_type=args.rank_type or cfg.rank_type, filter_splits="+".join(filter_splits),
                       relation_categories=relation_categories(loaded.encode(ds.train), loaded.model.num_relations),
-                      progress=not args.quiet)
+                      memory_budget_bytes=cfg.memory_budget_mb * 2**20, progress=not args.quiet,
+                      num_negatives=cfg.num_negatives, fraction=cfg.fraction, seed=cfg.seed)
     if len(hrt) < len(split):
         print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
     print(result)
@@ -85,7 +103,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     loaded = load(args)
     given = {"head": args.head, "relation": args.relation, "tail": args.tail}
     if args.file:
-        queries = pd.read_csv(args.file, sep=None, engine="python", dtype=str)
+        if any(value is not None for value in given.values()):
+            raise KgemError("give either --file or --head/--relation/--tail, not both")
+        queries = read_queries(args.file)
         columns = [c for c in ("head", "relation", "tail") if c in queries.columns]
         if len(columns) < 2:
             raise KgemError(f"{args.file}: needs a header with two or three of head, relation, tail; "
@@ -107,6 +127,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
     write_or_print(frame, args.output)
 
 
+def read_queries(path: str) -> pd.DataFrame:
+    """The queries of ``predict --file``: CSV or TSV (tab-separated if the header has a tab), with a header naming
+    the columns."""
+    file = Path(path)
+    if file.is_dir():
+        raise KgemError(f"{path}: is a folder, not a file of queries")
+    if not file.exists():
+        raise KgemError(f"{path}: no such file")
+    if not file.stat().st_size:
+        raise KgemError(f"{path}: empty; expected a header naming two or three of head, relation, tail, then a "
+                        f"query per line")
+    try:
+        with file.open(encoding="utf-8") as f:
+            sep = "\t" if "\t" in f.readline() else ","  # a sniffer takes the 'u' of a lone 'usa' for one
+        return pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+    except (OSError, ValueError) as e:  # undecodable bytes, ragged rows
+        raise KgemError(f"{path}: cannot read queries ({e}); expected a header naming two or three of head, "
+                        f"relation, tail, separated by commas or tabs") from e
+
+
 def cmd_similar(args: argparse.Namespace) -> None:
     loaded = load(args)
     kind = "relation" if args.relations else "entity"
@@ -114,6 +154,7 @@ def cmd_similar(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    check_folder(args.directory)
     written = load(args).export(args.directory)
     print(f"wrote {len(written)} files to {args.directory}: " + ", ".join(sorted(written)))
     print(f"TensorBoard projector: tensorboard --logdir {Path(args.directory) / 'projector'}")
@@ -122,6 +163,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset name or folder (default: the one the model was trained on)")
     p.add_argument("--data-path", "--data_path", help="folder holding the dataset's files")
+
+
+def add_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="where the model computes: cpu (default), cuda, cuda:1, ...")
 
 
 def add_parsers(sub: Any) -> None:
@@ -135,10 +180,18 @@ def add_parsers(sub: Any) -> None:
                                     "(default: as trained, usually train,valid,test)")
     p.add_argument("--sides", choices=["both", "head", "tail"])
     p.add_argument("--rank-type", choices=["realistic", "optimistic", "pessimistic"])
+    p.add_argument("--memory-budget-mb", type=int, metavar="MB",
+                   help="size of one score block (default: as trained, evaluation.memory_budget_mb)")
+    p.add_argument("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval", type=int, metavar="N",
+                   help="rank against N sampled entities (filtered, seeded) instead of all")
+    p.add_argument("--eval-fraction", "--eval-percent", "--eval_percent", type=float, metavar="F",
+                   help="evaluate a seeded random fraction F in (0, 1] of the split")
+    p.add_argument("--seed", type=int, help="seed of the sampled negatives and the fraction (default: as trained)")
     p.add_argument("--per-category", action="store_true", help="also MRR/Hits by 1-1, 1-N, N-1, N-N relations")
     p.add_argument("--per-relation", action="store_true", help="also the metrics of every relation")
     p.add_argument("--output", help="write the metrics table to this CSV file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_device_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k tails, heads or relations for a query, or scores of triples",
@@ -157,6 +210,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--mark-known", action="store_true", help="add a column saying which are known facts")
     add_data_options(p)
     p.add_argument("--output", help="write a CSV file instead of printing")
+    add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("similar", help="nearest entities (or relations) in embedding space",
@@ -168,6 +222,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--metric", choices=["cosine", "l2", "dot"], default="cosine")
     p.add_argument("--output", help="write a CSV file instead of printing")
+    add_device_option(p)
     p.set_defaults(func=cmd_similar)
 
     p = sub.add_parser("export", help="write embeddings as .npy + TSV labels + TensorBoard projector files")

@@ -93,7 +93,7 @@ class Dataset:
     @classmethod
     def from_files(cls, train: str | os.PathLike[str], valid: str | os.PathLike[str] | None = None,
                    test: str | os.PathLike[str] | None = None, *, name: str | None = None,
-                   on_unseen: OnUnseen = "error", on_duplicates: OnDuplicates = "keep",
+                   on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
                    **reader: Any) -> Dataset:
         """Read the splits from delimited files (``reader`` options go to ``read_triples``)."""
         tr = read_triples(train, on_duplicates=on_duplicates, **reader)
@@ -119,7 +119,7 @@ class Dataset:
     @classmethod
     def from_dfs(cls, train: pd.DataFrame, valid: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
                  *, name: str = "dataframe", columns: tuple[str, str, str] = ("head", "relation", "tail"),
-                 on_unseen: OnUnseen = "error", on_duplicates: OnDuplicates = "keep") -> Dataset:
+                 on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep") -> Dataset:
         """Build a dataset from DataFrames with head, relation and tail columns."""
         tr = triples_from_df(train, columns=columns, on_duplicates=on_duplicates, source=f"{name}/train")
         others = [None if df is None else triples_from_df(
@@ -141,6 +141,8 @@ class Dataset:
         elif isinstance(facts, Triples):
             triples = facts
         else:
+            if str(facts).endswith((".csv", ".csv.gz")):
+                read_options.setdefault("delimiter", ",")
             triples = read_triples(facts, on_duplicates=on_duplicates, **read_options)
         label = name or Path(triples.source).stem
         parts = [Triples(triples.hrt[ids], triples.entities, triples.relations, source=f"{label}/{split}")

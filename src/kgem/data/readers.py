@@ -10,17 +10,27 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from kgem.data.vocab import CONTROL, encodable, label_problem
 from kgem.errors import DataError
+
+log = logging.getLogger("kgem")
 
 CHUNK_BYTES = 32 * 2**20
 NEWLINE = 10
+BOM = b"\xef\xbb\xbf"
+ExtraColumns = Literal["error", "ignore"]
+# First-line labels that name columns rather than entities or relations (compared in lower case).
+COLUMN_NAMES = frozenset({"head", "relation", "tail", "subject", "predicate", "object", "s", "p", "o", "h", "r",
+                          "t", "source", "target", "src", "dst", "rel", "head_id", "relation_id", "tail_id"})
 
 
 def open_binary(path: Path) -> io.BufferedIOBase:
@@ -32,11 +42,14 @@ def open_binary(path: Path) -> io.BufferedIOBase:
 
 
 def iter_line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(number of the chunk's first line, bytes of whole lines)`` with CRLF normalised to LF."""
+    """Yield ``(number of the chunk's first line, bytes of whole lines)`` with CRLF normalised to LF and a
+    leading UTF-8 byte order mark removed."""
     lineno = 1
     rest = b""
     try:
         with open_binary(path) as f:
+            head = f.read(len(BOM))
+            rest = head.removeprefix(BOM)
             while True:
                 block = f.read(chunk_bytes)
                 if not block:
@@ -51,8 +64,8 @@ def iter_line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tup
                 lineno += chunk.count(b"\n")
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read: {e}") from e
-    if rest:
-        yield lineno, rest.replace(b"\r\n", b"\n") + b"\n"
+    if rest:  # the last line has no LF; a CR there is its line ending
+        yield lineno, (rest + b"\n").replace(b"\r\n", b"\n")
 
 
 def _line_at(data: bytes, offset: int) -> str:
@@ -71,10 +84,7 @@ def validate_chunk(path: Path, data: bytes, first: int, delimiter: str, num_fiel
 
     Blank lines are allowed (and skipped by the parser).
     """
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise _fail(path, data, first, e.start, "undecodable bytes (not UTF-8)") from None
+    check_text(path, data, first, delimiter)
     buf = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(buf == NEWLINE)
     starts = np.concatenate(([0], ends[:-1] + 1))
@@ -95,10 +105,26 @@ def validate_chunk(path: Path, data: bytes, first: int, delimiter: str, num_fiel
         raise _fail(path, data, first, int(bounds[empty[0]]) + 1, "empty field")
 
 
-def _count_fields(data: bytes, delimiter: str) -> int:
+def check_text(path: Path, data: bytes, first: int, delimiter: str, quoted: bool = False) -> str:
+    """The chunk as text; DataError for undecodable bytes or (unless ``quoted``: the csv parser tells fields
+    from quoting) a control character other than LF and the delimiter, which no label may hold."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _fail(path, data, first, e.start, "undecodable bytes (not UTF-8)") from None
+    if not quoted:
+        buf = np.frombuffer(data, dtype=np.uint8)
+        bad = np.flatnonzero((buf < 0x20) & (buf != NEWLINE) & (buf != ord(delimiter)))
+        if len(bad):
+            char = chr(buf[bad[0]])
+            raise _fail(path, data, first, int(bad[0]), f"control character {char!r} in a label")
+    return text
+
+
+def _count_fields(data: bytes, delimiter: str, quotechar: str | None = None) -> int:
     for line in data.split(b"\n"):
         if line:
-            return line.count(delimiter.encode()) + 1
+            return len(_split_line(line.decode("utf-8", errors="replace"), delimiter, quotechar))
     return 0
 
 
@@ -115,38 +141,71 @@ def _parse_quoted_chunk(path: Path, data: bytes, first: int, delimiter: str, quo
                         num_fields: int) -> np.ndarray:
     """Slow path for chunks with quoted fields: Python's csv module, line by line."""
     rows = []
-    text = data.decode("utf-8", errors="strict")
-    for offset, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quotechar)):
-        if not row:
-            continue
-        if len(row) != num_fields or any(not x for x in row):
-            problem = "empty field" if len(row) == num_fields else f"expected {num_fields} fields, found {len(row)}"
-            raise DataError(f"{path}:{first + offset}: {problem}: {delimiter.join(row)!r}")
-        rows.append(row)
+    reader = csv.reader(io.StringIO(check_text(path, data, first, delimiter, quoted=True)), delimiter=delimiter,
+                        quotechar=quotechar, strict=True)
+    lineno = first
+    try:
+        for row in reader:
+            if row:
+                problem = _row_problem(row, num_fields)
+                if problem:
+                    raise DataError(f"{path}:{lineno}: {problem}: {delimiter.join(row)!r}")
+                rows.append(row)
+            lineno = first + reader.line_num
+    except csv.Error as e:  # malformed quoting, or a CR in an unquoted field
+        line = _line_at(data, _offset_of_line(data, lineno - first))
+        found = CONTROL.search(line)
+        problem = f"control character {found.group()!r} in a label" if found else f"bad quoting ({e})"
+        raise DataError(f"{path}:{lineno}: {problem}: {line!r}") from None
     return np.asarray(rows, dtype=object).reshape(-1, num_fields)
+
+
+def _row_problem(row: list[str], num_fields: int) -> str | None:
+    if len(row) != num_fields:
+        return f"expected {num_fields} fields, found {len(row)}"
+    for field in row:
+        found = CONTROL.search(field)
+        if found or not field:
+            return f"control character {found.group()!r} in a label" if found else "empty field"
+    return None
+
+
+def _offset_of_line(data: bytes, index: int) -> int:
+    offset = 0
+    for _ in range(index):
+        offset = data.find(b"\n", offset) + 1
+    return offset
 
 
 def iter_label_chunks(
     path: str | os.PathLike[str], *, delimiter: str = "\t", header: bool = False,
-    columns: Sequence[int | str] = (0, 1, 2), quotechar: str | None = None, chunk_bytes: int = CHUNK_BYTES,
+    columns: Sequence[int | str] = (0, 1, 2), quotechar: str | None = None, extra_columns: ExtraColumns = "error",
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Iterator[np.ndarray]:
     """Yield ``(m, 3)`` object arrays of (head, relation, tail) labels from a delimited file.
 
     ``columns`` picks the head, relation and tail columns by position, or by name when ``header`` is true.
-    Every line must have the same number of fields as the first one.
+    Every line must have the same number of fields as the first one; more fields than ``columns`` uses are an
+    error unless ``extra_columns="ignore"``. Without ``header``, a first line that looks like column names
+    (``subject, predicate, object``, ...) found nowhere else in the file is read as a triple, with a warning.
     """
     path = Path(path)
     if len(delimiter) != 1:
         raise DataError(f"delimiter must be one character, got {delimiter!r}")
-    num_fields = 0
+    if extra_columns not in ("error", "ignore"):
+        raise DataError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
+    num_fields, top, empty = 0, 0, True
     picks: list[int] = []
-    empty = True
+    suspect: np.ndarray | None = None  # a first line that may be a header, until one of its labels recurs
     for first, data in iter_line_chunks(path, chunk_bytes):
         if not num_fields:
-            num_fields = _count_fields(data, delimiter)
+            num_fields = _count_fields(data, delimiter, quotechar)
             if not num_fields:
                 continue
-            data, first, picks = _resolve_header(path, data, first, delimiter, header, columns, num_fields)
+            stripped = data.lstrip(b"\n")
+            top, data = first + len(data) - len(stripped), stripped  # top: the first non-blank line
+            data, first, picks = _resolve_header(path, data, top, delimiter, header, columns, num_fields, quotechar)
+            _check_extra_columns(path, top, num_fields, picks, columns, extra_columns)
         if quotechar and quotechar.encode() in data:
             labels = _parse_quoted_chunk(path, data, first, delimiter, quotechar, num_fields)
         else:
@@ -154,21 +213,44 @@ def iter_label_chunks(
             if not data.strip(b"\n"):
                 continue
             labels = _parse_chunk(data, delimiter)
-        if len(labels):
-            empty = False
-            yield labels[:, picks]
+        if not len(labels):
+            continue
+        labels = rest = labels[:, picks]
+        if empty and not header and _looks_like_header(labels[0]):
+            suspect, rest = labels[0], labels[1:]
+        if suspect is not None and np.isin(rest, suspect).any():
+            suspect = None
+        empty = False
+        yield labels
     if empty:
         raise DataError(f"{path}: no triples in file (it is empty)")
+    if suspect is not None:
+        log.warning("%s:%d: the first line %s looks like a header (column names found nowhere else in the file) "
+                    "and was read as a triple; pass header=True (config data.header: true, kgem train --header) "
+                    "to skip it", path, top, list(suspect))
 
 
-def _resolve_header(path: Path, data: bytes, first: int, delimiter: str, header: bool,
-                    columns: Sequence[int | str], num_fields: int) -> tuple[bytes, int, list[int]]:
-    """Skip the header line if there is one and turn ``columns`` into positions."""
+def _looks_like_header(row: np.ndarray) -> bool:
+    names = [str(x).lower() for x in row]
+    return len(set(names)) == len(names) and all(name in COLUMN_NAMES for name in names)
+
+
+def _check_extra_columns(path: Path, line: int, num_fields: int, picks: list[int], columns: Sequence[int | str],
+                         extra_columns: ExtraColumns) -> None:
+    if extra_columns == "error" and num_fields > len(set(picks)):
+        raise DataError(f"{path}:{line}: {num_fields} fields, but only {len(set(picks))} columns are read "
+                        f"({list(columns)}); extra columns such as edge weights are not supported, pass "
+                        f"extra_columns='ignore' (config data.extra_columns: ignore) to read the file without them")
+
+
+def _resolve_header(path: Path, data: bytes, first: int, delimiter: str, header: bool, columns: Sequence[int | str],
+                    num_fields: int, quotechar: str | None = None) -> tuple[bytes, int, list[int]]:
+    """Skip the header line if there is one (``data`` starts with the first non-blank line) and turn ``columns``
+    into positions."""
     names: list[str] = []
     if header:
-        data = data.lstrip(b"\n")
         first_line, _, data = data.partition(b"\n")
-        names = first_line.decode("utf-8", errors="replace").split(delimiter)
+        names = _split_line(first_line.decode("utf-8", errors="replace"), delimiter, quotechar)
         first += 1
     if len(columns) != 3:
         raise DataError(f"columns must name 3 columns (head, relation, tail), got {list(columns)}")
@@ -183,6 +265,12 @@ def _resolve_header(path: Path, data: bytes, first: int, delimiter: str, header:
         else:
             picks.append(col)
     return data, first, picks
+
+
+def _split_line(line: str, delimiter: str, quotechar: str | None) -> list[str]:
+    if quotechar:
+        return next(csv.reader([line], delimiter=delimiter, quotechar=quotechar), [])
+    return line.split(delimiter)
 
 
 def order_to_columns(order: str) -> tuple[int, int, int]:
@@ -229,4 +317,12 @@ def frame_labels(frame: pd.DataFrame, columns: Sequence[str] = ("head", "relatio
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"DataFrame row {frame.index[row]!r}: empty field: {sub.iloc[row].tolist()}")
-    return sub.astype(str).to_numpy(dtype=object)
+    labels = sub.astype(str).to_numpy(dtype=object)
+    flat = labels.ravel()
+    for start in range(0, len(flat), 2**20):  # one regex scan per block; per label only to find the bad one
+        joined = "".join(flat[start : start + 2**20])
+        if CONTROL.search(joined) or not encodable(joined):
+            i = next(i for i in range(start, len(flat)) if label_problem(flat[i]))
+            row = i // labels.shape[1]
+            raise DataError(f"DataFrame row {frame.index[row]!r}: {label_problem(flat[i])}: {sub.iloc[row].tolist()}")
+    return labels

@@ -55,6 +55,14 @@ class DatasetInfo:
     files: dict[str, RemoteFile] = field(default_factory=dict)
     inner: str = ""  # folder inside the archive that holds the split files
 
+    @property
+    def pinned(self) -> bool | None:
+        """Whether every file of the download has a pinned sha256 (None for a bundled dataset: no download)."""
+        if self.bundled:
+            return None
+        remotes = [*([self.archive] if self.archive else []), *self.files.values()]
+        return bool(remotes) and all(r.sha256 is not None for r in remotes)
+
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
 
@@ -133,6 +141,8 @@ def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
     if not download:
         raise DataError(f"dataset {info.name!r} is not in {root} and download=False")
     root.mkdir(parents=True, exist_ok=True)
+    if not info.pinned:
+        log.warning("dataset %r has no pinned sha256: its download is not verified", info.name)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{info.name}.partial-"))
     try:
         if info.archive is not None:

@@ -167,12 +167,14 @@ def apply_unseen(ids: np.ndarray, labels_source: str, on_unseen: OnUnseen,
             f"{labels_source}: {count} triples have an entity or relation that never occurs in train, "
             f"e.g. {shown}; pass on_unseen='drop' to drop them")
     if count:
-        log.warning("%s: dropped %d triples with entities or relations unseen in train", labels_source, count)
+        example = tuple(examples[0]) if examples else tuple(ids[bad][0].tolist())
+        log.warning("%s: dropped %d of %d triples with an entity or relation unseen in train, e.g. %s "
+                    "(on_unseen='error' makes this an error)", labels_source, count, len(ids), example)
     return ids[~bad], count
 
 
 def triples_from_labels(chunks: Iterable[np.ndarray], source: str, *, entities: Vocabulary | None = None,
-                        relations: Vocabulary | None = None, on_unseen: OnUnseen = "error",
+                        relations: Vocabulary | None = None, on_unseen: OnUnseen = "drop",
                         on_duplicates: OnDuplicates = "keep") -> Triples:
     """Build Triples from label chunks; with vocabularies given, unseen labels follow ``on_unseen``."""
     ids, entities, relations, examples = encode_labels(chunks, entities, relations)
@@ -185,21 +187,27 @@ def triples_from_labels(chunks: Iterable[np.ndarray], source: str, *, entities: 
 def read_triples(path: str | os.PathLike[str], *, entities: Vocabulary | None = None,
                  relations: Vocabulary | None = None, delimiter: str = "\t", header: bool = False,
                  columns: tuple[int | str, int | str, int | str] = (0, 1, 2), quotechar: str | None = None,
-                 on_unseen: OnUnseen = "error", on_duplicates: OnDuplicates = "keep") -> Triples:
-    """Read a delimited file of (head, relation, tail) labels (TSV by default; gz and CRLF accepted)."""
+                 extra_columns: Literal["error", "ignore"] = "error", on_unseen: OnUnseen = "drop",
+                 on_duplicates: OnDuplicates = "keep") -> Triples:
+    """Read a delimited file of (head, relation, tail) labels (TSV by default; gz, CRLF and a UTF-8 BOM accepted).
+
+    ``header``: the first line names the columns (``columns`` may then be names); ``extra_columns="ignore"``
+    reads files with more fields than the three used. With vocabularies given, a triple with a label they lack
+    is dropped with a warning (``on_unseen="drop"``) or is an error (``"error"``)."""
     from kgem.data.readers import iter_label_chunks
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    chunks = iter_label_chunks(path, delimiter=delimiter, header=header, columns=columns, quotechar=quotechar)
+    chunks = iter_label_chunks(path, delimiter=delimiter, header=header, columns=columns, quotechar=quotechar,
+                               extra_columns=extra_columns)
     return triples_from_labels(chunks, str(path), entities=entities, relations=relations,
                                on_unseen=on_unseen, on_duplicates=on_duplicates)
 
 
 def triples_from_df(frame: pd.DataFrame, *, columns: tuple[str, str, str] = ("head", "relation", "tail"),
                     entities: Vocabulary | None = None, relations: Vocabulary | None = None,
-                    on_unseen: OnUnseen = "error", on_duplicates: OnDuplicates = "keep",
+                    on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
                     source: str = "<DataFrame>") -> Triples:
     """Build Triples from a DataFrame's head, relation and tail columns."""
     from kgem.data.readers import frame_labels

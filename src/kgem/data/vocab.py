@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,6 +13,29 @@ import pandas as pd
 
 from kgem.atomic import atomic_write
 from kgem.errors import DataError
+
+# A label is one TSV field: C0 control characters (tab, LF, CR, NUL, ...) would split or corrupt its line.
+CONTROL = re.compile("[\x00-\x1f]")
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be a label (one field of a UTF-8 TSV line), or None."""
+    if not label:
+        return "empty label"
+    found = CONTROL.search(label)
+    if found:
+        return f"control character {found.group()!r} in a label"
+    if not encodable(label):
+        return "not encodable as UTF-8 (a lone surrogate)"
+    return None
+
+
+def encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Vocabulary:
@@ -70,11 +94,12 @@ class Vocabulary:
         return self.labels[np.asarray(ids, dtype=np.int64)]
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``id<TAB>label`` lines atomically."""
-        labels = self.labels
-        text = [str(x) for x in labels]
-        if any(("\t" in x or "\n" in x or "\r" in x) for x in text):
-            raise DataError(f"cannot save {self.kind} vocabulary as TSV: a label contains a tab or newline")
+        """Write ``id<TAB>label`` lines atomically; a label ``load`` could not read back is a DataError."""
+        text = [str(x) for x in self.labels]
+        joined = "".join(text)
+        if CONTROL.search(joined) or not all(text) or not encodable(joined):
+            i, problem = next((i, p) for i, x in enumerate(text) if (p := label_problem(x)))
+            raise DataError(f"cannot save {self.kind} vocabulary as TSV to {path}: label {i} {text[i]!r}: {problem}")
         with atomic_write(path) as f:
             for i, label in enumerate(text):
                 f.write(f"{i}\t{label}\n")

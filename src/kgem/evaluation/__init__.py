@@ -1,6 +1,13 @@
 """Rank-based link-prediction evaluation: filtered ranks, tie-aware rank types and metrics."""
 
-from kgem.evaluation.evaluator import DEFAULT_MEMORY_BUDGET, ScoringModel, evaluate, evaluate_sampled, plan_full
+from kgem.evaluation.evaluator import (
+    DEFAULT_MEMORY_BUDGET,
+    ScoringModel,
+    evaluate,
+    evaluate_sampled,
+    fraction_indices,
+    plan_full,
+)
 from kgem.evaluation.metrics import (
     HITS_AT,
     adjusted_mean_rank,
@@ -17,6 +24,6 @@ from kgem.evaluation.result import EvaluationResult
 __all__ = [
     "DEFAULT_MEMORY_BUDGET", "HITS_AT", "RANK_TYPES", "EvaluationError", "EvaluationResult", "RankCounts", "RankType",
     "Ranks", "ScoringModel", "adjusted_mean_rank", "adjusted_mean_rank_index", "evaluate", "evaluate_sampled",
-    "expected_mean_rank", "hits_at", "mean_rank", "mean_reciprocal_rank", "plan_full", "rank_metrics",
-    "ranks_from_scores",
+    "expected_mean_rank", "fraction_indices", "hits_at", "mean_rank", "mean_reciprocal_rank", "plan_full",
+    "rank_metrics", "ranks_from_scores",
 ]

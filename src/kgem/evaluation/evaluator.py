@@ -182,18 +182,41 @@ def _per_query(triples: torch.Tensor, sides: tuple[str, ...]) -> tuple[np.ndarra
     return np.repeat(np.asarray(sides), len(triples)), np.tile(triples[:, 1].numpy(), len(sides))
 
 
+def fraction_indices(num_triples: int, fraction: float, seed: int = 0) -> torch.Tensor:
+    """The sorted ids of a random ``fraction`` of ``num_triples`` triples, drawn from ``seed``: the nearest whole
+    number of them, at least one (all of them, in order, for 1)."""
+    if not 0 < fraction <= 1:
+        raise EvaluationError(f"fraction must lie in (0, 1], got {fraction}")
+    if fraction == 1:
+        return torch.arange(num_triples)
+    count = min(num_triples, max(1, math.floor(fraction * num_triples + 0.5)))
+    return torch.randperm(num_triples, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+
+
 def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples | None = None,
              sides: str | Sequence[str] = "both", batch_size: int | None = None,
              memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET, rank_type: str = "realistic",
              relation_categories: np.ndarray | None = None, filter_splits: str = "",
-             progress: bool = False) -> EvaluationResult:
+             progress: bool = False, num_negatives: int | None = None, fraction: float = 1.0,
+             seed: int = 0) -> EvaluationResult:
     """Rank each triple's hidden head and/or tail against all ``model.num_entities`` entities.
 
     ``known``: the true triples to filter out (e.g. ``dataset.known()``); ``None`` gives raw ranks.
     ``filter_splits`` only labels the result (e.g. "train+valid+test"). ``rank_type`` is the default of the result;
     all three rank types are kept. ``relation_categories`` (one per relation id) enables ``result.per_category()``.
     Runs under ``model.eval()`` and ``torch.no_grad()``; the model's train/eval mode is restored afterwards.
+
+    Cheaper estimates, as DGL-KE's ``neg_sample_size_eval`` and ``eval_percent``: ``num_negatives`` ranks against
+    that many sampled entities instead (``evaluate_sampled``; ``num_entities`` or more is the full ranking), and
+    ``fraction`` evaluates a random fraction of the triples (``fraction_indices``); both are drawn from ``seed``.
     """
+    if fraction != 1:
+        triples = triples[fraction_indices(len(triples), fraction, seed)]
+    if num_negatives is not None and num_negatives < model.num_entities:
+        return evaluate_sampled(model, triples, num_negatives=num_negatives, known=known, seed=seed, sides=sides,
+                                batch_size=batch_size, memory_budget_bytes=memory_budget_bytes, rank_type=rank_type,
+                                relation_categories=relation_categories, filter_splits=filter_splits,
+                                progress=progress)
     check_rank_type(rank_type)
     retain_freed_memory()
     chosen = _parse_sides(sides)

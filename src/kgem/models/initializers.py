@@ -54,3 +54,14 @@ def from_tensor(values: torch.Tensor) -> Initializer:
         with torch.no_grad():
             w.copy_(values)
     return init
+
+
+def copy_rows(target: torch.Tensor, source: torch.Tensor, source_rows: torch.Tensor) -> int:
+    """Warm start: ``target[i] = source[source_rows[i]]`` wherever ``source_rows[i] >= 0`` (rows matched by label;
+    -1 keeps the row's fresh initialisation). Returns the number of rows copied."""
+    if target.shape[1:] != source.shape[1:]:
+        raise ValueError(f"rows of shape {tuple(source.shape[1:])} cannot fill rows of shape {tuple(target.shape[1:])}")
+    found = torch.nonzero(source_rows >= 0).squeeze(1)
+    with torch.no_grad():
+        target[found.to(target.device)] = source[source_rows[found].to(source.device)].to(target)
+    return len(found)

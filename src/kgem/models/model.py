@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,6 +41,14 @@ class Model(nn.Module):
         for module in self.modules():
             if isinstance(module, Embedding):
                 module.constrain_()
+
+    def invalidate_cache(self) -> None:
+        """Drop every cached representation (R-GCN's propagated table). A cache notices in-process changes by the
+        tensors' version counters, but not writes it cannot see: HOGWILD workers updating shared memory from
+        other processes. The trainer calls this after each epoch and after loading a checkpoint."""
+        for module in self.modules():
+            if isinstance(module, RGCN):  # the one cached representation
+                module.invalidate_cache()
 
     def score_hrt(self, hrt: torch.Tensor) -> torch.Tensor:
         """Scores of given triples ``(B, 3) -> (B,)``."""
@@ -152,6 +161,17 @@ class Model(nn.Module):
         """Arguments ``build_model`` needs beyond the user's to rebuild this model without its data (an encoder's
         edge count); a saved spec includes them."""
         return self.entity.spec_args() if isinstance(self.entity, RGCN) else {}
+
+
+def state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
+    """Missing, unexpected and wrongly shaped tensors of ``state`` against ``model``'s state dict; '' if they fit."""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    actual = {key: tuple(value.shape) for key, value in state.items()}
+    problems = [f"missing {key}" for key in expected if key not in actual]
+    problems += [f"unexpected {key}" for key in actual if key not in expected]
+    problems += [f"{key} has shape {actual[key]}, expected {shape}" for key, shape in expected.items()
+                 if key in actual and actual[key] != shape]
+    return "; ".join(problems)
 
 
 def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,16 @@ from kgem.models.sampled import sampled_dot, sampled_square_distance
 from kgem.runtime import row_blocks
 
 Comparison = Literal["dot", "distance"]
+SQRT_FLOOR = 1e-30  # PyTorch-BigGraph's L2 comparator and torch.cdist's expanded square clamp there too
+
+
+def sqrt_distance(square: torch.Tensor) -> torch.Tensor:
+    """A distance from its square, ``sqrt(max(square, 0))``, with a finite gradient everywhere: at an exact fit, or
+    where the expanded square ``|q|^2 - 2 q.c + |c|^2`` rounds to zero or below, ``d sqrt(x) / dx`` is infinite and
+    ``clamp_min(0)`` turns it into ``0 * inf = NaN``. Squares below ``SQRT_FLOOR`` give ``sqrt(SQRT_FLOOR)`` (1e-15)
+    and a zero gradient instead, as in PyTorch-BigGraph; the same two passes as ``clamp_min(0).sqrt()``."""
+    floor = max(SQRT_FLOOR, torch.finfo(square.dtype).tiny)  # half precision: 1e-30 would round to 0
+    return square.clamp_min(floor).sqrt()
 
 
 def real_view(x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +92,7 @@ class QueryInteraction(Interaction):
             return -torch.cdist(q, candidates, p=self.p)
         if torch.is_grad_enabled() and (q.requires_grad or candidates.requires_grad):
             square = torch.addmm(q.pow(2).sum(-1, keepdim=True), q, candidates.T, alpha=-2)  # the expanded square
-            return -square.add(candidates.pow(2).sum(-1)).clamp_min(0).sqrt()
+            return -sqrt_distance(square.add(candidates.pow(2).sum(-1)))
         # no autograd (evaluation): the whole square in the product, [-2q, |q|^2, 1] . [c, 1, |c|^2], and the block
         # finished in place, so no other (B, C) tensor is written
         ones_q, ones_c = q.new_ones(len(q), 1), candidates.new_ones(len(candidates), 1)
@@ -99,7 +109,7 @@ class QueryInteraction(Interaction):
         if self.comparison == "dot":
             return sampled_dot(q, table, ids)
         if self.p == 2:
-            return -sampled_square_distance(q, table, ids).clamp_min(0).sqrt()
+            return -sqrt_distance(sampled_square_distance(q, table, ids))
         return -torch.linalg.vector_norm(q.unsqueeze(1) - table[ids], ord=self.p, dim=-1)
 
     def compare_pairs(self, q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

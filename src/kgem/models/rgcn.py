@@ -174,6 +174,21 @@ class RGCN(nn.Module):
     def _forget(self, grad: torch.Tensor) -> None:
         self._cache = None
 
+    def invalidate_cache(self) -> None:
+        """Recompute the table at the next lookup: for changes the version counters miss (HOGWILD workers write
+        the shared parameters from other processes)."""
+        self._cache = None
+
+    def check_state(self) -> None:
+        """Raise ValueError unless the loaded graph holds valid ids for this encoder and the sampler two ints
+        (for tensors loaded from a file)."""
+        _check_graph(self.graph, self.num, self.num_relations, None)
+        for name, tensor in (("graph", self.graph), ("sampler", self.sampler)):
+            if tensor.dtype != torch.long:
+                raise ValueError(f"R-GCN: {name} must hold int64 values, got {tensor.dtype}")
+        if self.sampler.shape != (2,):
+            raise ValueError(f"R-GCN: sampler must hold 2 values, got shape {tuple(self.sampler.shape)}")
+
     def __getstate__(self) -> dict[str, Any]:  # copies and pickles leave the cache behind
         return {**self.__dict__, "_cache": None}
 

@@ -8,28 +8,37 @@ import torch
 import torch.nn.functional as F
 
 from kgem.models.interaction import INTERACTIONS, Interaction, chunked
-from kgem.models.query import QueryInteraction, complex_view, conj_rows, real_view
+from kgem.models.query import QueryInteraction, complex_view, conj_rows, real_view, sqrt_distance
 from kgem.models.sampled import sampled_modulus_distance
+
+
+def power(x: torch.Tensor, p: float) -> torch.Tensor:
+    """``x ** p`` for ``x >= 0``; for ``p < 1`` with the gradient 0 at ``x = 0`` (where ``p x^(p-1)`` is infinite
+    and the chain rule would multiply it by 0), the same subgradient as ``torch.linalg.vector_norm``'s."""
+    if p >= 1:
+        return x.pow(p)
+    zero = x == 0
+    return torch.where(zero, 0.0, torch.where(zero, 1.0, x).pow(p))
 
 
 def neg_norm(x: torch.Tensor, p: float, power_norm: bool = False) -> torch.Tensor:
     """``-||x||_p`` over the last dimension, or ``-||x||_p^p`` with ``power_norm`` (the papers' squared L2)."""
     if power_norm:
-        return -x.abs().pow(p).sum(-1)
+        return -power(x.abs(), p).sum(-1)
     return -torch.linalg.vector_norm(x, ord=p, dim=-1)
 
 
 def neg_distance(q: torch.Tensor, candidates: torch.Tensor, p: float, power_norm: bool = False) -> torch.Tensor:
     """``-||q_b - c_j||_p`` (``^p`` with ``power_norm``) for all pairs: ``(B, d), (C, d) -> (B, C)``.
 
-    p = 2 uses the expanded square ``|q|^2 - 2 q.c + |c|^2`` (one matmul), clamped at 0 against rounding;
-    other p use ``cdist``, which does not materialise ``(B, C, d)``.
+    p = 2 uses the expanded square ``|q|^2 - 2 q.c + |c|^2`` (one matmul), clamped at 0 against rounding (its
+    root by ``sqrt_distance``: finite gradients at 0); other p use ``cdist``, which does not materialise ``(B, C, d)``.
     """
     if p == 2:
         square = q.pow(2).sum(-1, keepdim=True) - 2 * (q @ candidates.T) + candidates.pow(2).sum(-1)
-        return -square.clamp_min(0) if power_norm else -square.clamp_min(0).sqrt()
+        return -square.clamp_min(0) if power_norm else -sqrt_distance(square)
     distance = torch.cdist(q, candidates, p=p)
-    return -distance.pow(p) if power_norm else -distance
+    return -power(distance, p) if power_norm else -distance
 
 
 def ball(x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +150,7 @@ class NormInteraction(Interaction):
 
     def from_square(self, square: torch.Tensor) -> torch.Tensor:
         """The score from a squared L2 distance (the closed forms of the p = 2 fast paths)."""
-        return -square if self.power_norm else -square.sqrt()
+        return -square if self.power_norm else -sqrt_distance(square)
 
 
 def project(e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

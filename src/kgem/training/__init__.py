@@ -3,19 +3,22 @@
 from kgem.training.approaches import SLCWA, Approach, KvsAll, OneVsAll
 from kgem.training.checkpoint import CheckpointError, Checkpoints
 from kgem.training.losses import LOSSES, Loss
-from kgem.training.optim import build_optimizer, build_scheduler
+from kgem.training.optim import build_optimizer, clip_grad_norm
 from kgem.training.regularizers import REGULARIZERS, Regularizer
 from kgem.training.samplers import NegativeSampler
+from kgem.training.schedule import SCHEDULERS, EpochSchedule, build_scheduler
 from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, TrainingInterrupted, train_epoch
 
 __all__ = [
            "LOSSES",
            "REGULARIZERS",
+           "SCHEDULERS",
            "SLCWA",
            "Approach",
            "CheckpointError",
            "Checkpoints",
            "EarlyStopping",
+           "EpochSchedule",
            "History",
            "KvsAll",
            "Loss",
@@ -27,5 +30,6 @@ __all__ = [
            "TrainingInterrupted",
            "build_optimizer",
            "build_scheduler",
+           "clip_grad_norm",
            "train_epoch",
 ]

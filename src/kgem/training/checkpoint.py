@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from kgem.atomic import chmod_as_created, temp_dir
 from kgem.errors import KgemError
 
 
@@ -68,9 +68,10 @@ class Checkpoints:
         if state.get("partial"):
             name += f"-batch-{state['partial']['batches']:09d}"
         final = self.directory / name
-        staging = Path(tempfile.mkdtemp(dir=self.directory, prefix=".partial-"))
+        staging = temp_dir(self.directory, prefix=".partial-")
         try:
             save_file(tensors, str(staging / "tensors.safetensors"))
+            chmod_as_created(staging / "tensors.safetensors")
             (staging / "state.json").write_text(json.dumps(scalars), encoding="utf-8")
             shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
@@ -94,10 +95,15 @@ class Checkpoints:
     def load_latest(self, fallback: bool = False) -> dict[str, Any] | None:
         """The newest checkpoint's state (None if there is none). A corrupt newest one is an error naming it,
         unless ``fallback``, which then takes the one before."""
+        found = self.latest(fallback)
+        return found[1] if found is not None else None
+
+    def latest(self, fallback: bool = False) -> tuple[Path, dict[str, Any]] | None:
+        """``load_latest`` with the folder the state came from (for errors that name it)."""
         found = self.all()
         for i, path in enumerate(reversed(found)):
             try:
-                return self.load(path)
+                return path, self.load(path)
             except CheckpointError:
                 if not fallback or i == len(found) - 1:
                     raise

@@ -15,10 +15,18 @@ from kgem.errors import ConfigError
 from kgem.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
+MASKED = float("-inf")
+
+
+def unmasked(neg: torch.Tensor) -> torch.Tensor:
+    """``(B, K)`` bool: the negatives that count. A NaN score counts (and makes the loss NaN, which stops training)
+    rather than vanish like a masked one."""
+    return neg != MASKED
 
 
 class Loss(nn.Module):
-    """Negative scores of -inf (masked negatives) contribute nothing to any sampled loss."""
+    """Negative scores of -inf (masked negatives) contribute nothing to any sampled loss: its value and gradients
+    are those of the same loss with the masked negatives absent (means are over the negatives that count)."""
 
     name = "loss"
 
@@ -47,7 +55,8 @@ class MarginRanking(Loss):
         self.margin = margin
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.margin - pos.unsqueeze(1) + neg).mean()
+        pairs = unmasked(neg).sum().clamp_min(1)  # a masked pair's term is relu(-inf) = 0
+        return F.relu(self.margin - pos.unsqueeze(1) + neg).sum() / pairs
 
 
 @LOSSES.register("absolute_margin")
@@ -61,7 +70,8 @@ class AbsoluteMargin(Loss):
         self.margin = margin
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return (F.relu(self.margin + neg) - pos.unsqueeze(1)).mean()
+        per_row = unmasked(neg).sum(1)  # -pos counts once per pair that counts; relu(-inf) = 0
+        return (F.relu(self.margin + neg).sum() - (pos * per_row).sum()) / per_row.sum().clamp_min(1)
 
 
 @LOSSES.register("softplus")
@@ -71,7 +81,8 @@ class Softplus(Loss):
     name = "softplus"
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F.softplus(-pos), F.softplus(neg).flatten()]).mean()
+        scores = len(pos) + unmasked(neg).sum()  # softplus(-inf) = 0
+        return (F.softplus(-pos).sum() + F.softplus(neg).sum()) / scores
 
     def full(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(scores, labels)
@@ -83,7 +94,8 @@ class Softplus(Loss):
 @LOSSES.register("bce")
 class BCEWithLogits(Loss):
     """Binary cross-entropy on sigmoid(score), averaged over all scores; ``label_smoothing`` moves labels
-    toward 1/num_classes (Dettmers et al. 2018)."""
+    toward 1/num_classes (Dettmers et al. 2018), in negative sampling the number of scores of the row (the positive
+    and its unmasked negatives)."""
 
     name = "bce"
 
@@ -92,16 +104,22 @@ class BCEWithLogits(Loss):
         self.label_smoothing = label_smoothing
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        scores = torch.cat([pos.unsqueeze(1), neg], 1)
-        labels = torch.zeros_like(scores)
-        labels[:, 0] = 1
-        keep = torch.isfinite(scores).float()  # masked negatives get weight 0
-        return self.full(scores.nan_to_num(neginf=0.0), labels, keep)
+        keep = unmasked(neg)
+        per_row = keep.sum(1)
+        pos_label, neg_label = torch.ones_like(pos), torch.zeros_like(neg)
+        if self.label_smoothing:
+            share = self.label_smoothing / (1 + per_row).to(pos.dtype)
+            pos_label, neg_label = pos_label - self.label_smoothing + share, neg_label + share.unsqueeze(1)
+        # masked scores become 0 with weight 0: -inf * label would be -inf or NaN
+        neg_loss = F.binary_cross_entropy_with_logits(torch.where(keep, neg, 0.0), neg_label, weight=keep.to(neg.dtype),
+                                                      reduction="sum")
+        pos_loss = F.binary_cross_entropy_with_logits(pos, pos_label, reduction="sum")
+        return (pos_loss + neg_loss) / (len(pos) + per_row.sum())
 
-    def full(self, scores: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def full(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.label_smoothing:
             labels = labels * (1 - self.label_smoothing) + self.label_smoothing / scores.shape[1]
-        return F.binary_cross_entropy_with_logits(scores, labels, weight=weight)
+        return F.binary_cross_entropy_with_logits(scores, labels)
 
     def multi_label(self, scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         return bce_multi_label(scores, rows, cols, self.label_smoothing)
@@ -157,7 +175,10 @@ class SelfAdversarial(Loss):
         self.margin, self.temperature = margin, temperature
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.temperature * neg, dim=1).detach().nan_to_num(0.0)  # rows of all -inf: 0
+        logits = self.temperature * neg
+        if self.temperature <= 0:  # 0 * -inf is NaN, -1 * -inf is inf: keep masked negatives at -inf
+            logits = logits.masked_fill(~unmasked(neg), MASKED)
+        weights = torch.softmax(logits, dim=1).detach().nan_to_num(0.0)  # rows of all -inf: 0
         pos_loss = -F.logsigmoid(self.margin + pos).mean()
         neg_loss = -(weights * F.logsigmoid(-neg - self.margin)).sum(1).mean()
         return (pos_loss + neg_loss) / 2
@@ -165,8 +186,9 @@ class SelfAdversarial(Loss):
 
 @LOSSES.register("cross_entropy")
 class CrossEntropy(Loss):
-    """Softmax cross-entropy. Sampled: the positive against its K negatives (AmpliGraph 'multiclass_nll');
-    full: against all candidates, with multi-hot labels normalised per row (1vsAll / KvsAll)."""
+    """Softmax cross-entropy. Sampled: the positive against its K negatives (AmpliGraph 'multiclass_nll'; label
+    smoothing spreads over the row's unmasked scores); full: against all candidates, with multi-hot labels normalised
+    per row (1vsAll / KvsAll)."""
 
     name = "cross_entropy"
 
@@ -176,7 +198,13 @@ class CrossEntropy(Loss):
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         scores = torch.cat([pos.unsqueeze(1), neg], 1)
-        return F.cross_entropy(scores, torch.zeros(len(pos), dtype=torch.long), label_smoothing=self.label_smoothing)
+        if not self.label_smoothing:  # -inf scores drop out of the softmax
+            return F.cross_entropy(scores, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+        # smoothing puts label mass on every class, so a masked one's log-probability of -inf must be left out
+        keep = unmasked(scores)
+        log_p = torch.where(keep, scores.log_softmax(1), 0.0)
+        spread = self.label_smoothing / keep.sum(1).to(scores.dtype)
+        return (-(1 - self.label_smoothing) * log_p[:, 0] - spread * log_p.sum(1)).mean()
 
     def full(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         target = labels / labels.sum(1, keepdim=True).clamp_min(1e-12)

@@ -1,4 +1,5 @@
-"""Optimizers and learning-rate schedulers from torch, by name."""
+"""Optimizers by name (torch's and PyTorch-BigGraph's row-wise Adagrad) and gradient clipping; learning-rate
+schedules are in ``kgem.training.schedule``."""
 
 from __future__ import annotations
 
@@ -78,10 +79,6 @@ OPTIMIZERS: dict[str, Any] = {
 }
 SPARSE_OPTIMIZERS = {"sparseadam", "adagrad", "sgd", "rowadagrad"}
 FUSED = {"adam", "adamw"}  # one kernel per step instead of ~10 passes over every table; same arithmetic
-SCHEDULERS: dict[str, type[Any]] = {
-    "step": torch.optim.lr_scheduler.StepLR, "exponential": torch.optim.lr_scheduler.ExponentialLR,
-    "cosine": torch.optim.lr_scheduler.CosineAnnealingLR, "multistep": torch.optim.lr_scheduler.MultiStepLR,
-}
 
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, **kwargs: Any) -> torch.optim.Optimizer:
@@ -105,12 +102,25 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, 
         raise ConfigError(f"optimizer {name}: {e}") from e
 
 
-def build_scheduler(name: str, optimizer: torch.optim.Optimizer, **kwargs: Any) -> Any:
-    """``step`` (step_size, gamma), ``exponential`` (gamma), ``cosine`` (T_max) or ``multistep`` (milestones)."""
-    cls = SCHEDULERS.get(name.lower())
-    if cls is None:
-        raise ConfigError(f"unknown scheduler {name!r}; known: {', '.join(sorted(SCHEDULERS))}")
-    try:
-        return cls(optimizer, **kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"scheduler {name}: {e}") from e
+def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float:
+    """Scale the gradients so that their joint L2 norm is at most ``max_norm``, as ``torch.nn.utils.clip_grad_norm_``
+    does for dense gradients only; returns the norm before clipping.
+
+    A sparse gradient (``sparse=True`` lookups, for ``sparseadam`` and ``rowadagrad``) is coalesced first, so a row
+    looked up twice counts once, with its summed gradient: the norm is that of the dense gradient it stands for, and
+    clipping it scales the update exactly as clipping the dense gradient would."""
+    if not max_norm > 0:
+        raise ConfigError(f"clip_grad_norm must be positive, got {max_norm!r}")
+    grads: list[torch.Tensor] = []
+    for p in parameters:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = _coalesced(p.grad)
+        if p.grad is not None:
+            grads.append(p.grad._values() if p.grad.is_sparse else p.grad)
+    if not grads:
+        return 0.0
+    total = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads])))
+    if total > max_norm:  # to the bound itself (torch adds 1e-6 to the norm, which shrinks small gradients more)
+        for g in grads:
+            g.mul_(max_norm / total)
+    return total

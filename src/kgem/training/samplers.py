@@ -13,8 +13,9 @@ from kgem.data.stats import corruption_probabilities
 @dataclass
 class Negatives:
     """``K`` corruptions per positive. Rows with ``corrupt_head[i]`` replace the head, the others the tail;
-    ``ids`` is ``(B, K)``, or ``(1, K)`` when shared by every row of the batch. ``known`` marks negatives that
-    are true triples after filtering gave up (their scores are masked out of the loss); None when not filtered."""
+    ``ids`` is ``(B, K)``, or ``(1, K)`` when shared by every row of the batch. ``known (B, K)`` marks negatives
+    that are true triples (shared ones, or any left after resampling gave up); their scores are masked out of the
+    loss. None when not filtered."""
 
     corrupt_head: torch.Tensor
     ids: torch.Tensor
@@ -29,7 +30,8 @@ class NegativeSampler:
     ``filtered`` resamples negatives that are training triples, up to ``max_rounds`` times; any still true after
     that (a query with (nearly) every entity as a true answer) is marked and masked out of the loss. ``shared``
     draws one set of K negative entities for the whole batch (DGL-KE / PyTorch-BigGraph style: far cheaper
-    scoring, different semantics, opt-in).
+    scoring, different semantics, opt-in); filtered, a shared entity that makes a training triple with a row is
+    masked out of that row's loss (resampling it would change every row's set).
     """
 
     def __init__(self, num_negatives: int, *, bernoulli: bool = False, filtered: bool = False,
@@ -57,7 +59,10 @@ class NegativeSampler:
         corrupt_head = torch.rand(batch, generator=generator) < p
         rows = 1 if self.shared else batch
         ids = torch.randint(self.num_entities, (rows, self.num_negatives), generator=generator)
-        if self.known is not None and not self.shared:
+        if self.known is not None and self.shared:  # one set for all rows: mask, per row, those true for it
+            return Negatives(corrupt_head, ids, self.known.contains(corrupted(hrt, corrupt_head, ids).view(-1, 3))
+                             .view(batch, self.num_negatives))
+        if self.known is not None:
             return self._resample_known(hrt, corrupt_head, ids, generator)
         return Negatives(corrupt_head, ids)
 

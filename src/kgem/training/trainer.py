@@ -16,13 +16,15 @@ import torch
 from tqdm.auto import tqdm
 
 from kgem.errors import ConfigError, KgemError
-from kgem.models.model import Model
+from kgem.models.model import Model, state_mismatch
 from kgem.runtime import retain_freed_memory
 from kgem.training.approaches import Approach
-from kgem.training.checkpoint import Checkpoints
+from kgem.training.checkpoint import CheckpointError, Checkpoints
 from kgem.training.hogwild import run_workers, share
 from kgem.training.losses import Loss
+from kgem.training.optim import clip_grad_norm as clip_gradients
 from kgem.training.regularizers import Regularizer
+from kgem.training.schedule import EpochSchedule
 
 
 class TrainingError(KgemError):
@@ -44,9 +46,10 @@ class Tally:
 
 def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
                 optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
-                epoch: int = 0, tally: Tally | None = None) -> float:
+                epoch: int = 0, tally: Tally | None = None, clip_grad_norm: float | None = None) -> float:
     """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
-    ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean."""
+    ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean;
+    ``clip_grad_norm`` bounds the gradients' joint L2 norm before each step (``optim.clip_grad_norm``)."""
     tally = tally if tally is not None else Tally()
     retain_freed_memory()
     model.train()
@@ -59,6 +62,8 @@ def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor
             raise TrainingError(f"the loss became {current} at epoch {epoch}, batch {tally.batches}; "
                                 f"try a lower learning rate or a regularizer")
         value.backward()
+        if clip_grad_norm is not None:
+            clip_gradients(model.parameters(), clip_grad_norm)
         optimizer.step()
         model.constrain_()
         tally.batches += 1
@@ -109,8 +114,12 @@ class Trainer:
 
     def __init__(self, model: Model, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
                  regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
-                 seed: int = 0, progress: bool = True, workers: int = 1) -> None:
-        """``workers`` > 1 trains HOGWILD (``kgem.training.hogwild``): that many processes of one thread each share
+                 seed: int = 0, progress: bool = True, workers: int = 1,
+                 clip_grad_norm: float | None = None) -> None:
+        """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
+        a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
+        ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
+        ``workers`` > 1 trains HOGWILD (``kgem.training.hogwild``): that many processes of one thread each share
         every epoch's batches and update the parameters, moved to shared memory, without locks (not
         reproducible; needs ``rowadagrad``, ``adagrad`` or ``sgd``)."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
@@ -119,6 +128,9 @@ class Trainer:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        if clip_grad_norm is not None and not clip_grad_norm > 0:
+            raise ConfigError(f"clip_grad_norm must be positive or None, got {clip_grad_norm}")
+        self.clip_grad_norm = clip_grad_norm
         if workers > 1:
             share(model, optimizer)  # checks the optimizer now; again per epoch, as a resume loads new state
 
@@ -131,18 +143,24 @@ class Trainer:
         ``resume`` continues from the newest checkpoint (``fallback``: from the one before if the newest is
         corrupt) and gives exactly the result of an uninterrupted run.
         """
+        if getattr(self.scheduler, "needs_metric", False) and early_stopping is None:
+            raise ConfigError("the plateau scheduler steps on the validation metric: train with validation "
+                              "(early stopping)")
         rows = self.approach.prepare(hrt, self.model)
         history, first, partial = History(), 1, None
         if resume and checkpoints is not None:
-            state = checkpoints.load_latest(fallback)
-            if state is not None:
-                first = self.restore(state, history, early_stopping) + 1
-                partial = state.get("partial")
+            found = checkpoints.latest(fallback)
+            if found is not None:
+                first = self.restore(found[1], history, early_stopping, where=f"checkpoint {found[0]}") + 1
+                partial = found[1].get("partial")
+                if history.stopped_early:  # the run had ended: only the best weights are left to restore
+                    first = epochs + 1
         start = time.perf_counter() - history.seconds
         with _StopOnSignal(enabled=checkpoints is not None) as signals:
             bar = tqdm(range(first, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
             for epoch in bar:
                 order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals)
+                self.model.invalidate_cache()
                 history.seconds = time.perf_counter() - start
                 if checkpoints is not None and tally.count < len(rows):  # a signal stopped the epoch
                     partial_state = {"order": order, **dataclasses.asdict(tally)}
@@ -161,6 +179,7 @@ class Trainer:
         history.examples_per_second = len(rows) * len(history.losses) / max(history.seconds, 1e-9)
         if early_stopping is not None and early_stopping.best_state is not None:
             self.model.load_state_dict(early_stopping.best_state)
+            self.model.invalidate_cache()
             history.best_epoch = early_stopping.best_epoch
         return history
 
@@ -186,7 +205,7 @@ class Trainer:
         bar = tqdm(batches(), total=total, initial=tally.batches, leave=False, unit="batch",
                    disable=not self.progress)
         train_epoch(self.model, self.approach, bar, self.loss, self.optimizer, self.regularizer, self.generator,
-                    epoch, tally)
+                    epoch, tally, self.clip_grad_norm)
         return order, tally
 
     def _run_hogwild(self, rows: torch.Tensor, order: torch.Tensor, epoch: int, tally: Tally) -> Tally:
@@ -200,29 +219,39 @@ class Trainer:
             mine = (rows[order[begin : begin + size]] for begin in starts)
             part = Tally()
             train_epoch(self.model, self.approach, mine, self.loss, self.optimizer, self.regularizer,
-                        torch.Generator().manual_seed(seeds[rank]), epoch, part)
+                        torch.Generator().manual_seed(seeds[rank]), epoch, part, self.clip_grad_norm)
             return part
 
-        for part in run_workers(workers, work):
+        parts = run_workers(workers, work)
+        self.model.invalidate_cache()  # the workers wrote the shared parameters behind this process's back
+        for part in parts:
             tally.batches, tally.total, tally.count = (tally.batches + part.batches, tally.total + part.total,
                                                        tally.count + part.count)
         return tally
 
     def _end_epoch(self, loss: float, epoch: int, history: History, early_stopping: EarlyStopping | None,
                    bar: Any) -> bool:
-        """Record the epoch, step the scheduler, validate; True when early stopping says stop."""
+        """Record the epoch, validate, step the scheduler; True when early stopping says stop."""
         history.losses.append(loss)
-        if self.scheduler is not None:
-            self.scheduler.step()
         postfix = {"loss": f"{loss:.4f}"}
-        stop = False
+        stop, value = False, None
         if early_stopping is not None and epoch % early_stopping.frequency == 0:
             value, stop = early_stopping.check(self.model, epoch)
             history.validation[epoch] = value
             history.stopped_early = stop
             postfix["valid"] = f"{value:.4f}"
+        self._step_scheduler(value)
         bar.set_postfix(postfix)
         return stop
+
+    def _step_scheduler(self, metric: float | None) -> None:
+        if isinstance(self.scheduler, EpochSchedule):
+            self.scheduler.step(metric)
+        elif isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if metric is not None:
+                self.scheduler.step(metric)
+        elif self.scheduler is not None:
+            self.scheduler.step()
 
     def state(self, epoch: int, history: History, early_stopping: EarlyStopping | None,
               partial: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -233,14 +262,30 @@ class Trainer:
             stopper = {"best": early_stopping.best, "best_epoch": early_stopping.best_epoch,
                        "bad_rounds": early_stopping.bad_rounds, "best_state": early_stopping.best_state}
         return {"epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "optimizer_class": type(self.optimizer).__name__,
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "history": dataclasses.asdict(history), "early_stopping": stopper, "partial": partial}
 
-    def restore(self, state: dict[str, Any], history: History, early_stopping: EarlyStopping | None) -> int:
-        """Load a ``state()``; returns its epoch."""
+    def restore(self, state: dict[str, Any], history: History, early_stopping: EarlyStopping | None,
+                where: str = "checkpoint") -> int:
+        """Load a ``state()``; returns its epoch. A state that does not fit the model or the optimizer (their
+        settings changed since it was saved) is a CheckpointError naming ``where`` and the problem."""
+        problem = state_mismatch(self.model, state["model"])
+        if problem:
+            raise CheckpointError(f"{where} does not fit the model: {problem} (was the model config changed "
+                                  f"since it was saved?)")
+        saved, current = state.get("optimizer_class"), type(self.optimizer).__name__
+        if saved is not None and saved != current:
+            raise CheckpointError(f"{where} holds {saved} optimizer state, this run uses {current} (was the "
+                                  f"training config changed since it was saved?)")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.model.invalidate_cache()
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{where} does not fit the optimizer: {e} (was the training config changed "
+                                  f"since it was saved?)") from e
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
