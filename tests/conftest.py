@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -17,3 +18,11 @@ def toy_folder() -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KGEM_HOME", str(tmp_path_factory.mktemp("kgem_home")))
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> object:
+    """A CLI test that passes --threads sets the process's thread count; the next test gets it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -19,6 +19,7 @@ import torch
 from kgem.cli import main
 from kgem.config import load_config, save_config
 from kgem.configs import PipelineConfig
+from kgem.errors import ConfigError
 from kgem.lock import FolderLock, FolderLockedError
 from kgem.pipeline import PipelineResult, pipeline, resume
 from kgem.training import CheckpointError
@@ -79,6 +80,37 @@ def test_a_failed_run_releases_its_folder(tmp_path: Path, monkeypatch: pytest.Mo
             pipeline(overrides=STOPS_EARLY, output=tmp_path, progress=False)
     with FolderLock(tmp_path):
         pass
+
+
+def test_the_folder_is_locked_before_the_data_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second run fails at once, not after loading a large dataset and building its model."""
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the data was read before the folder was locked")
+
+    monkeypatch.setattr(sys.modules["kgem.pipeline"], "load_data", no_load)  # the module, not kgem.pipeline()
+    with FolderLock(tmp_path), pytest.raises(FolderLockedError):
+        pipeline(overrides=STOPS_EARLY, output=tmp_path, progress=False)
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.args.bogus"):
+        pipeline(overrides=[*STOPS_EARLY, "model.args.bogus=1"], output=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_warm_started_run_resumes_without_its_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint holds every weight: resuming neither needs nor reads the warm start's folder."""
+    pipeline(overrides=["model.dim=8", "training.epochs=1"], output=tmp_path / "source", progress=False)
+    warm = [*STOPS_EARLY, f"model.init_from={tmp_path / 'source' / 'model'}"]
+    reference = pipeline(overrides=warm, output=tmp_path / "ref", progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(PipelineResult, "save", crash)
+        with pytest.raises(SystemExit):
+            pipeline(overrides=warm, output=tmp_path / "cut", progress=False)
+    for path in sorted((tmp_path / "source").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    resumed = resume(tmp_path / "cut", progress=False)
+    assert resumed.history.losses == reference.history.losses  # same process: bit-exact
 
 
 # another process holding the folder as FolderLock does: flock on the folder itself

@@ -97,3 +97,11 @@ def test_pipeline_warm_started_from_a_trained_model_starts_where_it_ended(tmp_pa
 def test_command_line_flag_reaches_the_config() -> None:
     args = build_parser().parse_args(["train", "--init-from", "runs/old/model"])
     assert resolve_config(None, overrides_from_flags(args)).model.init_from == "runs/old/model"
+
+
+def test_string_flags_stay_strings() -> None:
+    """A folder named like a YAML number or null is still that folder: str flags are not read as YAML."""
+    for name in ("123", "null", "1e-3", "true"):
+        args = build_parser().parse_args(["train", "--init-from", name, "--dataset", name])
+        cfg = resolve_config(None, overrides_from_flags(args))
+        assert cfg.model.init_from == name and cfg.data.dataset == name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,43 +150,55 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     (see ``resume``) and ends exactly as an uninterrupted run would.
     """
     cfg = resolve_config(config, overrides)
+    if output is None:
+        return _run(cfg, data, progress, None, resume)
+    with RunFolder(Path(output), cfg, resume, checkpoint_every) as run:  # locked first: a second run fails at once
+        return _run(cfg, data, progress, run, resume)
+
+
+def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None, resume: bool) -> PipelineResult:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = load_data(cfg.data, data)
     timings["load"] = time.perf_counter() - start
     torch.manual_seed(cfg.training.seed)
-    model = model_from_config(cfg.model, dataset.num_entities, dataset.num_relations,
+    # a resumed run's checkpoint holds every weight: the warm start's source is not needed (nor read) again
+    model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
+    model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
                               sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
                               relations=dataset.relations)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
-    stopper = None
-    if cfg.training.early_stopping and dataset.valid is not None:
-        valid = dataset.valid.hrt
-        known = dataset.known(cfg.evaluation.filter) if cfg.evaluation.filter else None
-        budget = cfg.evaluation.memory_budget_mb * 2**20
-        stopper = EarlyStopping(lambda m: evaluate(m, valid, known=known, memory_budget_bytes=budget,
-                                                   **sampling(cfg.evaluation)).mrr,
-                                frequency=cfg.training.frequency,
-                                patience=cfg.training.patience, min_delta=cfg.training.min_delta)
+    stopper = early_stopping(cfg, dataset)
     if trainer is not None and stopper is None and cfg.training.scheduler == "plateau":
         raise ConfigError("training.scheduler plateau steps on the validation MRR: it needs "
                           "training.early_stopping and a valid split")
-    run = RunFolder(Path(output), cfg, resume) if output is not None else None  # once the config has built
-    checkpoints = Checkpoints(run.path / "checkpoints", every=checkpoint_every) if run is not None else None
-    with run if run is not None else contextlib.nullcontext():  # the run folder stays locked until the end
-        start = time.perf_counter()
-        history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
-                                                                checkpoints=checkpoints, resume=resume)
-        timings["train"] = time.perf_counter() - start
-        start = time.perf_counter()
-        test = dataset.test
-        result = run_evaluation(model, dataset, test.hrt, cfg.evaluation) if test is not None else None
-        timings["evaluate"] = time.perf_counter() - start
-        outcome = PipelineResult(cfg, model, dataset, history, result, timings)
-        if run is not None:
-            run.finish(outcome)
+    checkpoints = run.checkpoints() if run is not None else None
+    start = time.perf_counter()
+    history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
+                                                            checkpoints=checkpoints, resume=resume)
+    timings["train"] = time.perf_counter() - start
+    start = time.perf_counter()
+    test = dataset.test
+    result = run_evaluation(model, dataset, test.hrt, cfg.evaluation) if test is not None else None
+    timings["evaluate"] = time.perf_counter() - start
+    outcome = PipelineResult(cfg, model, dataset, history, result, timings)
+    if run is not None:
+        run.finish(outcome)
     return outcome
+
+
+def early_stopping(cfg: PipelineConfig, dataset: Dataset) -> EarlyStopping | None:
+    """Validation filtered MRR every ``training.frequency`` epochs, under the evaluation's memory budget."""
+    if not cfg.training.early_stopping or dataset.valid is None:
+        return None
+    valid = dataset.valid.hrt
+    known = dataset.known(cfg.evaluation.filter) if cfg.evaluation.filter else None
+    budget = cfg.evaluation.memory_budget_mb * 2**20
+    return EarlyStopping(lambda m: evaluate(m, valid, known=known, memory_budget_bytes=budget,
+                                            **sampling(cfg.evaluation)).mrr,
+                         frequency=cfg.training.frequency, patience=cfg.training.patience,
+                         min_delta=cfg.training.min_delta)
 
 
 def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True) -> PipelineResult:
@@ -201,28 +213,44 @@ def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool 
 class RunFolder:
     """The files of a run: the resolved config first, then checkpoints, then the model and result tables. The
     folder is locked from the start (one run at a time: two would delete each other's checkpoints) until the
-    ``with`` block ends or the process exits."""
+    ``with`` block ends or the process exits. A folder this run created is removed again if the run fails before
+    writing anything there."""
 
     CONFIG = "config.yaml"
+    CHECKPOINTS = "checkpoints"
 
-    def __init__(self, path: Path, cfg: PipelineConfig, resume: bool) -> None:
+    def __init__(self, path: Path, cfg: PipelineConfig, resume: bool, checkpoint_every: int = 1) -> None:
         self.path = path
+        self.every = checkpoint_every
+        self.created = not path.exists()
         self.lock = FolderLock(path)  # before anything is read or written there
+        self.resuming = False
         try:
-            checkpoints = Checkpoints(path / "checkpoints").all()
-            if checkpoints and not resume:
+            found = Checkpoints(path / self.CHECKPOINTS).all()
+            if found and not resume:
                 raise ConfigError(f"{path} already holds checkpoints of a run; resume it (kgem resume {path}) or "
                                   f"choose a new output folder")
+            self.resuming = bool(found)
             save_config(cfg, path / self.CONFIG)
         except BaseException:
-            self.lock.release()
+            self.release()
             raise
+
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.path / self.CHECKPOINTS, every=self.every)
+
+    def release(self) -> None:
+        self.lock.release()
 
     def __enter__(self) -> RunFolder:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is not None and self.created and list(self.path.iterdir()) == [self.path / self.CONFIG]:
+            with contextlib.suppress(OSError):  # a run that failed before it trained leaves nothing behind
+                (self.path / self.CONFIG).unlink()
+                self.path.rmdir()
+        self.release()
 
     def finish(self, result: PipelineResult) -> None:
         result.output = self.path

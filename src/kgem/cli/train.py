@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,11 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
 
 def overrides_from_flags(args: argparse.Namespace) -> list[str]:
     """``key=value`` overrides for the flags given on the command line, then the ``--set`` ones."""
-    found = [f"{key}={getattr(args, key.replace('.', '_'))}" for _, key, _, _ in FLAGS
-             if getattr(args, key.replace(".", "_")) is not None]
+    found = []
+    for _, key, kind, _ in FLAGS:
+        value = getattr(args, key.replace(".", "_"))
+        if value is not None:  # a str flag is quoted: a folder named 123 or null stays a string
+            found.append(f"{key}={json.dumps(value) if kind is str else value}")
     return found + list(args.set or [])
 
 
