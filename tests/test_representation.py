@@ -50,6 +50,17 @@ def test_normalize_modes_constrain_rows_at_lookup_or_in_storage() -> None:
     assert torch.allclose(cplx().abs().pow(2).sum(-1), torch.ones(3))
 
 
+@pytest.mark.parametrize("kind", ["real", "complex"])
+def test_normalize_forward_of_an_all_zero_row_has_a_finite_gradient(kind: str) -> None:
+    """A zero row is left at zero (its norm is clamped), and its gradient is finite, not sqrt(0)'s NaN."""
+    raw = torch.randn(3, 4)
+    raw[1] = 0
+    table = Embedding(3, 2 if kind == "complex" else 4, kind=kind, normalize="forward", initializer=from_tensor(raw))
+    out = table()
+    (out.real.sum() + (out.imag.sum() if out.is_complex() else 0)).backward()
+    assert table.weight.grad is not None and torch.isfinite(table.weight.grad).all()
+
+
 def test_normalize_rejects_unknown_modes_and_phase_rows() -> None:
     with pytest.raises(ValueError, match="normalize must be one of"):
         Embedding(2, 2, normalize="always")  # type: ignore[arg-type]

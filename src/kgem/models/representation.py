@@ -76,7 +76,8 @@ class Embedding(nn.Module):
         elif self.kind == "phase":
             x = torch.polar(torch.ones_like(x), x)
         if self.normalize == "forward":
-            x = unit_rows(x) if not x.is_complex() else x / x.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(EPS)
+            norm = torch.linalg.vector_norm  # of a complex row: the root of its squared moduli, finite gradient at 0
+            x = unit_rows(x) if not x.is_complex() else x / norm(x, dim=-1, keepdim=True).clamp_min(EPS)
         return x
 
 
