@@ -116,6 +116,9 @@ def test_predict_similar_evaluate_export(run_dir, capsys, tmp_path) -> None:
     (["train", "--set", "training.regularizer_args.bogus=1"], "training.regularizer_args.bogus: n3 takes no"),
     (["train", "--set", "model.init=normal", "--set", "model.init_args.bogus=1"], "model.init_args.bogus: normal"),
     (["train", "--set", "training.optimizer_args.bogus=1"], "training.optimizer_args.bogus: adagrad takes no"),
+    (["train", "--set", "model.init_args.std=0.1"], "model.init_args {'std': 0.1} needs model.init"),
+    (["train", "--set", "training.loss_args.label_smoothing=2"], "label_smoothing must lie in [0, 1), got 2"),
+    (["train", "--model", "tucker", "--set", "model.args.relation_dim=0"], "relation_dim must be positive"),
     (["train", "--set", "evaluation.memory_budget_mb=0"], "evaluation.memory_budget_mb must be positive, got 0"),
     (["train", "--set", "model.init=normal", "--set", "model.init_args.std=-1"], "model.init_args: normal: normal "
                                                                                  "expects std >= 0.0"),

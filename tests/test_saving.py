@@ -317,6 +317,15 @@ def test_weights_of_a_wrong_dtype_are_refused(saved: Path, dtype: torch.dtype, p
         load_model(saved)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_with_nan_or_inf_are_refused(saved: Path, bad: float) -> None:
+    weights = torch.ones(E, D)
+    weights[1, 2] = bad
+    edit_weights(saved, **{"entity.weight": weights})
+    with pytest.raises(ModelFileError, match="entity.weight holds NaN or infinite values"):
+        load_model(saved)
+
+
 def test_a_model_saved_in_float64_loads_in_float64(tmp_path: Path) -> None:
     model = make(spec()).double()
     loaded = load_model(save(model, tmp_path / "model", spec())).model

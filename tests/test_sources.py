@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import re
+import stat
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -67,6 +69,20 @@ def test_archive_download_verify_extract_and_cache(server, tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "cache" / "fixture").iterdir()) == sorted(SPLITS)
     load_dataset(info, cache_dir=tmp_path / "cache")  # second time: from the cache
     assert len(requests) == 1
+
+
+def test_the_cached_dataset_folder_honours_the_umask(server, tmp_path) -> None:
+    base, root, _ = server
+    archive = make_archive(SPLITS)
+    (root / "fixture.tar.gz").write_bytes(archive)
+    info = DatasetInfo("fixture", "test", archive=RemoteFile(f"{base}/fixture.tar.gz",
+                                                             hashlib.sha256(archive).hexdigest()))
+    old = os.umask(0o022)
+    try:
+        load_dataset(info, cache_dir=tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "cache" / "fixture").stat().st_mode) == 0o755
 
 
 def test_checksum_mismatch_is_an_error_and_caches_nothing(server, tmp_path) -> None:

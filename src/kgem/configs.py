@@ -39,7 +39,8 @@ class ModelConfig:
     dim: int = help_field(100, "embedding dimension (complex models: complex dimension)")
     inverse: bool = help_field(True, "reciprocal relations: one extra relation r⁻¹ per relation")
     args: dict[str, Any] = help_field({}, "interaction arguments, e.g. {p: 1} for TransE L1")
-    init: str | None = help_field(None, "initializer name for both tables (default: the model's)")
+    init: str | None = help_field(None, "initializer name for both tables, e.g. normal or xavier_uniform "
+                                         "(default: the model's own)")
     init_args: dict[str, Any] = help_field({}, "initializer arguments, e.g. {std: 0.001}")
     init_from: str | None = help_field(None, "warm start from a saved model directory: rows of entities and relations "
                                              "it knows (by label) are copied, the others keep the fresh init")
@@ -47,6 +48,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.dim <= 0:
             raise ConfigError(f"model.dim must be positive, got {self.dim}")
+        if self.init_args and self.init is None:  # they would be ignored: the model's own initializer takes none
+            raise ConfigError(f"model.init_args {self.init_args!r} needs model.init (an initializer name)")
 
     def spec(self, **args: Any) -> dict[str, Any]:
         """What a saved model needs to be rebuilt; ``args``: more than the user's (``Model.spec_args()``)."""
@@ -81,7 +84,8 @@ class TrainingConfig:
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
     workers: int = help_field(1, "HOGWILD processes of one thread each; >1 is not reproducible and needs "
                                  "rowadagrad, adagrad or sgd")
-    early_stopping: bool = help_field(True, "stop on validation filtered MRR and restore the best weights")
+    early_stopping: bool = help_field(True, "stop on validation MRR (ranked as the evaluation section says) and "
+                                            "restore the best weights")
     frequency: int = help_field(5, "validate every this many epochs")
     patience: int = help_field(2, "validations without improvement before stopping")
     min_delta: float = help_field(0.0, "smallest improvement that counts")

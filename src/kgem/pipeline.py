@@ -189,14 +189,14 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
 
 
 def early_stopping(cfg: PipelineConfig, dataset: Dataset) -> EarlyStopping | None:
-    """Validation filtered MRR every ``training.frequency`` epochs, under the evaluation's memory budget."""
+    """Validation MRR every ``training.frequency`` epochs, ranked as the test split is (filter, sides, rank type,
+    sampling, memory budget)."""
     if not cfg.training.early_stopping or dataset.valid is None:
         return None
-    valid = dataset.valid.hrt
-    known = dataset.known(cfg.evaluation.filter) if cfg.evaluation.filter else None
-    budget = cfg.evaluation.memory_budget_mb * 2**20
-    return EarlyStopping(lambda m: evaluate(m, valid, known=known, memory_budget_bytes=budget,
-                                            **sampling(cfg.evaluation)).mrr,
+    valid, ev = dataset.valid.hrt, cfg.evaluation
+    known = dataset.known(ev.filter) if ev.filter else None
+    return EarlyStopping(lambda m: evaluate(m, valid, known=known, sides=ev.sides, rank_type=ev.rank_type,
+                                            memory_budget_bytes=ev.memory_budget_mb * 2**20, **sampling(ev)).mrr,
                          frequency=cfg.training.frequency, patience=cfg.training.patience,
                          min_delta=cfg.training.min_delta)
 

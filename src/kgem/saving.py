@@ -335,6 +335,8 @@ def _state_mismatch(model: Model, weights: dict[str, torch.Tensor]) -> str:
                 if not dtype.is_floating_point]
     problems += [f"{key} has dtype {value.dtype}, expected {expected[key].dtype}" for key, value in weights.items()
                  if not expected[key].is_floating_point() and value.dtype != expected[key].dtype]
+    problems += [f"{key} holds NaN or infinite values" for key, value in weights.items()
+                 if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())]
     if not problems and len(set(floats.values())) > 1:
         groups = {str(dtype): [key for key, d in floats.items() if d == dtype] for dtype in set(floats.values())}
         problems = ["mixed floating-point dtypes: " + ", ".join(f"{dtype} ({', '.join(keys)})"

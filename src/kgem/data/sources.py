@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from kgem.atomic import temp_dir
 from kgem.data.dataset import SPLITS, Dataset
 from kgem.errors import DataError
 from kgem.registry import Registry
@@ -143,7 +143,7 @@ def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if not info.pinned:
         log.warning("dataset %r has no pinned sha256: its download is not verified", info.name)
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{info.name}.partial-"))
+    staging = temp_dir(root, prefix=f".{info.name}.partial-")  # mode 0o777 less the umask, as the cache it becomes
     try:
         if info.archive is not None:
             archive = staging / "archive.tar.gz"

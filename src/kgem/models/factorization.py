@@ -111,6 +111,8 @@ class TuckER(Interaction):
     def __init__(self, dim: int, relation_dim: int | None = None, input_dropout: float = 0.3,
                  hidden_dropout1: float = 0.4, hidden_dropout2: float = 0.5, batch_norm: bool = True) -> None:
         super().__init__(dim)
+        if relation_dim is not None and relation_dim <= 0:
+            raise ValueError(f"relation_dim must be positive (or null: dim), got {relation_dim}")
         self.relation_dim = relation_dim or dim
         self.input_dropout, self.hidden_dropout1, self.hidden_dropout2 = input_dropout, hidden_dropout1, hidden_dropout2
         self.batch_norm = batch_norm

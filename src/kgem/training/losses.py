@@ -98,6 +98,13 @@ class Softplus(Loss):
         return bce_multi_label(scores, rows, cols, 0.0)
 
 
+def smoothing(value: float) -> float:
+    """A label-smoothing weight: the share of label mass moved off the true labels, in [0, 1)."""
+    if not 0 <= value < 1:
+        raise ValueError(f"label_smoothing must lie in [0, 1), got {value!r}")
+    return value
+
+
 @LOSSES.register("bce")
 class BCEWithLogits(Loss):
     """Binary cross-entropy on sigmoid(score), averaged over all scores; ``label_smoothing`` moves labels
@@ -108,7 +115,7 @@ class BCEWithLogits(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = smoothing(label_smoothing)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         keep = unmasked(neg)
@@ -201,7 +208,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = smoothing(label_smoothing)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         scores = torch.cat([pos.unsqueeze(1), neg], 1)

@@ -1,5 +1,5 @@
-"""One evaluation memory budget (``evaluation.memory_budget_mb``) reaches every ranking: the test split, the
-early-stopping validations and ``kgem evaluate``."""
+"""The evaluation settings reach every ranking: one memory budget (``evaluation.memory_budget_mb``) for the test
+split, the early-stopping validations and ``kgem evaluate``; the same sides and rank type for validation and test."""
 
 from __future__ import annotations
 
@@ -18,17 +18,17 @@ PIPELINE = importlib.import_module("kgem.pipeline")  # the module: kgem.pipeline
 TINY = ["model.dim=8", "training.epochs=2", "training.frequency=1", "training.batch_size=512"]
 
 
-def spy_on(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[int]:
-    """Record the ``memory_budget_bytes`` of every ``evaluate`` call made through ``module``."""
-    budgets: list[int] = []
+def spy_on(monkeypatch: pytest.MonkeyPatch, module: Any, key: str = "memory_budget_bytes") -> list[Any]:
+    """Record the argument ``key`` of every ``evaluate`` call made through ``module``."""
+    seen: list[Any] = []
     real = kgem.evaluation.evaluate
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        budgets.append(kwargs.get("memory_budget_bytes", -1))
+        seen.append(kwargs.get(key, -1))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, "evaluate", spy)
-    return budgets
+    return seen
 
 
 def test_the_budget_reaches_validation_and_test_evaluation(monkeypatch) -> None:
@@ -47,3 +47,12 @@ def test_kgem_evaluate_takes_the_saved_budget_or_the_flag(monkeypatch, tmp_path:
     assert budgets == [5 * 2**20, 2 * 2**20]
     outputs = capsys.readouterr().out.split("filtered")
     assert outputs[1] == outputs[2]  # the budget changes the blocks, not the ranks
+
+
+def test_validation_ranks_the_sides_and_ties_the_test_split_does(monkeypatch) -> None:
+    seen = spy_on(monkeypatch, PIPELINE, "sides")
+    pipeline(overrides=[*TINY, "evaluation.sides=tail"], progress=False)
+    assert seen == ["tail"] * 3
+    seen = spy_on(monkeypatch, PIPELINE, "rank_type")
+    pipeline(overrides=[*TINY, "evaluation.rank_type=pessimistic"], progress=False)
+    assert seen == ["pessimistic"] * 3
