@@ -130,7 +130,8 @@ def test_memory_budget_must_be_positive(mb) -> None:
 
 def test_exponents_without_a_dot_are_floats(tmp_path) -> None:
     """YAML 1.1 (PyYAML) reads 1e-3 as a string; as an argument of a free-form dict nothing would convert it."""
-    cfg = apply_overrides(PipelineConfig(), ["model.args.p=1e0", "model.init_args.std=-2.5E-3", "training.lr=1e-3"])
+    cfg = apply_overrides(PipelineConfig(), ["model.args.p=1e0", "model.init=normal", "model.init_args.std=-2.5E-3",
+                                             "training.lr=1e-3"])
     assert cfg.model.args == {"p": 1.0} and cfg.model.init_args == {"std": -0.0025} and cfg.training.lr == 0.001
     (tmp_path / "c.yaml").write_text("training:\n  optimizer_args: {weight_decay: 1e-5, eps: 1E+2}\n")
     assert load_config(PipelineConfig, tmp_path / "c.yaml").training.optimizer_args == {"weight_decay": 1e-5,
