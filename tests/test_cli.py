@@ -116,18 +116,29 @@ def test_predict_similar_evaluate_export(run_dir, capsys, tmp_path) -> None:
     (["train", "--set", "training.regularizer_args.bogus=1"], "training.regularizer_args.bogus: n3 takes no"),
     (["train", "--set", "model.init=normal", "--set", "model.init_args.bogus=1"], "model.init_args.bogus: normal"),
     (["train", "--set", "training.optimizer_args.bogus=1"], "training.optimizer_args.bogus: adagrad takes no"),
+    (["train", "--model", "transe", "--set", "model.args.p=inf"], "model.args.p: expected float, got 'inf' (YAML "
+                                                                  "writes infinity and not-a-number as .inf and .nan)"),
+    (["train", "--model", "transe", "--set", 'model.args.p="2"'], "model.args.p: expected float, got '2'"),
+    (["train", "--lr", "1e39"], "training.lr must be positive and finite, got 1e+39"),
+    (["train", "--lr", "nan"], "training.lr must be positive and finite, got nan"),
+    (["train", "--lr", "-0.1"], "training.lr must be positive and finite, got -0.1"),
+    (["train", "--set", "training.min_delta=-1"], "training.min_delta must be zero or positive, got -1"),
+    (["train", "--set", "training.shared_negatives=true"], "training.shared_negatives is an option of negative "
+                                                            "sampling (approach slcwa); approach 1vsall"),
     (["train", "--set", "model.init_args.std=0.1"], "model.init_args {'std': 0.1} needs model.init"),
     (["train", "--set", "training.loss_args.label_smoothing=2"], "label_smoothing must lie in [0, 1), got 2"),
-    (["train", "--model", "tucker", "--set", "model.args.relation_dim=0"], "relation_dim must be positive"),
+    (["train", "--model", "tucker", "--set", "model.args.relation_dim=0"], "relation_dim must be a positive integer"),
     (["train", "--set", "evaluation.memory_budget_mb=0"], "evaluation.memory_budget_mb must be positive, got 0"),
     (["train", "--set", "model.init=normal", "--set", "model.init_args.std=-1"], "model.init_args: normal: normal "
                                                                                  "expects std >= 0.0"),
-    (["train", "--model", "conve", "--dim", "8", "--set", "model.args.height=3"], "model.args: conve: ConvE: height"),
+    (["train", "--model", "conve", "--dim", "8", "--set", "model.args.height=3"],
+     "model.args: conve: height 3 does not divide dim 8"),
     (["predict", "{model}", "--relation", "intergovorgs", "--file", "{onecol}"], "--file or --head/--relation/--tail"),
     (["train", "--output", "{file}"], "is not a folder"),
     (["train", "--output", "{file}/run"], "is not a folder"),
     (["predict", "{model}", "--file", "{missing}"], "none: no such file"),
     (["predict", "{model}", "--file", "{empty}"], "empty.csv: empty"),
+    (["predict", "{model}", "--file", "{headonly}"], "headonly.csv: a header but no queries"),
     (["predict", "{model}", "--file", "{dir}"], "is a folder, not a file"),
     (["predict", "{model}", "--file", "{binary}"], "binary.csv: cannot read"),
     (["predict", "{model}", "--file", "{onecol}"], "two or three of head, relation, tail; got ['usa']"),
@@ -151,10 +162,12 @@ def test_user_errors_are_one_line_exit_2(run_dir, tmp_path, capsys, argv, messag
     empty.write_text("")
     binary.write_bytes(b"\xff\xfe\x00head,\x81relation\n")
     (tmp_path / "onecol.csv").write_text("usa\nuk\n")
+    (tmp_path / "headonly.csv").write_text("head,relation\n")
     (tmp_path / "dir").mkdir()
     subs = {"{bad}": str(bad), "{model}": str(run_dir / "model"), "{missing}": str(tmp_path / "none"),
             "{list}": str(listed), "{file}": str(file), "{empty}": str(empty), "{dir}": str(tmp_path / "dir"),
-            "{binary}": str(binary), "{onecol}": str(tmp_path / "onecol.csv")}
+            "{binary}": str(binary), "{onecol}": str(tmp_path / "onecol.csv"),
+            "{headonly}": str(tmp_path / "headonly.csv")}
     assert main([subs.get(a, a).replace("{file}", str(file)) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("kgem: error: ") and "Traceback" not in err

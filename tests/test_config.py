@@ -153,6 +153,26 @@ def test_checking_the_initializer_leaves_the_seeded_draws_alone() -> None:
         assert torch.equal(a, b), name
 
 
+def test_probing_the_built_model_draws_nothing_and_keeps_its_mode() -> None:
+    """The factory scores one triple of every model it builds (a bad argument can show only there): the next
+    random draw and the training mode are those of a model built without it."""
+    torch.manual_seed(0)
+    built = model_from_config(ModelConfig(name="conve", dim=8), 5, 2)
+    after_built = torch.rand(3)
+    torch.manual_seed(0)
+    build_model("conve", 5, 2, 8, inverse=True)
+    assert built.training and torch.equal(after_built, torch.rand(3))
+
+
+@pytest.mark.parametrize(("name", "args", "problem"), [
+    ("transe", {"p": -1.0}, "model.args: transe: "),
+    ("conve", {"num_filters": 0}, "model.args: conve: "),
+])
+def test_an_argument_that_fails_only_when_scoring_is_a_config_error_at_build(name, args, problem) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        model_from_config(ModelConfig(name=name, dim=8, args=args), 5, 2)
+
+
 @pytest.mark.parametrize("name", INTERACTIONS.names())
 def test_every_models_own_defaults_pass_the_argument_check(name) -> None:
     params = inspect.signature(INTERACTIONS.get(name).__init__).parameters.values()

@@ -196,6 +196,12 @@ def test_random_bad_lines_always_raise_data_error(tmp_path_factory, before, bad,
     ("qcr.csv", b'a,r,b\n"c\rd",r,e\n', "\\r", {"delimiter": ",", "quotechar": '"'}),
     ("qnl.csv", b'a,r,b\n"c\nd",r,e\nx,r,y\n', "\\n", {"delimiter": ",", "quotechar": '"'}),
     ("qnul.csv", b'a,r,b\n"c\x00d",r,e\n', "\\x00", {"delimiter": ",", "quotechar": '"'}),
+    ("del.txt", b"a\tr\tb\nc\x7fd\tr\te\n", "\\x7f", {}),
+    ("nel.txt", "a\tr\tb\nc\x85d\tr\te\n".encode(), "\\x85", {}),
+    ("c1.txt", "a\tr\tb\nc\x9fd\tr\te\n".encode(), "\\x9f", {}),
+    ("ls.txt", "a\tr\tb\nc\u2028d\tr\te\n".encode(), "\\u2028", {}),
+    ("ps.txt", "a\tr\tb\nc\u2029d\tr\te\n".encode(), "\\u2029", {}),
+    ("qnel.csv", 'a,r,b\n"c\x85d",r,e\n'.encode(), "\\x85", {"delimiter": ",", "quotechar": '"'}),
 ])
 def test_control_character_in_label_names_file_line_and_character(tmp_path, name, data, char, options) -> None:
     """A label with a tab, CR, LF, NUL or other control character could not be saved and read back as a TSV

@@ -40,9 +40,16 @@ def test_save_load_round_trip(tmp_path) -> None:
 
 
 def test_unusual_but_safe_labels_round_trip(tmp_path) -> None:
-    vocab = Vocabulary([" padded ", "a\x85b", "a\u2028b", "\x7f", '"quoted"', "#comment", "NA", "\ufeffbom"])
+    vocab = Vocabulary([" padded ", "a\xa0b", "a\u200bb", '"quoted"', "#comment", "NA", "\ufeffbom", "\U0001f600"])
     vocab.save(tmp_path / "v.tsv")
     assert Vocabulary.load(tmp_path / "v.tsv") == vocab
+
+
+@pytest.mark.parametrize("label", ["a\x85b", "a\u2028b", "a\u2029b", "\x7f", "a\x9fb"])
+def test_labels_with_unicode_line_breaks_or_controls_are_refused(tmp_path, label) -> None:
+    """NEL, the line and paragraph separators and the C1 controls are line breaks to str.splitlines and editors."""
+    with pytest.raises(DataError, match="control character"):
+        Vocabulary(["ok", label]).save(tmp_path / "v.tsv")
 
 
 def test_load_rejects_bad_lines(tmp_path) -> None:

@@ -169,13 +169,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         return {k: coerce(v, args[1] if args else Any, f"{key}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, float) and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-        try:
-            return tp(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
     if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+        hint = " (YAML writes infinity and not-a-number as .inf and .nan)" if str(value).lower().lstrip(
+            "+-") in ("inf", "infinity", "nan") and tp is float else ""
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}{hint}")
     return value
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kgem.config import help_field
 from kgem.errors import ConfigError
+
+FLOAT32_MAX = 3.4028234663852886e38  # a larger learning rate overflows the float32 parameters' update
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +101,14 @@ class TrainingConfig:
             raise ConfigError(f"training.warmup_epochs must not be negative, got {self.warmup_epochs}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ConfigError(f"training.clip_grad_norm must be positive or null, got {self.clip_grad_norm}")
+        if not 0 < self.lr < FLOAT32_MAX:  # NaN fails too
+            raise ConfigError(f"training.lr must be positive and finite, got {self.lr}")
+        if not 0 <= self.min_delta < math.inf:
+            raise ConfigError(f"training.min_delta must be zero or positive, got {self.min_delta}")
+        sampling = [name for name in ("filtered", "shared_negatives") if getattr(self, name)]
+        if sampling and self.approach != "slcwa":
+            raise ConfigError(f"training.{sampling[0]} is an option of negative sampling (approach slcwa); "
+                              f"approach {self.approach} scores every entity")
 
 
 @dataclass(frozen=True, kw_only=True)

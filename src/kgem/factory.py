@@ -46,9 +46,11 @@ def _build_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, 
         with torch.random.fork_rng(devices=[]):  # torch checks some arguments only when applied; the seed's draws
             construct("model.init_args", cfg.init, init, torch.empty(2, 2))  # stay the model's
     args = checked("model.args", cfg.name, cfg.args, model_arguments(cfg.name))
-    return construct("model.args", cfg.name, build_model, cfg.name, num_entities, num_relations, cfg.dim,
-                     inverse=cfg.inverse, graph=graph, entity_initializer=init, relation_initializer=init,
-                     sparse=sparse, **args)
+    model = construct("model.args", cfg.name, build_model, cfg.name, num_entities, num_relations, cfg.dim,
+                      inverse=cfg.inverse, graph=graph, entity_initializer=init, relation_initializer=init,
+                      sparse=sparse, **args)
+    construct("model.args", cfg.name, model.probe)  # what only shows when scoring fails here, not mid-training
+    return model
 
 
 def approach_from_config(cfg: TrainingConfig) -> Approach:
@@ -131,11 +133,11 @@ def checked(key: str, what: str, args: Mapping[str, Any], known: Mapping[str, An
 
 
 def construct(key: str, what: str, factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``factory(*args, **kwargs)``; the TypeError, ValueError or (torch's) RuntimeError of a bad argument becomes
-    a ConfigError naming ``key``."""
+    """``factory(*args, **kwargs)``; the TypeError, ValueError, (torch's) RuntimeError, ArithmeticError or
+    IndexError of a bad argument becomes a ConfigError naming ``key``."""
     try:
         return factory(*args, **kwargs)
     except torch.cuda.OutOfMemoryError:  # a RuntimeError, but not a bad argument
         raise
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError) as e:
         raise ConfigError(f"{key}: {what}: {' '.join(str(e).split())}") from e

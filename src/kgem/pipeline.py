@@ -17,6 +17,7 @@ from kgem.config import apply_overrides, from_dict, load_config, save_config, to
 from kgem.configs import DataConfig, EvaluationConfig, PipelineConfig
 from kgem.data import Dataset, KnownTriples, Vocabulary, load_dataset, relation_categories
 from kgem.data.readers import order_to_columns
+from kgem.data.sources import DATASETS
 from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, evaluate
 from kgem.factory import model_from_config, trainer_from_config
@@ -149,11 +150,23 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     ``metrics.csv`` / ``losses.csv``. ``resume=True`` continues the run in ``output`` from its newest checkpoint
     (see ``resume``) and ends exactly as an uninterrupted run would.
     """
-    cfg = resolve_config(config, overrides)
+    cfg = absolute_paths(resolve_config(config, overrides))
     if output is None:
         return _run(cfg, data, progress, None, resume)
     with RunFolder(Path(output), cfg, resume, checkpoint_every) as run:  # locked first: a second run fails at once
         return _run(cfg, data, progress, run, resume)
+
+
+def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
+    """The config with its local paths (a dataset folder or file, ``data.path``, ``model.init_from``) made absolute,
+    so that the run folder's config and the saved model find them from any working directory (resume, evaluate,
+    predict --remove-known). Registered dataset names stay names, as ``load_dataset`` prefers them."""
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path is not None and Path(path).exists() else path
+
+    dataset = cfg.data.dataset if cfg.data.dataset in DATASETS else absolute(cfg.data.dataset)
+    return replace(cfg, data=replace(cfg.data, dataset=dataset or cfg.data.dataset, path=absolute(cfg.data.path)),
+                   model=replace(cfg.model, init_from=absolute(cfg.model.init_from)))
 
 
 def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None, resume: bool) -> PipelineResult:

@@ -308,12 +308,10 @@ def _check_loaded(model: Model, root: Path) -> None:
                 module.check_state()
             except ValueError as e:
                 raise ModelFileError(f"{root / WEIGHTS}: {e}") from e
-    if model.num_entities and model.num_relations:
-        try:
-            with torch.no_grad():
-                model.eval().score_hrt(torch.zeros(1, 3, dtype=torch.long, device=model.relation.weight.device))
-        except BUILD_ERRORS as e:
-            raise ModelFileError(f"{root / CONFIG}: the model it describes cannot score ({_first_line(e)})") from e
+    try:
+        model.probe()
+    except BUILD_ERRORS as e:
+        raise ModelFileError(f"{root / CONFIG}: the model it describes cannot score ({_first_line(e)})") from e
 
 
 def _build_meta(spec: dict[str, Any], num_entities: int, num_relations: int) -> Model:

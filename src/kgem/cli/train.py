@@ -52,11 +52,21 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
 def overrides_from_flags(args: argparse.Namespace) -> list[str]:
     """``key=value`` overrides for the flags given on the command line, then the ``--set`` ones."""
     found = []
-    for _, key, kind, _ in FLAGS:
+    for _, key, _, _ in FLAGS:
         value = getattr(args, key.replace(".", "_"))
-        if value is not None:  # a str flag is quoted: a folder named 123 or null stays a string
-            found.append(f"{key}={json.dumps(value) if kind is str else value}")
+        if value is not None:
+            found.append(f"{key}={yaml_scalar(value)}")
     return found + list(args.set or [])
+
+
+def yaml_scalar(value: object) -> str:
+    """A flag's parsed value as YAML that reads back as the same value: a str quoted (a folder named 123 or null
+    stays a string), a float's nan and inf as YAML's .nan and .inf."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    return str(value)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

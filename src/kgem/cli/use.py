@@ -141,10 +141,13 @@ def read_queries(path: str) -> pd.DataFrame:
     try:
         with file.open(encoding="utf-8") as f:
             sep = "\t" if "\t" in f.readline() else ","  # a sniffer takes the 'u' of a lone 'usa' for one
-        return pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+        queries = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
     except (OSError, ValueError) as e:  # undecodable bytes, ragged rows
         raise KgemError(f"{path}: cannot read queries ({e}); expected a header naming two or three of head, "
                         f"relation, tail, separated by commas or tabs") from e
+    if queries.empty:
+        raise KgemError(f"{path}: a header but no queries; expected a query per line after it")
+    return queries
 
 
 def cmd_similar(args: argparse.Namespace) -> None:

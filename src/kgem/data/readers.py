@@ -114,11 +114,21 @@ def check_text(path: Path, data: bytes, first: int, delimiter: str, quoted: bool
         raise _fail(path, data, first, e.start, "undecodable bytes (not UTF-8)") from None
     if not quoted:
         buf = np.frombuffer(data, dtype=np.uint8)
-        bad = np.flatnonzero((buf < 0x20) & (buf != NEWLINE) & (buf != ord(delimiter)))
+        bad = np.flatnonzero(((buf < 0x20) & (buf != NEWLINE) & (buf != ord(delimiter))) | (buf == 0x7F)
+                             | _wide_controls(buf))
         if len(bad):
-            char = chr(buf[bad[0]])
+            char = data[bad[0]:].decode("utf-8", errors="replace")[0]
             raise _fail(path, data, first, int(bad[0]), f"control character {char!r} in a label")
     return text
+
+
+def _wide_controls(buf: np.ndarray) -> np.ndarray:
+    """Where the UTF-8 of a C1 control character (U+0080-U+009F: C2 80-9F) or of the line and paragraph separators
+    (U+2028/9: E2 80 A8/A9) starts: line breaks to ``str.splitlines`` and to editors, so no label may hold them."""
+    nxt = np.append(buf[1:], 0)
+    after = np.append(buf[2:], [0, 0])
+    return ((buf == 0xC2) & (nxt >= 0x80) & (nxt <= 0x9F)) | ((buf == 0xE2) & (nxt == 0x80) & ((after == 0xA8)
+                                                                                            | (after == 0xA9)))
 
 
 def _count_fields(data: bytes, delimiter: str, quotechar: str | None = None) -> int:

@@ -15,7 +15,7 @@ from kgem.atomic import atomic_write
 from kgem.errors import DataError
 
 # A label is one TSV field: C0 control characters (tab, LF, CR, NUL, ...) would split or corrupt its line.
-CONTROL = re.compile("[\x00-\x1f]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line/paragraph separators
 
 
 def label_problem(label: str) -> str | None:

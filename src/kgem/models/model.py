@@ -50,6 +50,23 @@ class Model(nn.Module):
             if isinstance(module, RGCN):  # the one cached representation
                 module.invalidate_cache()
 
+    def probe(self) -> None:
+        """Score one triple now, with no side effect (no gradient, no random draw, mode and caches as they were):
+        raises the error that a bad interaction argument only shows when scoring, at build time instead of
+        in the middle of training or prediction."""
+        if not (self.num_entities and self.num_relations):
+            return
+        training = self.training
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                zero = torch.zeros(1, dtype=torch.long, device=self.relation.weight.device)
+                self.eval().score_hrt(torch.stack([zero, zero, zero], 1))
+                self.score_t(zero, zero, zero)  # the all-entity paths (cdist, closed forms) over one candidate
+                self.score_h(zero, zero, zero)
+        finally:
+            self.train(training)
+            self.invalidate_cache()
+
     def score_hrt(self, hrt: torch.Tensor) -> torch.Tensor:
         """Scores of given triples ``(B, 3) -> (B,)``."""
         return self.interaction(self.entity(hrt[:, 0]), self.relation(hrt[:, 1]), self.entity(hrt[:, 2]))
