@@ -11,7 +11,7 @@ from kgem.cli import build_parser
 from kgem.cli.train import overrides_from_flags
 from kgem.configs import DataConfig
 from kgem.data import Dataset, load_dataset, relation_categories
-from kgem.errors import DataError
+from kgem.errors import ConfigError, DataError
 from kgem.pipeline import load_data, resolve_config
 
 
@@ -138,3 +138,19 @@ def test_readme_unseen_default_is_drop_with_warning(toy_folder, caplog) -> None:
         assert "('d', 'likes', 'a')" in drops[0] and "on_unseen='error'" in drops[0], (name, drops)
     with pytest.raises(DataError, match="1 triples have an entity or relation that never occurs in train"):
         load_dataset("toy", path=toy_folder, on_unseen="error")
+
+
+def test_quotechar_option_reads_csv_fields_that_hold_the_delimiter(tmp_path) -> None:
+    """A CSV written by pandas or a spreadsheet quotes 'carol, jr'; data.quotechar / --quotechar reads it."""
+    folder = tmp_path / "quoted"
+    folder.mkdir()
+    rows = ['"carol, jr",likes,bob', 'bob,likes,"carol, jr"', 'bob,knows,"dave ""d"""']
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match="4 fields, .* If a quoted field holds the delimiter, read with quotechar"):
+        load_data(DataConfig(dataset=str(folder)))
+    ds = load_data(DataConfig(dataset=str(folder), quotechar='"'))
+    assert sorted(ds.entities.labels) == ["bob", "carol, jr", 'dave "d"']
+    args = build_parser().parse_args(["train", "--quotechar", '"'])
+    assert resolve_config(None, overrides_from_flags(args)).data.quotechar == '"'
+    with pytest.raises(ConfigError, match="data.quotechar must be one character"):
+        DataConfig(quotechar="''")

@@ -305,3 +305,10 @@ def test_header_like_first_line_warns_once(tmp_path, caplog) -> None:
     write(tmp_path / "plain.tsv", "".join("\t".join(r) + "\n" for r in ROWS))
     read_triples(tmp_path / "plain.tsv")
     assert not [r for r in caplog.records if "header" in r.getMessage()]
+
+
+def test_a_file_of_bare_cr_line_endings_says_so(tmp_path) -> None:
+    """Not 'expected 3 fields, found 9' or 'extra columns', which would send the user the wrong way."""
+    write(tmp_path / "mac.txt", "a\tr\tb\rb\tr\tc\rc\tr\ta\r")
+    with pytest.raises(DataError, match=r"mac.txt:1: lines end with a bare CR"):
+        read_triples(tmp_path / "mac.txt")

@@ -344,7 +344,8 @@ def test_weights_of_a_wrong_shape_are_refused(saved: Path, shape: tuple[int, ...
 def test_interaction_arguments_of_a_wrong_type_are_refused_at_load(tmp_path: Path) -> None:
     path = save(make(spec("transe", p=1.0)), tmp_path / "model", spec("transe", p=1.0))
     edit_config(path, spec=spec("transe", p="one"))
-    with pytest.raises(ModelFileError, match=f"{CONFIG}: the model it describes cannot score"):
+    with pytest.raises(ModelFileError, match=re.escape(f"{CONFIG}: spec does not build a model (p must be a number, "
+                                                       f"got 'one')")):
         load_model(path)
 
 

@@ -23,6 +23,8 @@ class DataConfig:
     header: bool = help_field(False, "the label files' first line names the columns (skip it)")
     extra_columns: Literal["error", "ignore"] = help_field("error", "label files with more than 3 columns (e.g. an "
                                                            "edge weight, not supported yet): error or ignore them")
+    quotechar: str | None = help_field(None, "quote character of fields that hold the delimiter, as CSV writers "
+                                             "quote them (e.g. '\"'); null: no quoting")
     files: list[str] = help_field([], "train [valid [test]] file names inside path (default: train/valid/test.*)")
     split: list[float] = help_field([0.8, 0.1, 0.1], "train/valid/test fractions for one DataFrame or file of facts")
     split_seed: int = help_field(0, "seed of that split")
@@ -34,6 +36,8 @@ class DataConfig:
                               f"hrt (e.g. raw_udd_hrt, udd_htr), got {self.format!r}")
         if len(self.files) > 3:
             raise ConfigError(f"data.files takes at most 3 names (train, valid, test), got {len(self.files)}")
+        if self.quotechar is not None and len(self.quotechar) != 1:
+            raise ConfigError(f"data.quotechar must be one character or null, got {self.quotechar!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,8 +94,7 @@ def resolve_config(config: PipelineConfig | dict[str, Any] | str | os.PathLike[s
 def sparse_lookups(cfg: PipelineConfig) -> bool:
     """Sparse embedding gradients for the optimizers that update only the rows a batch touches (not for an
     encoder, which propagates over the whole graph)."""
-    optimizer = cfg.training.optimizer.lower()
-    return optimizer == "sparseadam" or (optimizer == "rowadagrad" and cfg.model.name.lower() != "rgcn")
+    return cfg.training.optimizer.lower() in ("sparseadam", "rowadagrad") and cfg.model.name.lower() != "rgcn"
 
 
 def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
@@ -113,7 +112,7 @@ def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
         files = tuple(cfg.files) if cfg.files else ("train.tsv", "valid.tsv", "test.tsv")
         return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
     reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates, "header": cfg.header,
-                              "extra_columns": cfg.extra_columns}
+                              "extra_columns": cfg.extra_columns, "quotechar": cfg.quotechar}
     if order != "hrt":
         reader["columns"] = order_to_columns(order)
     if cfg.files:

@@ -17,6 +17,7 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--data-path", "--data_path"), "data.path", str, "folder holding the dataset's files"),
     (("--format",), "data.format", str, "raw_udd_{hrt,htr,...} (label triples) or udd_{...} (ids + .dict files)"),
     (("--header",), "data.header", bool, "the label files' first line names the columns: skip it"),
+    (("--quotechar",), "data.quotechar", str, "quote character of fields holding the delimiter (CSV: '\"')"),
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
     (("--dim", "--hidden-dim", "--hidden_dim"), "model.dim", int, "embedding dimension"),
     (("--approach",), "training.approach", str, "slcwa (negative sampling), kvsall or 1vsall"),

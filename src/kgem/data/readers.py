@@ -214,8 +214,12 @@ def iter_label_chunks(
                 continue
             stripped = data.lstrip(b"\n")
             top, data = first + len(data) - len(stripped), stripped  # top: the first non-blank line
+            if b"\r" in data.split(b"\n", 1)[0].rstrip(b"\r"):  # CRLF arrives here as LF; a lone CR ends no line
+                raise DataError(f"{path}:{top}: lines end with a bare CR (classic Mac OS); convert the file to LF "
+                                f"or CRLF line endings")
             data, first, picks = _resolve_header(path, data, top, delimiter, header, columns, num_fields, quotechar)
-            _check_extra_columns(path, top, num_fields, picks, columns, extra_columns)
+            _check_extra_columns(path, top, num_fields, picks, columns, extra_columns,
+                                 quotes=quotechar is None and b'"' in data.split(b"\n", 1)[0])
         if quotechar and quotechar.encode() in data:
             labels = _parse_quoted_chunk(path, data, first, delimiter, quotechar, num_fields)
         else:
@@ -246,11 +250,15 @@ def _looks_like_header(row: np.ndarray) -> bool:
 
 
 def _check_extra_columns(path: Path, line: int, num_fields: int, picks: list[int], columns: Sequence[int | str],
-                         extra_columns: ExtraColumns) -> None:
+                         extra_columns: ExtraColumns, quotes: bool = False) -> None:
+    """``quotes``: the first line holds a '"' that is not read as a quote, the likelier cause of extra fields."""
     if extra_columns == "error" and num_fields > len(set(picks)):
+        quoting = (" If a quoted field holds the delimiter, read with quotechar='\"' (config data.quotechar, "
+                   "kgem train --quotechar); otherwise" if quotes else ";")
         raise DataError(f"{path}:{line}: {num_fields} fields, but only {len(set(picks))} columns are read "
-                        f"({list(columns)}); extra columns such as edge weights are not supported, pass "
-                        f"extra_columns='ignore' (config data.extra_columns: ignore) to read the file without them")
+                        f"({list(columns)}).{quoting} extra columns such as edge weights are not supported, pass "
+                        f"extra_columns='ignore' (config data.extra_columns: ignore) to read the file without them"
+                        .replace(".; ", "; "))
 
 
 def _resolve_header(path: Path, data: bytes, first: int, delimiter: str, header: bool, columns: Sequence[int | str],

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgem.checks import optional_positive_int, positive, probability
 from kgem.models.interaction import INTERACTIONS, Interaction
 
 
@@ -43,7 +44,7 @@ class CP(Interaction):
 
     def __init__(self, dim: int, init_scale: float = 1e-3) -> None:
         super().__init__(dim)
-        self.init_scale = init_scale
+        self.init_scale = positive("init_scale", init_scale)  # 0 would start every score and gradient at 0
 
     def extra_repr(self) -> str:
         return f"init_scale={self.init_scale}"
@@ -111,10 +112,10 @@ class TuckER(Interaction):
     def __init__(self, dim: int, relation_dim: int | None = None, input_dropout: float = 0.3,
                  hidden_dropout1: float = 0.4, hidden_dropout2: float = 0.5, batch_norm: bool = True) -> None:
         super().__init__(dim)
-        if relation_dim is not None and relation_dim <= 0:
-            raise ValueError(f"relation_dim must be positive (or null: dim), got {relation_dim}")
-        self.relation_dim = relation_dim or dim
-        self.input_dropout, self.hidden_dropout1, self.hidden_dropout2 = input_dropout, hidden_dropout1, hidden_dropout2
+        self.relation_dim = optional_positive_int("relation_dim", relation_dim, "dim") or dim
+        self.input_dropout, self.hidden_dropout1, self.hidden_dropout2 = (
+            probability("input_dropout", input_dropout), probability("hidden_dropout1", hidden_dropout1),
+            probability("hidden_dropout2", hidden_dropout2))
         self.batch_norm = batch_norm
         self.core = nn.Parameter(torch.empty(dim, self.relation_dim, dim).uniform_(-1.0, 1.0))  # as in the paper's code
         self.bn0 = nn.BatchNorm1d(dim) if batch_norm else None

@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from kgem.checks import norm_order
 from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.translational import by_relation, neg_distance, neg_norm
 
@@ -44,7 +45,7 @@ class SE(Interaction):
 
     def __init__(self, dim: int, p: float = 1.0) -> None:
         super().__init__(dim)
-        self.p = p
+        self.p = norm_order(p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -88,7 +89,7 @@ class TorusE(Interaction):
     def __init__(self, dim: int, distance: str = "el2") -> None:
         super().__init__(dim)
         if distance not in ("l1", "l2", "el2"):
-            raise ValueError(f"TorusE: distance must be 'l1', 'l2' or 'el2', not {distance!r}")
+            raise ValueError(f"distance must be 'l1', 'l2' or 'el2', got {distance!r}")
         self.distance = distance
 
     def extra_repr(self) -> str:
@@ -132,7 +133,7 @@ class BoxE(Interaction):
 
     def __init__(self, dim: int, p: float = 2.0, power_norm: bool = False, tanh_map: bool = True) -> None:
         super().__init__(dim)
-        self.p, self.power_norm, self.tanh_map = p, power_norm, tanh_map
+        self.p, self.power_norm, self.tanh_map = norm_order(p, power_norm), power_norm, tanh_map
 
     def extra_repr(self) -> str:
         return f"p={self.p}, power_norm={self.power_norm}, tanh_map={self.tanh_map}"

@@ -39,6 +39,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from kgem.checks import positive_int
 from kgem.models.representation import Kind, Normalize
 from kgem.registry import Registry
 
@@ -55,7 +56,7 @@ class Interaction(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim = positive_int("dim", dim)
         self.normalize: Normalize = "forward" if self.normalize_entities else "none"
 
     def entity_width(self) -> int:

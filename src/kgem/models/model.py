@@ -244,8 +244,8 @@ def rgcn(num_entities: int, num_relations: int, dim: int, *, inverse: bool = Fal
     R-GCN encoder over ``graph`` (see ``RGCN`` for ``encoder_args``); the decoder scores the encoder's output with
     its own relation table. Without ``graph`` (and ``num_edges``) the encoder has no edges."""
     if sparse:
-        raise ValueError("rgcn propagates over the whole graph, so its gradients are dense: use a dense optimizer "
-                         "(adam, adagrad), not sparseadam")
+        raise ValueError("rgcn propagates over the whole graph, so its gradients are dense: build it without "
+                         "sparse lookups")
     INTERACTIONS.get(decoder)  # only interactions decode: a clear error for anything else
     decoded = build_model(decoder, num_entities, num_relations, dim, inverse=inverse,
                           entity_initializer=entity_initializer, relation_initializer=relation_initializer,

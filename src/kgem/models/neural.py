@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgem.checks import optional_positive_int, positive_int, probability
 from kgem.models.interaction import INTERACTIONS, Interaction, chunked
 
 
@@ -57,9 +58,13 @@ class ConvE(NeuralInteraction):
     def __init__(self, dim: int, height: int | None = None, num_filters: int = 32, kernel_size: int = 3,
                  input_dropout: float = 0.2, feature_dropout: float = 0.2, hidden_dropout: float = 0.3) -> None:
         super().__init__(dim)
-        self.height = height or image_height(dim)
+        self.height = optional_positive_int("height", height, "from dim") or image_height(dim)
         if dim % self.height:
-            raise ValueError(f"ConvE: height {self.height} does not divide dim {dim}")
+            raise ValueError(f"height {self.height} does not divide dim {dim}")
+        num_filters, kernel_size = positive_int("num_filters", num_filters), positive_int("kernel_size", kernel_size)
+        for name, rate in (("input_dropout", input_dropout), ("feature_dropout", feature_dropout),
+                           ("hidden_dropout", hidden_dropout)):
+            probability(name, rate)
         self.width = dim // self.height
         rows, cols = 2 * self.height, self.width  # h above r
         # No padding at the paper's sizes; an image smaller than the kernel (toy dims) gets just enough zeros.
@@ -107,6 +112,7 @@ class ConvKB(NeuralInteraction):
 
     def __init__(self, dim: int, num_filters: int = 400, dropout: float = 0.0) -> None:
         super().__init__(dim)
+        num_filters, dropout = positive_int("num_filters", num_filters), probability("dropout", dropout)
         self.filters = nn.Linear(3, num_filters)  # a 1x3 filter on row i is a linear map of (h_i, r_i, t_i)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(num_filters * dim, 1, bias=False)
@@ -129,8 +135,9 @@ class ERMLP(NeuralInteraction):
 
     def __init__(self, dim: int, hidden: int | None = None) -> None:
         super().__init__(dim)
-        self.hidden = nn.Linear(3 * dim, hidden or dim, bias=False)
-        self.out = nn.Linear(hidden or dim, 1, bias=False)
+        width = optional_positive_int("hidden", hidden, "dim") or dim
+        self.hidden = nn.Linear(3 * dim, width, bias=False)
+        self.out = nn.Linear(width, 1, bias=False)
 
     def expansion(self) -> int:
         return -(-self.hidden.out_features // self.dim)
@@ -150,6 +157,8 @@ class ERMLPE(NeuralInteraction):
 
     def __init__(self, dim: int, hidden: int = 300, input_dropout: float = 0.2, hidden_dropout: float = 0.3) -> None:
         super().__init__(dim)
+        hidden = positive_int("hidden", hidden)
+        probability("input_dropout", input_dropout), probability("hidden_dropout", hidden_dropout)
         self.input_dropout = nn.Dropout(input_dropout)
         self.linear1 = nn.Linear(2 * dim, hidden)
         self.bn1 = nn.BatchNorm1d(hidden)
@@ -181,7 +190,7 @@ class NTN(NeuralInteraction):
 
     def __init__(self, dim: int, slices: int = 4) -> None:
         super().__init__(dim)
-        self.slices = slices
+        self.slices = positive_int("slices", slices)
 
     def relation_width(self) -> int:
         k, d = self.slices, self.dim
@@ -235,6 +244,7 @@ class ProjE(NeuralInteraction):
 
     def __init__(self, dim: int, dropout: float = 0.5) -> None:
         super().__init__(dim)
+        dropout = probability("dropout", dropout)
         bound = math.sqrt(6 / dim)
         self.d_e = nn.Parameter(torch.empty(dim).uniform_(-bound, bound))
         self.d_r = nn.Parameter(torch.empty(dim).uniform_(-bound, bound))

@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from kgem.checks import positive
 from kgem.models.interaction import INTERACTIONS, Interaction
 
 
@@ -20,10 +21,11 @@ class KG2E(Interaction):
     def __init__(self, dim: int, similarity: Literal["KL", "EL"] = "KL", c_min: float = 0.05,
                  c_max: float = 5.0) -> None:
         super().__init__(dim)
-        if similarity.upper() not in ("KL", "EL"):
-            raise ValueError(f"KG2E: similarity must be 'KL' or 'EL', not {similarity!r}")
-        if not 0 < c_min <= c_max:
-            raise ValueError(f"KG2E: need 0 < c_min <= c_max, got {c_min}, {c_max}")
+        if str(similarity).upper() not in ("KL", "EL"):
+            raise ValueError(f"similarity must be 'KL' or 'EL', got {similarity!r}")
+        c_min, c_max = positive("c_min", c_min), positive("c_max", c_max)
+        if not c_min <= c_max:
+            raise ValueError(f"need 0 < c_min <= c_max, got c_min={c_min}, c_max={c_max}")
         self.similarity, self.c_min, self.c_max = similarity.upper(), c_min, c_max
 
     def extra_repr(self) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from kgem.checks import norm_order, optional_positive_int
 from kgem.models.interaction import INTERACTIONS, Interaction, chunked
 from kgem.models.query import QueryInteraction, complex_view, conj_rows, real_view, sqrt_distance
 from kgem.models.sampled import sampled_modulus_distance
@@ -67,7 +68,7 @@ class TransE(QueryInteraction):
 
     def __init__(self, dim: int, p: float = 2.0) -> None:
         super().__init__(dim)
-        self.p = p
+        self.p = norm_order(p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -102,7 +103,7 @@ class RotatE(QueryInteraction):
     def __init__(self, dim: int, p: float = 1.0) -> None:
         super().__init__(dim)
         if p not in (1, 2):
-            raise ValueError(f"rotate: p must be 1 (sum of moduli) or 2 (L2 norm of the difference), got {p}")
+            raise ValueError(f"p must be 1 (sum of moduli) or 2 (L2 norm of the difference), got {p!r}")
         self.p = p
 
     def extra_repr(self) -> str:
@@ -143,7 +144,7 @@ class NormInteraction(Interaction):
 
     def __init__(self, dim: int, p: float = 2.0, power_norm: bool = True) -> None:
         super().__init__(dim)
-        self.p, self.power_norm = p, power_norm
+        self.p, self.power_norm = norm_order(p, power_norm), power_norm
 
     def extra_repr(self) -> str:
         return f"p={self.p}, power_norm={self.power_norm}"
@@ -207,7 +208,7 @@ class TransR(NormInteraction):
 
     def __init__(self, dim: int, relation_dim: int | None = None, p: float = 2.0, power_norm: bool = True) -> None:
         super().__init__(dim, p, power_norm)
-        self.relation_dim = relation_dim or dim
+        self.relation_dim = optional_positive_int("relation_dim", relation_dim, "dim") or dim
 
     def extra_repr(self) -> str:
         return f"relation_dim={self.relation_dim}, {super().extra_repr()}"
@@ -254,7 +255,7 @@ class TransD(NormInteraction):
 
     def __init__(self, dim: int, relation_dim: int | None = None, p: float = 2.0, power_norm: bool = True) -> None:
         super().__init__(dim, p, power_norm)
-        self.relation_dim = relation_dim or dim
+        self.relation_dim = optional_positive_int("relation_dim", relation_dim, "dim") or dim
 
     def extra_repr(self) -> str:
         return f"relation_dim={self.relation_dim}, {super().extra_repr()}"

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kgem.checks import finite, non_negative
 from kgem.errors import ConfigError
 from kgem.registry import Registry
 
@@ -59,7 +60,7 @@ class MarginRanking(Loss):
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
-        self.margin = margin
+        self.margin = finite("margin", margin)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         pairs = count_unmasked(neg).clamp_min(1)  # a masked pair's term is relu(-inf) = 0
@@ -74,7 +75,7 @@ class AbsoluteMargin(Loss):
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
-        self.margin = margin
+        self.margin = finite("margin", margin)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         per_row = count_unmasked(neg, dim=1)  # -pos counts once per pair that counts; relu(-inf) = 0
@@ -180,17 +181,18 @@ def bce_multi_label(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
 class SelfAdversarial(Loss):
     """Self-adversarial negative sampling (Sun et al. 2019):
     ``-log sigmoid(margin + pos) - sum_k softmax(temperature * neg)_k log sigmoid(-neg_k - margin)``, halved,
-    with the softmax weights detached. Scores are negative distances, so ``margin + pos = margin - d(pos)``."""
+    with the softmax weights detached. Scores are negative distances, so ``margin + pos = margin - d(pos)``.
+    ``temperature`` 0 weighs the negatives uniformly; a negative one would favour the easiest and is refused."""
 
     name = "self_adversarial"
 
     def __init__(self, margin: float = 9.0, temperature: float = 1.0) -> None:
         super().__init__()
-        self.margin, self.temperature = margin, temperature
+        self.margin, self.temperature = finite("margin", margin), non_negative("temperature", temperature)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         logits = self.temperature * neg
-        if self.temperature <= 0:  # 0 * -inf is NaN, -1 * -inf is inf: keep masked negatives at -inf
+        if self.temperature == 0:  # 0 * -inf is NaN: keep masked negatives at -inf
             logits = logits.masked_fill(~unmasked(neg), MASKED)
         weights = torch.softmax(logits, dim=1).detach().nan_to_num(0.0)  # rows of all -inf: 0
         pos_loss = -F.logsigmoid(self.margin + pos).mean()

@@ -4,11 +4,13 @@ schedules are in ``kgem.training.schedule``."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from numbers import Real
 from typing import Any
 
 import torch
 
 from kgem.errors import ConfigError
+from kgem.training.sparse_adam import SparseAdam
 
 
 class RowAdagrad(torch.optim.Optimizer):
@@ -44,16 +46,25 @@ class RowAdagrad(torch.optim.Optimizer):
 
 
 def _row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, eps: float) -> None:
+    """The divisor is the sum as read plus this step's own term, never the shared ``total`` read back after the add:
+    HOGWILD workers add into ``total`` without locks, and another worker's read-modify-write of the same row can
+    store its stale sum over this one's add (at first a 0, from a row of zero gradient); read back, that sum lacks
+    this gradient, and a step of ``lr * g / (0 + eps)`` throws the row 1e6 away. With its own term in the divisor a row
+    moves at most ``lr * sqrt(width)`` per step whatever the race did; a lost add only under-counts the history."""
     rows = p.view(len(p), -1)
     if grad.is_sparse:
         grad = _coalesced(grad)  # duplicate rows add up first, as in the dense gradient
         ids, values = grad.indices()[0], grad.values().reshape(len(grad.indices()[0]), -1)
-        total.index_add_(0, ids, _mean_square(values))
-        rows.index_add_(0, ids, values * total[ids].sqrt_().add_(eps).reciprocal_().unsqueeze(1), alpha=-lr)
+        square = _mean_square(values)
+        divisor = total[ids].add_(square).sqrt_().add_(eps)  # a private copy, read before the shared add
+        total.index_add_(0, ids, square)
+        rows.index_add_(0, ids, values * divisor.reciprocal_().unsqueeze(1), alpha=-lr)
     else:
         values = grad.reshape(len(p), -1)
-        total.add_(_mean_square(values))
-        rows.addcdiv_(values, total.sqrt().add_(eps).unsqueeze(1), value=-lr)
+        square = _mean_square(values)
+        divisor = total.add(square).sqrt_().add_(eps)
+        total.add_(square)
+        rows.addcdiv_(values, divisor.unsqueeze(1), value=-lr)
 
 
 def _coalesced(grad: torch.Tensor) -> torch.Tensor:
@@ -75,7 +86,7 @@ def _mean_square(values: torch.Tensor) -> torch.Tensor:
 
 OPTIMIZERS: dict[str, Any] = {
     "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
-    "sgd": torch.optim.SGD, "sparseadam": torch.optim.SparseAdam, "rowadagrad": RowAdagrad,
+    "sgd": torch.optim.SGD, "sparseadam": SparseAdam, "rowadagrad": RowAdagrad,
 }
 SPARSE_OPTIMIZERS = {"sparseadam", "adagrad", "sgd", "rowadagrad"}
 FUSED = {"adam", "adamw"}  # one kernel per step instead of ~10 passes over every table; same arithmetic
@@ -91,6 +102,7 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, 
     if cls is None:
         raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
     trainable = [p for p in params if p.requires_grad]
+    check_lr(name, lr, trainable)
     if name.lower() in FUSED and not {"fused", "foreach"} & set(kwargs):
         try:
             return cls(trainable, lr=lr, fused=True, **kwargs)
@@ -100,6 +112,16 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, 
         return cls(trainable, lr=lr, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optimizer {name}: {e}") from e
+
+
+def check_lr(name: str, lr: float, params: list[torch.nn.Parameter]) -> None:
+    """A ConfigError unless ``lr`` is positive and the parameters' floating-point type holds it: torch converts it
+    to that type in every step, so 1e39 (a float64) would fail there, for float32 tables, as an overflow."""
+    largest = min((torch.finfo(p.dtype).max for p in params if p.dtype.is_floating_point),
+                  default=torch.finfo(torch.float64).max)
+    if isinstance(lr, bool) or not isinstance(lr, Real) or not 0 < lr <= largest:
+        raise ConfigError(f"optimizer {name}: lr must be a positive number the parameters' type holds (at most "
+                          f"{largest:.4g}), got {lr!r}")
 
 
 def clip_grad_norm(parameters: Iterable[torch.Tensor], max_norm: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from kgem.checks import non_negative
 from kgem.registry import Registry
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
@@ -11,7 +12,7 @@ REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
 
 class Regularizer:
     def __init__(self, weight: float = 0.0) -> None:
-        self.weight = weight
+        self.weight = non_negative("weight", weight)  # a negative weight would reward large embeddings
 
     def __call__(self, factors: list[torch.Tensor]) -> torch.Tensor:
         return self.weight * sum((self.penalty(f) for f in factors), torch.tensor(0.0)) / max(len(factors[0]), 1)

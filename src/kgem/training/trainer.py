@@ -64,7 +64,13 @@ def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor
         value.backward()
         if clip_grad_norm is not None:
             clip_gradients(model.parameters(), clip_grad_norm)
-        optimizer.step()
+        try:
+            optimizer.step()
+        except RuntimeError as e:  # a step scalar (Adam's lr / (1 - beta1)) past the parameters' float type
+            if "overflow" not in str(e):
+                raise
+            raise TrainingError(f"the optimizer step overflowed at epoch {epoch}, batch {tally.batches} ({e}); "
+                                f"try a lower learning rate") from e
         model.constrain_()
         tally.batches += 1
         tally.total += current * len(batch)
