@@ -56,6 +56,8 @@ def test_only_optimizers_with_state_up_front_can_be_shared() -> None:
         share(model, build_optimizer("adam", model.parameters(), lr=0.1))
     with pytest.raises(ConfigError, match="HOGWILD"):
         share(model, build_optimizer("sgd", model.parameters(), lr=0.1, momentum=0.9))
+    with pytest.raises(ConfigError, match="HOGWILD.*torch.optim.adagrad.Adagrad"):  # reads its divisor back
+        share(model, torch.optim.Adagrad(model.parameters(), lr=0.1))
 
 
 @pytest.mark.parametrize("optimizer", ["rowadagrad", "adagrad"])
@@ -161,3 +163,98 @@ def test_a_rowadagrad_step_divides_by_its_own_gradient_whatever_another_worker_w
     expected = -0.1 * g / (previous + g.pow(2).mean(1, keepdim=True)).sqrt().add(1e-10)
     torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=1e-7)
     assert float(torch.linalg.vector_norm(p.detach(), dim=1).max()) <= 0.1 * 3**0.5 + 1e-6
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("previous", [0.0, 1.0])
+def test_an_adagrad_step_divides_by_its_own_gradient_whatever_another_worker_wrote(sparse: bool,
+                                                                                   previous: float) -> None:
+    """torch's Adagrad added g^2 into the shared ``sum`` and read the sum back as its divisor: with the add lost to
+    another worker's stale write, it divided by sqrt(0) + 1e-10 (a two-worker run moved an element by 5e6 in one
+    step). kgem's ``adagrad`` divides by the sum it read plus its own g^2: a step moves an element at most lr."""
+    p = torch.nn.Parameter(torch.zeros(4, 3))
+    g = torch.tensor([[0.3, -0.1, 0.0], [0.0, 0.0, 0.0], [-2.0, 1.0, 0.5], [0.0, 0.0, 0.0]])
+    ids = torch.tensor([0, 2])
+    p.grad = torch.sparse_coo_tensor(ids.unsqueeze(0), g[ids], (4, 3), check_invariants=True) if sparse else g.clone()
+    optimizer = build_optimizer("adagrad", [p], lr=0.1)
+    optimizer.state[p]["sum"] = torch.full((4, 3), previous).as_subclass(LosesItsWrites)
+    optimizer.step()
+    expected = -0.1 * g / (previous + g * g).sqrt().add(1e-10)
+    torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=1e-7)
+    assert float(p.detach().abs().max()) <= 0.1 + 1e-6
+
+
+def _adagrad_steps(optimizer_class: type[torch.optim.Optimizer], sparse: bool, **settings: float) -> torch.Tensor:
+    """Six steps of ``optimizer_class`` on one table from fixed gradients (sparse: uncoalesced, duplicate rows)."""
+    generator = torch.Generator().manual_seed(1)
+    p = torch.nn.Parameter(torch.randn(7, 5, generator=generator))
+    optimizer = optimizer_class([p], lr=0.3, **settings)
+    for _ in range(6):
+        ids = torch.randint(7, (6,), generator=generator)
+        values = torch.randn(6, 5, generator=generator)
+        grad = torch.sparse_coo_tensor(ids.unsqueeze(0), values, (7, 5), check_invariants=True)
+        p.grad = grad if sparse else grad.to_dense()
+        optimizer.step()
+    return p.detach()
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks")  # torch's Adagrad, the reference
+@pytest.mark.parametrize(("sparse", "settings"), [
+    (False, {"lr_decay": 0.1, "weight_decay": 0.05, "initial_accumulator_value": 0.2, "eps": 1e-3}),
+    (False, {"maximize": True}),
+    (True, {"lr_decay": 0.1, "initial_accumulator_value": 0.2, "eps": 1e-3}),
+    (True, {}),
+])
+def test_kgems_adagrad_steps_as_torchs_in_one_process(sparse: bool, settings: dict) -> None:
+    from kgem.training.optim import Adagrad
+
+    ours, torchs = _adagrad_steps(Adagrad, sparse, **settings), _adagrad_steps(torch.optim.Adagrad, sparse, **settings)
+    if settings:
+        assert not torch.equal(ours, _adagrad_steps(Adagrad, sparse))  # the settings took effect
+    torch.testing.assert_close(ours, torchs, rtol=1e-6, atol=1e-7)
+
+
+def test_kgems_adagrad_keeps_torchs_state_and_refuses_what_it_does_not_implement() -> None:
+    from kgem.training.optim import Adagrad
+
+    p = torch.nn.Parameter(torch.ones(3, 2))
+    ours = build_optimizer("adagrad", [p], lr=0.1, initial_accumulator_value=0.5)
+    assert isinstance(ours, Adagrad) and isinstance(ours, torch.optim.Adagrad) and type(ours).__name__ == "Adagrad"
+    torchs = torch.optim.Adagrad([p], lr=0.1, initial_accumulator_value=0.5)
+    assert ours.state_dict()["param_groups"] == torchs.state_dict()["param_groups"]
+    ours.load_state_dict(torchs.state_dict())  # checkpoints written before (torch's class) load
+    assert set(ours.state[p]) == {"step", "sum"}
+    for setting in ({"foreach": True}, {"fused": True}, {"differentiable": True}):
+        with pytest.raises(ConfigError, match=f"adagrad.*{next(iter(setting))}"):
+            build_optimizer("adagrad", [p], lr=0.1, **setting)
+    with pytest.raises(ValueError, match="complex"):
+        Adagrad([torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))])
+
+
+@pytest.mark.parametrize(("name", "args"), [("transe", {"normalize": "none"}), ("transe", {"normalize": "forward"}),
+                                            ("complex", {}), ("rgcn", {"graph": torch.tensor([[0, 0, 1], [2, 1, 3]])})])
+def test_a_worker_scores_against_its_own_copy_of_a_shared_table(name: str, args: dict) -> None:
+    """With dense lookups, a batch naming more ids than there are entities scored against the whole shared table
+    (``Model.candidates``), whose backward (the sampled distance's, a normalisation's, a product's) read it again:
+    another worker's write in between gave a gradient of values the forward never saw, magnified where the
+    backward divides by a forward-time distance. In ``private_tables`` (HOGWILD workers) the forward copies it."""
+    hrt = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 0, 5]])
+    negatives = torch.tensor([[1, 2], [3, 4], [5, 0]])  # 6 ids for 6 entities: the whole table, not a gather
+
+    def gradients(model, *, private: bool, write: bool) -> list[torch.Tensor]:
+        with model.private_tables(private):
+            pos, neg, _ = model.score_sampled(hrt, negatives, torch.tensor([False, True, False]))
+            loss = (neg - pos.unsqueeze(1)).sigmoid().sum() + model.score_t(hrt[:, 0], hrt[:, 1]).square().sum()
+        if write:  # another process's write: through .data, which autograd's version counter does not see
+            table = model.entity.base.weight if name == "rgcn" else model.entity.weight
+            table.data.mul_(-3.0).add_(0.5)
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    torch.manual_seed(0)
+    model = build_model(name, 6, 2, 4, **args)
+    expected = gradients(copy.deepcopy(model), private=False, write=False)
+    live = gradients(copy.deepcopy(model), private=False, write=True)
+    assert not all(torch.allclose(a, b) for a, b in zip(live, expected, strict=True))  # the live table's gradient
+    for got, want in zip(gradients(model, private=True, write=True), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

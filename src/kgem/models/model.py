@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -49,6 +50,22 @@ class Model(nn.Module):
         for module in self.modules():
             if isinstance(module, RGCN):  # the one cached representation
                 module.invalidate_cache()
+
+    @contextmanager
+    def private_tables(self, enabled: bool = True) -> Iterator[None]:
+        """Within: lookups of a whole table (the candidates of a batch naming more ids than there are entities,
+        scores against all entities, R-GCN's input) score a copy of it, not the stored table
+        (``Embedding.table``); HOGWILD workers train so, as other processes write the table meanwhile. The cost:
+        one copy of the table per lookup, 0.4 ms for FB15k-237's 14505 x 200 floats on one thread."""
+        tables = [module for module in self.modules() if isinstance(module, Embedding)]
+        before = [table.private_table for table in tables]
+        for table in tables:
+            table.private_table = enabled
+        try:
+            yield
+        finally:
+            for table, value in zip(tables, before, strict=True):
+                table.private_table = value
 
     def probe(self) -> None:
         """Score one triple now, with no side effect (no gradient, no random draw, mode and caches as they were):

@@ -31,7 +31,11 @@ class Embedding(nn.Module):
     - ``step``: the stored rows themselves are projected onto the unit sphere by ``constrain_`` (at construction
       and, in training, after every optimizer step), and lookups return them as they are. This is the algorithm of
       Bordes et al. 2013 (rows normalised before each minibatch) and PyKEEN's ``entity_constrainer``.
+
+    ``private_table`` (set in HOGWILD workers, by ``Model.private_tables``) makes a whole-table lookup return a copy.
     """
+
+    private_table = False
 
     def __init__(self, num: int, dim: int, *, kind: Kind = "real", initializer: Initializer | None = None,
                  normalize: Normalize = "none", sparse: bool = False, trainable: bool = True) -> None:
@@ -64,10 +68,18 @@ class Embedding(nn.Module):
     def forward(self, ids: torch.Tensor | None = None) -> torch.Tensor:
         x: torch.Tensor
         if ids is None:
-            x = self.weight
+            x = self.table()
         else:
             x = F.embedding(ids.reshape(-1), self.weight, sparse=self.sparse).view(*ids.shape, self.weight.shape[1])
         return self.transform(x)
+
+    def table(self) -> torch.Tensor:
+        """The stored rows, or a copy of them with ``private_table``. Operations save their inputs for the backward
+        by reference: one given the stored rows reads them again in the backward, and in a HOGWILD worker another
+        process may have written them in between, unseen by autograd's version counters. Its gradient is then that
+        of values the forward never saw, magnified where the backward divides by a forward-time distance. A lookup
+        of some ids gathers a copy anyway."""
+        return self.weight.clone() if self.private_table else self.weight
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Raw rows -> what the interaction sees (normalised real, complex, or rotation)."""

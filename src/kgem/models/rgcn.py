@@ -201,7 +201,7 @@ class RGCN(nn.Module):
             raise RuntimeError("the R-GCN graph was built as a placeholder (num_edges without graph) and never "
                                "loaded: pass graph=training triples, or load a saved model")
         generator = self._next_generator() if random else None
-        x: torch.Tensor = self.base.weight
+        x = self.base.table()
         edges = self.edges(self.graph if generator is None else self.sample(generator), x.dtype)
         for i, layer in enumerate(self.layers):
             scale = None

@@ -25,7 +25,7 @@ import torch
 
 from kgem.errors import ConfigError
 from kgem.models.model import Model
-from kgem.training.optim import RowAdagrad
+from kgem.training.optim import Adagrad, RowAdagrad
 
 T = TypeVar("T")
 
@@ -33,8 +33,9 @@ T = TypeVar("T")
 def share(model: Model, optimizer: torch.optim.Optimizer) -> None:
     """Move the parameters and the optimizer's state to shared memory, where every worker updates them."""
     if not hogwild_optimizer(optimizer):
-        raise ConfigError(f"HOGWILD workers need an optimizer with state fixed up front (rowadagrad, adagrad, or sgd "
-                          f"without momentum), got {type(optimizer).__name__}")
+        raise ConfigError(f"HOGWILD workers need an optimizer with state fixed up front and a step safe without "
+                          f"locks (kgem's rowadagrad or adagrad, or sgd without momentum), got "
+                          f"{type(optimizer).__module__}.{type(optimizer).__name__}")
     model.share_memory()
     if isinstance(optimizer, RowAdagrad):
         optimizer.init_state()
@@ -45,10 +46,12 @@ def share(model: Model, optimizer: torch.optim.Optimizer) -> None:
 
 
 def hogwild_optimizer(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether all of ``optimizer``'s state exists before its first step (so it can be shared up front)."""
+    """Whether all of ``optimizer``'s state exists before its first step (so it can be shared up front) and its
+    step survives other workers' lost writes: not torch's Adagrad, which reads its divisor back from the shared
+    sum (see ``kgem.training.optim.Adagrad``)."""
     if isinstance(optimizer, torch.optim.SGD):
         return all(group.get("momentum", 0) == 0 for group in optimizer.param_groups)
-    return isinstance(optimizer, RowAdagrad | torch.optim.Adagrad)
+    return isinstance(optimizer, RowAdagrad | Adagrad)
 
 
 def run_workers(workers: int, work: Callable[[int], T]) -> list[T]:

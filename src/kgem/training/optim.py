@@ -67,6 +67,66 @@ def _row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: floa
         rows.addcdiv_(values, divisor.unsqueeze(1), value=-lr)
 
 
+class Adagrad(torch.optim.Adagrad):
+    """torch's Adagrad, with its arguments, state and steps (a test checks them against torch's, in one process),
+    safe for HOGWILD workers: a step divides by the sum it read plus its own ``g^2`` (see ``_adagrad_step``), where
+    torch's reads back the shared sum after adding into it. ``foreach``, ``fused`` and ``differentiable`` choose
+    between torch's implementations, which this one replaces, so it does not take them; nor complex parameters
+    (kgem stores complex rows as pairs of floats)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0, eps: float = 1e-10, *,
+                 maximize: bool = False) -> None:
+        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize)
+        if any(p.is_complex() for group in self.param_groups for p in group["params"]):
+            raise ValueError("adagrad takes real parameters only, not complex ones")
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # a parameter added after construction, as torch creates its state
+                    state["step"] = torch.tensor(0.0)
+                    state["sum"] = torch.full_like(p, group["initial_accumulator_value"])
+                state["step"] += 1
+                lr = float(group["lr"]) / (1 + (float(state["step"]) - 1) * group["lr_decay"])
+                grad = -p.grad if group["maximize"] else p.grad
+                _adagrad_step(p, grad, state["sum"], lr, group["weight_decay"], group["eps"])
+        return loss
+
+
+def _adagrad_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, weight_decay: float,
+                  eps: float) -> None:
+    """``p -= lr * g / (sqrt(total + g^2) + eps)`` and ``total += g^2``, the divisor computed on a private copy
+    before the add into the shared ``total``, as ``_row_step`` does and for its reason: read back, a sum whose add
+    another worker's stale write undid lacks this ``g^2`` (0 at first), and the step ``lr * g / 1e-10`` threw an
+    element 5e6 away in a two-worker run. This way an element moves at most ``lr`` per step."""
+    if weight_decay:
+        if grad.is_sparse:
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")  # torch's words
+        grad = grad.add(p, alpha=weight_decay)
+    if grad.is_sparse:
+        grad = _coalesced(grad)  # the update is not linear: duplicate entries add up first
+        values = grad._values()
+        square = values * values
+        divisor = total.sparse_mask(grad)._values().add_(square).sqrt_().add_(eps)
+        total.add_(torch.sparse_coo_tensor(grad._indices(), square, grad.shape, check_invariants=False))
+        p.add_(torch.sparse_coo_tensor(grad._indices(), values / divisor, grad.shape, check_invariants=False),
+               alpha=-lr)
+    else:
+        divisor = torch.addcmul(total, grad, grad).sqrt_().add_(eps)
+        total.addcmul_(grad, grad)
+        p.addcdiv_(grad, divisor, value=-lr)
+
+
 def _coalesced(grad: torch.Tensor) -> torch.Tensor:
     """``grad.coalesce()``, skipping its sort when the rows are already strictly increasing (a lookup of distinct
     sorted ids, as ``Model.candidates`` makes: autograd drops the tensor's own coalesced flag)."""
@@ -85,7 +145,7 @@ def _mean_square(values: torch.Tensor) -> torch.Tensor:
 
 
 OPTIMIZERS: dict[str, Any] = {
-    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": Adagrad,
     "sgd": torch.optim.SGD, "sparseadam": SparseAdam, "rowadagrad": RowAdagrad,
 }
 SPARSE_OPTIMIZERS = {"sparseadam", "adagrad", "sgd", "rowadagrad"}

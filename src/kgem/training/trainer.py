@@ -224,8 +224,9 @@ class Trainer:
             starts = range(first + rank * size, len(rows), size * workers)
             mine = (rows[order[begin : begin + size]] for begin in starts)
             part = Tally()
-            train_epoch(self.model, self.approach, mine, self.loss, self.optimizer, self.regularizer,
-                        torch.Generator().manual_seed(seeds[rank]), epoch, part, self.clip_grad_norm)
+            with self.model.private_tables():  # the others write the shared tables between forward and backward
+                train_epoch(self.model, self.approach, mine, self.loss, self.optimizer, self.regularizer,
+                            torch.Generator().manual_seed(seeds[rank]), epoch, part, self.clip_grad_norm)
             return part
 
         parts = run_workers(workers, work)
