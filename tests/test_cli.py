@@ -119,6 +119,8 @@ def test_predict_similar_evaluate_export(run_dir, capsys, tmp_path) -> None:
     (["train", "--model", "transe", "--set", "model.args.p=inf"], "model.args.p: expected float, got 'inf' (YAML "
                                                                   "writes infinity and not-a-number as .inf and .nan)"),
     (["train", "--model", "transe", "--set", 'model.args.p="2"'], "model.args.p: expected float, got '2'"),
+    (["train", "--optimizer", "sgd", "--set", "training.optimizer_args.momentum=.nan"],
+     "training.optimizer_args.momentum must be finite, got nan"),
     (["train", "--lr", "1e39"], "training.lr must be positive and finite, got 1e+39"),
     (["train", "--lr", "nan"], "training.lr must be positive and finite, got nan"),
     (["train", "--lr", "-0.1"], "training.lr must be positive and finite, got -0.1"),

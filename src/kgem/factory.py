@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
@@ -68,6 +69,9 @@ def trainer_from_config(cfg: TrainingConfig, model: Model, progress: bool = True
     if cfg.optimizer.lower() in OPTIMIZERS:  # else build_optimizer names the known ones
         optimizer_args = checked("training.optimizer_args", cfg.optimizer, cfg.optimizer_args,
                                  optimizer_arguments(cfg.optimizer))
+        for name, value in optimizer_args.items():  # torch checks some only by sign: momentum=nan passes
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"training.optimizer_args.{name} must be finite, got {value}")
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, **optimizer_args)
     regularizer = None
     if cfg.regularizer:
