@@ -57,12 +57,18 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, list[str]]]:
         httpd.server_close()
 
 
-def test_archive_download_verify_extract_and_cache(server, tmp_path) -> None:
-    base, root, requests = server
+def served_archive(server) -> DatasetInfo:
+    """The split files as one archive on the local server, registered with its sha256."""
+    base, root, _ = server
     archive = make_archive(SPLITS)
     (root / "fixture.tar.gz").write_bytes(archive)
-    info = DatasetInfo("fixture", "test", archive=RemoteFile(f"{base}/fixture.tar.gz",
+    return DatasetInfo("fixture", "test", archive=RemoteFile(f"{base}/fixture.tar.gz",
                                                              hashlib.sha256(archive).hexdigest()))
+
+
+def test_archive_download_verify_extract_and_cache(server, tmp_path) -> None:
+    requests = server[2]
+    info = served_archive(server)
     ds = load_dataset(info, cache_dir=tmp_path / "cache")
     assert (len(ds.train), len(ds.valid), len(ds.test)) == (2, 1, 1)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["fixture"]
@@ -72,11 +78,7 @@ def test_archive_download_verify_extract_and_cache(server, tmp_path) -> None:
 
 
 def test_the_cached_dataset_folder_honours_the_umask(server, tmp_path) -> None:
-    base, root, _ = server
-    archive = make_archive(SPLITS)
-    (root / "fixture.tar.gz").write_bytes(archive)
-    info = DatasetInfo("fixture", "test", archive=RemoteFile(f"{base}/fixture.tar.gz",
-                                                             hashlib.sha256(archive).hexdigest()))
+    info = served_archive(server)
     old = os.umask(0o022)
     try:
         load_dataset(info, cache_dir=tmp_path / "cache")
