@@ -1,11 +1,10 @@
 """kgem: knowledge-graph embeddings in PyTorch."""
 
-__version__ = "0.1.0"  # before the imports: kgem.saving reads it
-
 from kgem.data import Dataset, KnownTriples, Triples, Vocabulary, load_dataset, read_triples
 from kgem.errors import ConfigError, DataError, KgemError
 from kgem.pipeline import PipelineResult, pipeline
 from kgem.saving import LoadedModel, load_model, save_model
+from kgem.version import __version__
 
 load = load_model
 

@@ -1,4 +1,6 @@
-"""Errors that kgem raises for problems the user can fix (bad input, unknown names, bad config)."""
+"""Every error kgem raises for a problem the user can fix (bad input, unknown names, bad config, a run that cannot
+go on), in one module that imports nothing, so any layer can raise them. The CLI prints a KgemError as one line
+and exits with code 2."""
 
 from __future__ import annotations
 
@@ -13,3 +15,27 @@ class DataError(KgemError, ValueError):
 
 class ConfigError(KgemError, ValueError):
     """An invalid configuration value, unknown key or unknown registered name."""
+
+
+class ModelFileError(KgemError, ValueError):
+    """A model directory that cannot be saved to or loaded from: names the file and the problem."""
+
+
+class CheckpointError(KgemError):
+    """A checkpoint is missing, truncated or corrupt, or no longer fits the model."""
+
+
+class TrainingError(KgemError):
+    """Training cannot go on (e.g. the loss became NaN or infinite, a HOGWILD worker failed)."""
+
+
+class TrainingInterrupted(KgemError):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
+
+
+class EvaluationError(KgemError, ValueError):
+    """Evaluation cannot produce meaningful ranks: NaN scores, bad query ids or inconsistent inputs."""
+
+
+class FolderLockedError(KgemError):
+    """Another run holds the run folder."""

@@ -12,11 +12,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from kgem.errors import ConfigError, KgemError
-
-
-class FolderLockedError(KgemError):
-    """Another run holds the folder."""
+from kgem.errors import ConfigError, FolderLockedError
 
 
 class FolderLock:

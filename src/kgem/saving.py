@@ -28,23 +28,19 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import kgem
 from kgem.atomic import chmod_as_created, temp_dir
 from kgem.data import Dataset, KnownTriples, Triples
 from kgem.data.vocab import Vocabulary
-from kgem.errors import ConfigError, KgemError
+from kgem.errors import ConfigError, KgemError, ModelFileError
 from kgem.inference.predictor import LinkPredictor
 from kgem.models.model import Model, build_model, state_mismatch
 from kgem.models.rgcn import RGCN
+from kgem.version import __version__
 
 FORMAT_VERSION = 1
 CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
 CONFIG_KEYS = ("format", "kgem_version", "spec", "num_entities", "num_relations", "extra", "weights_sha256")
 SPEC_TYPES: dict[str, type] = {"name": str, "dim": int, "inverse": bool, "args": dict}
-
-
-class ModelFileError(KgemError, ValueError):
-    """A model directory that cannot be saved to or loaded from: names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Voc
     if (len(entities), len(relations)) != (model.num_entities, model.num_relations):
         raise ModelFileError(f"cannot save to {target}: vocabularies have {len(entities)} entities and "
                              f"{len(relations)} relations, the model {model.num_entities} and {model.num_relations}")
-    config = {"format": FORMAT_VERSION, "kgem_version": kgem.__version__, "spec": spec,
+    config = {"format": FORMAT_VERSION, "kgem_version": __version__, "spec": spec,
               "num_entities": model.num_entities, "num_relations": model.num_relations,
               "extra": {} if extra is None else extra, "weights_sha256": ""}
     try:
@@ -220,7 +216,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: missing keys {', '.join(missing)}")
     if config["format"] != FORMAT_VERSION:
         raise ModelFileError(f"{path}: unknown format version {config['format']!r} (this kgem "
-                             f"{kgem.__version__} reads version {FORMAT_VERSION}; the model was saved by kgem "
+                             f"{__version__} reads version {FORMAT_VERSION}; the model was saved by kgem "
                              f"{config['kgem_version']!r})")
     for key in ("num_entities", "num_relations"):
         if not _is_int(config[key]) or config[key] < 0:

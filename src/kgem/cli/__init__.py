@@ -9,8 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from kgem.cli import info, train, use
-from kgem.errors import KgemError
-from kgem.training.trainer import TrainingInterrupted
+from kgem.errors import KgemError, TrainingInterrupted
 
 EPILOG = """\
 a first session:

@@ -20,15 +20,11 @@ from typing import Literal
 import torch
 
 from kgem import native
-from kgem.errors import KgemError
+from kgem.errors import EvaluationError
 from kgem.runtime import row_blocks
 
 RankType = Literal["optimistic", "pessimistic", "realistic"]
 RANK_TYPES: tuple[RankType, ...] = ("optimistic", "pessimistic", "realistic")
-
-
-class EvaluationError(KgemError, ValueError):
-    """Evaluation cannot produce meaningful ranks: NaN scores, bad query ids or inconsistent inputs."""
 
 
 def check_rank_type(rank_type: str) -> RankType:

@@ -18,11 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kgem.atomic import chmod_as_created, temp_dir
-from kgem.errors import KgemError
-
-
-class CheckpointError(KgemError):
-    """A checkpoint is missing, truncated or corrupt."""
+from kgem.errors import CheckpointError
 
 
 def flatten(prefix: str, value: Any, tensors: dict[str, torch.Tensor]) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from kgem.errors import ConfigError
+from kgem.errors import ConfigError, TrainingError
 from kgem.models.model import Model
 from kgem.training.optim import Adagrad, RowAdagrad
 
@@ -57,8 +57,6 @@ def hogwild_optimizer(optimizer: torch.optim.Optimizer) -> bool:
 def run_workers(workers: int, work: Callable[[int], T]) -> list[T]:
     """``work(rank)`` for every rank in ``range(workers)``, each in a forked process with one thread; their return
     values in rank order. A worker's exception, or its death, is raised here as a TrainingError naming it."""
-    from kgem.training.trainer import TrainingError
-
     if "fork" not in multiprocessing.get_all_start_methods():
         raise ConfigError("HOGWILD workers need the fork start method (Linux, macOS); use one worker here")
     context = multiprocessing.get_context("fork")

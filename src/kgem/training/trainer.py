@@ -15,20 +15,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from kgem.errors import ConfigError, KgemError
+from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from kgem.models.model import Model, state_mismatch
 from kgem.runtime import retain_freed_memory
 from kgem.training.approaches import Approach
-from kgem.training.checkpoint import CheckpointError, Checkpoints
+from kgem.training.checkpoint import Checkpoints
 from kgem.training.hogwild import run_workers, share
 from kgem.training.losses import Loss
 from kgem.training.optim import clip_grad_norm as clip_gradients
 from kgem.training.regularizers import Regularizer
 from kgem.training.schedule import EpochSchedule
-
-
-class TrainingError(KgemError):
-    """Training cannot go on (e.g. the loss became NaN or infinite)."""
 
 
 @dataclass
@@ -303,10 +299,6 @@ class Trainer:
             for key, value in state["early_stopping"].items():
                 setattr(early_stopping, key, value)
         return int(state["epoch"])
-
-
-class TrainingInterrupted(KgemError):
-    """Training stopped on SIGTERM/SIGINT after saving a checkpoint."""
 
 
 class _StopOnSignal:
