@@ -1,0 +1,51 @@
+"""The package's layers (README, Layout): a module imports only from its own layer or the layers above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kgem
+
+ROOT = Path(kgem.__file__).parent
+LAYERS = [
+    {"errors", "version", "registry", "atomic", "lock", "checks", "runtime", "native"},
+    {"data"},
+    {"models"},
+    {"training"},
+    {"evaluation"},
+    {"inference"},
+    {"configs", "config", "factory", "pretrained", "pipeline", "saving", "cli", "demo", "__init__", "__main__"},
+]
+
+
+def layer(top: str) -> int:
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def imported_tops(path: Path) -> set[str]:
+    """The top-level kgem modules ``path`` imports, lazily inside functions included."""
+    tops = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "kgem":
+            parts = node.module.split(".")
+            tops |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            tops |= {a.name.split(".")[1] for a in node.names if a.name.startswith("kgem.")}
+    return tops
+
+
+def test_no_module_imports_from_a_lower_layer() -> None:
+    upward = []
+    for path in sorted(ROOT.rglob("*.py")):
+        top = path.relative_to(ROOT).parts[0].removesuffix(".py")
+        for name in imported_tops(path):
+            if name in {n for names in LAYERS for n in names} and layer(name) > layer(top):
+                upward.append(f"{path.relative_to(ROOT)} imports kgem.{name}")
+    assert not upward
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {p.relative_to(ROOT).parts[0].removesuffix(".py") for p in ROOT.glob("*") if p.suffix == ".py" or
+            (p.is_dir() and (p / "__init__.py").exists())}
+    assert tops <= {n for names in LAYERS for n in names}
