@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -81,3 +82,56 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | 
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A new empty folder beside ``path`` to fill (checkpoints, downloads, saved models); on success it takes the
+    place of ``path``, on error it is removed and ``path`` is as it was. See ``swap_into_place`` for a crash."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = temp_dir(target.parent, prefix=f".{target.name}.")
+    try:
+        yield staging
+        fsync_dir(staging)
+        swap_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def swap_into_place(new: Path, target: Path) -> None:
+    """Move an existing ``target`` aside, rename ``new`` in, then delete the old one.
+
+    Between the two renames the old folder exists only as ``.<name>.<hex>.old`` (``old_copies`` finds it after a
+    crash there); if the second rename fails, the old folder is moved back.
+    """
+    old: Path | None = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+        os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def old_copies(path: str | os.PathLike[str]) -> list[Path]:
+    """The folders that a crash inside ``swap_into_place`` left aside for ``path``, oldest name first."""
+    target = Path(path)
+    return sorted(target.parent.glob(f".{target.name}.*.old")) if target.parent.is_dir() else []
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush directory entries (new names, renames); Windows cannot open a directory for this, so skip there."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -13,12 +13,9 @@ arbitrary code. Every file is checked on load and a problem is reported as a ``M
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from kgem.atomic import chmod_as_created, temp_dir
+from kgem.atomic import atomic_dir, chmod_as_created, old_copies
 from kgem.data import Dataset, KnownTriples, Triples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, KgemError, ModelFileError
@@ -105,14 +102,8 @@ def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Voc
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"cannot save to {target}: spec and extra must be JSON-serialisable ({e})") from e
     _check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(target.parent, prefix=f".{target.name}.")
-    try:
+    with atomic_dir(target) as tmp:
         _write_files(tmp, model, entities, relations, config)
-        _swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -140,28 +131,6 @@ def _write_files(tmp: Path, model: Model, entities: Vocabulary, relations: Vocab
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(tmp)
-
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Move an existing ``target`` aside, rename ``tmp`` in, then delete the old one.
-
-    Between the two renames the old save exists only as ``.<name>.*.old``; ``load_model`` points at it if a crash
-    left it there. If the second rename fails, the old directory is moved back.
-    """
-    old: Path | None = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
-        os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    _fsync_dir(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_model(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
@@ -196,8 +165,8 @@ def _usable_device(device: str | torch.device) -> torch.device:
 
 
 def _backup_hint(root: Path) -> str:
-    """Point at the old save if a crash between the two renames of ``_swap_into_place`` left it aside."""
-    backups = sorted(root.parent.glob(f".{root.name}.*.old")) if root.parent.is_dir() else []
+    """Point at the old save if a crash between the two renames of ``atomic.swap_into_place`` left it aside."""
+    backups = old_copies(root)
     return f" (a previous save was left at {backups[-1]}; rename it back to recover)" if backups else ""
 
 
@@ -371,12 +340,3 @@ def _fsync(path: Path) -> None:
     with open(path, "r+b") as f:
         os.fsync(f.fileno())
 
-
-def _fsync_dir(path: Path) -> None:
-    """Flush directory entries (new names, renames); Windows cannot open a directory for this, so skip there."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from kgem.atomic import temp_dir
+from kgem.atomic import atomic_dir
 from kgem.data.dataset import SPLITS, Dataset
 from kgem.errors import DataError
 from kgem.registry import Registry
@@ -143,8 +143,7 @@ def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if not info.pinned:
         log.warning("dataset %r has no pinned sha256: its download is not verified", info.name)
-    staging = temp_dir(root, prefix=f".{info.name}.partial-")  # mode 0o777 less the umask, as the cache it becomes
-    try:
+    with atomic_dir(final) as staging:  # mode 0o777 less the umask, as the cache it becomes
         if info.archive is not None:
             archive = staging / "archive.tar.gz"
             download_file(info.archive, archive, desc=info.name)
@@ -154,10 +153,6 @@ def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
             download_file(remote, staging / f"{split}.txt", desc=f"{info.name}/{split}")
         if not (staging / "train.txt").is_file():
             raise DataError(f"dataset {info.name!r}: the download holds no train.txt")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return final
 
 

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from kgem.atomic import chmod_as_created, temp_dir
+from kgem.atomic import atomic_dir, chmod_as_created
 from kgem.errors import CheckpointError
 
 
@@ -64,15 +64,10 @@ class Checkpoints:
         if state.get("partial"):
             name += f"-batch-{state['partial']['batches']:09d}"
         final = self.directory / name
-        staging = temp_dir(self.directory, prefix=".partial-")
-        try:
+        with atomic_dir(final) as staging:
             save_file(tensors, str(staging / "tensors.safetensors"))
             chmod_as_created(staging / "tensors.safetensors")
             (staging / "state.json").write_text(json.dumps(scalars), encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         for old in self.all()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
