@@ -18,3 +18,23 @@ def test_register_get_and_errors() -> None:
         reg.register("margin")(int)
     with pytest.raises(ConfigError, match="unknown loss 'margn'; known: margin. Did you mean margin"):
         reg.get("margn")
+
+
+def test_every_interaction_a_models_file_defines_is_registered() -> None:
+    """Adding a model is one file: a class that is neither registered nor a base of registered ones is a mistake
+    (it would never reach `kgem models`, the config or the test harness)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import kgem.models
+    from kgem.models.interaction import INTERACTIONS, Interaction
+
+    registered = {INTERACTIONS.get(name) for name in INTERACTIONS.names()}
+    lost = []
+    for module in pkgutil.iter_modules(kgem.models.__path__, "kgem.models."):
+        for name, cls in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+            if (issubclass(cls, Interaction) and cls.__module__ == module.name and cls not in registered
+                    and not any(issubclass(other, cls) for other in registered)):
+                lost.append(f"{module.name}.{name}")
+    assert not lost
