@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import kgem
-from kgem.cli.info import RGCN_ARGUMENTS, models_table
+from kgem.cli.info import argument_defaults, models_table
 from kgem.data import Vocabulary
 from kgem.models import Model, build_model
 from kgem.models.rgcn import RGCN, RGCNLayer
@@ -338,5 +338,6 @@ def test_models_table_lists_the_encoder_arguments() -> None:
     params = inspect.signature(RGCN.__init__).parameters.values()
     defaults = [f"{p.name}={p.default!r}" for p in params
                 if p.default is not inspect.Parameter.empty and p.name not in ("graph", "num_edges")]
-    assert RGCN_ARGUMENTS.split(", ")[2:] == defaults
+    assert argument_defaults("rgcn").split(", ") == ["decoder='distmult'", "decoder_args=None", *defaults]
+    assert models_table().loc["rgcn", "arguments"] == argument_defaults("rgcn")
     assert "Schlichtkrull" in models_table().loc["rgcn", "reference"]

@@ -14,9 +14,8 @@ from kgem.config import coerce
 from kgem.configs import ModelConfig, TrainingConfig
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError
-from kgem.models import INITIALIZERS, INTERACTIONS, Model, build_model
-from kgem.models.model import rgcn
-from kgem.models.rgcn import RGCN
+from kgem.models import INITIALIZERS, Model, build_model, model_info
+from kgem.models.model import interaction_model
 from kgem.pretrained import warm_start
 from kgem.training import LOSSES, REGULARIZERS, SLCWA, Approach, KvsAll, NegativeSampler, OneVsAll, Trainer
 from kgem.training import build_optimizer as make_optimizer
@@ -107,16 +106,13 @@ def arguments(function: Callable[..., Any], skip: Collection[str] = ()) -> dict[
 
 
 def model_arguments(name: str) -> dict[str, Any]:
-    """What ``model.args`` may name for model ``name``: its interaction's arguments (R-GCN: the encoder's and the
-    decoder's), and ``normalize``, which every model takes."""
+    """What ``model.args`` may name for model ``name``: its builder's arguments (an interaction's; R-GCN's
+    encoder's and decoder's), and ``normalize``, which every model takes."""
     known: dict[str, Any] = {}
-    if name.lower() == "rgcn":
-        known |= arguments(rgcn, skip=("num_entities", "num_relations", "dim", "inverse", "graph",
-                                       "entity_initializer", "relation_initializer", "sparse"))
-        known |= arguments(RGCN.__init__, skip=("base", "num_relations", "graph"))
-    elif name.lower() != "randombaseline":
-        known |= arguments(INTERACTIONS.get(name).__init__, skip=("dim",))
-    return known | {"normalize": arguments(build_model)["normalize"]}
+    for function, _ in model_info(name).arguments:
+        allowed = {p.name for p in model_info(name).parameters()}
+        known |= {key: tp for key, tp in arguments(function).items() if key in allowed}
+    return known | {"normalize": arguments(interaction_model)["normalize"]}
 
 
 def optimizer_arguments(name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from kgem.evaluation import EvaluationResult, evaluate
 from kgem.factory import model_from_config, trainer_from_config
 from kgem.inference.predictor import LinkPredictor
 from kgem.lock import FolderLock
-from kgem.models import Model
+from kgem.models import Model, model_info
 from kgem.training import Checkpoints, EarlyStopping, History
 
 Data = str | os.PathLike[str] | Dataset | pd.DataFrame | None
@@ -94,7 +94,8 @@ def resolve_config(config: PipelineConfig | dict[str, Any] | str | os.PathLike[s
 def sparse_lookups(cfg: PipelineConfig) -> bool:
     """Sparse embedding gradients for the optimizers that update only the rows a batch touches (not for an
     encoder, which propagates over the whole graph)."""
-    return cfg.training.optimizer.lower() in ("sparseadam", "rowadagrad") and cfg.model.name.lower() != "rgcn"
+    optimizer = cfg.training.optimizer.lower()
+    return optimizer in ("sparseadam", "rowadagrad") and not model_info(cfg.model.name).dense_gradients
 
 
 def load_data(cfg: DataConfig, data: Data = None) -> Dataset:

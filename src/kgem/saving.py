@@ -30,7 +30,8 @@ from kgem.data import Dataset, KnownTriples, Triples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, KgemError, ModelFileError
 from kgem.inference.predictor import LinkPredictor
-from kgem.models.model import Model, build_model, state_mismatch
+from kgem.models.builders import build_model
+from kgem.models.model import Model, state_mismatch
 from kgem.models.rgcn import RGCN
 from kgem.version import __version__
 

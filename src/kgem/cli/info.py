@@ -29,31 +29,28 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     print(pd.DataFrame(rows).set_index("name").to_string())
 
 
-RGCN_ARGUMENTS = ("decoder='distmult', decoder_args={}, num_layers=2, decomposition='basis', num_bases=2, "
-                  "num_blocks=None, edge_dropout=0.4, self_loop_dropout=0.2, sample_edges=None, seed=None")
-
-
 def models_table() -> pd.DataFrame:
     """Every registered model with its representation kinds, default entity normalisation (``args.normalize``:
-    none | forward | step), arguments and paper."""
-    import inspect
-
-    from kgem.models import INTERACTIONS
+    none | forward | step), arguments (read from its builder's signatures) and paper."""
+    from kgem.models import model_info, model_names
 
     rows = []
-    for name in INTERACTIONS.names():
-        cls = INTERACTIONS.get(name)
-        params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in ("self", "dim")]
-        args = ", ".join(f"{p.name}={p.default!r}" for p in params if p.default is not inspect.Parameter.empty)
-        rows.append({"model": name, "entities": cls.entity_kind, "relations": cls.relation_kind,
-                     "normalize": "forward" if cls.normalize_entities else "none", "arguments": args,
-                     "reference": cls.reference})
-    rows.append({"model": "randombaseline", "entities": "real", "relations": "real", "normalize": "none",
-                 "arguments": "", "reference": "fixed random scores: the chance level of every metric"})
-    rows.append({"model": "rgcn", "entities": "R-GCN encoder", "relations": "real", "normalize": "decoder's",
-                 "arguments": RGCN_ARGUMENTS,
-                 "reference": "Schlichtkrull et al. 2018, Modeling relational data with graph convolutional networks"})
+    for name in model_names():
+        info = model_info(name)
+        rows.append({"model": name, "entities": info.entities, "relations": info.relations,
+                     "normalize": info.normalize, "arguments": argument_defaults(name),
+                     "reference": info.reference})
     return pd.DataFrame(rows).set_index("model")
+
+
+def argument_defaults(name: str) -> str:
+    """``name=default, ...`` of the model's arguments, as ``model.args`` takes them."""
+    import inspect
+
+    from kgem.models import model_info
+
+    return ", ".join(f"{p.name}={p.default!r}" for p in model_info(name).parameters()
+                     if p.default is not inspect.Parameter.empty)
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -1,12 +1,13 @@
 """Models: representations (embedding tables) plus interactions (scoring functions)."""
 
 from kgem.models import bilinear, factorization, geometric, neural, probabilistic, translational  # noqa: F401  (register the interactions)
+from kgem.models.builders import build_model, model_info, model_names, register_model
 from kgem.models.initializers import INITIALIZERS, from_tensor
 from kgem.models.interaction import INTERACTIONS, Interaction
-from kgem.models.model import Model, build_model
+from kgem.models.model import Model
 from kgem.models.representation import Embedding
 
-MODELS = [*INTERACTIONS.names(), "randombaseline", "rgcn"]
+MODELS = model_names()
 
 __all__ = ["INITIALIZERS", "INTERACTIONS", "MODELS", "Embedding", "Interaction", "Model", "build_model",
-           "from_tensor"]
+           "from_tensor", "model_info", "model_names", "register_model"]

@@ -221,22 +221,13 @@ def few_rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return rows_sparse_grad(table, ids) if 4 * len(ids) <= len(table) else rows_of(table, ids)
 
 
-def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, inverse: bool = False,
-                graph: torch.Tensor | None = None, entity_initializer: Initializer | None = None,
-                relation_initializer: Initializer | None = None, sparse: bool = False,
-                normalize: Normalize | None = None, **interaction_args: Any) -> Model:
-    """Build a registered model: embedding tables shaped for its interaction, plus the interaction.
-
-    ``graph``: the training triples ``(n, 3)`` that an encoder (``rgcn``) propagates over; other models ignore it.
-    ``normalize``: how entity rows are kept at unit norm (``none`` | ``forward`` | ``step``, see ``Embedding``);
-    default: ``forward`` where the paper constrains them, else ``none``.
-    """
-    if name.lower() == "randombaseline":
-        return random_baseline(num_entities, num_relations, inverse=inverse)
-    if name.lower() == "rgcn":
-        return rgcn(num_entities, num_relations, dim, inverse=inverse, graph=graph,
-                    entity_initializer=entity_initializer, relation_initializer=relation_initializer, sparse=sparse,
-                    **interaction_args)
+def interaction_model(name: str, num_entities: int, num_relations: int, dim: int, *, inverse: bool = False,
+                      graph: torch.Tensor | None = None, entity_initializer: Initializer | None = None,
+                      relation_initializer: Initializer | None = None, sparse: bool = False,
+                      normalize: Normalize | None = None, **interaction_args: Any) -> Model:
+    """The model of a registered interaction: embedding tables shaped for it, plus the interaction (``graph`` is
+    for encoders; this ignores it). ``normalize``: how entity rows are kept at unit norm (``none`` | ``forward`` |
+    ``step``, see ``Embedding``); default: ``forward`` where the paper constrains them, else ``none``."""
     interaction = INTERACTIONS.get(name)(dim, **interaction_args)
     if normalize is not None:
         interaction.normalize = normalize
@@ -251,35 +242,3 @@ def build_model(name: str, num_entities: int, num_relations: int, dim: int, *, i
         if relation_initializer is None:
             interaction.reset_relation(relation.weight)
     return Model(entity, relation, interaction, num_relations=num_relations, inverse=inverse)
-
-
-def rgcn(num_entities: int, num_relations: int, dim: int, *, inverse: bool = False, graph: torch.Tensor | None = None,
-         decoder: str = "distmult", decoder_args: dict[str, Any] | None = None,
-         entity_initializer: Initializer | None = None, relation_initializer: Initializer | None = None,
-         sparse: bool = False, **encoder_args: Any) -> Model:
-    """R-GCN autoencoder (Schlichtkrull et al. 2018): the ``decoder`` model's entity table becomes the input of an
-    R-GCN encoder over ``graph`` (see ``RGCN`` for ``encoder_args``); the decoder scores the encoder's output with
-    its own relation table. Without ``graph`` (and ``num_edges``) the encoder has no edges."""
-    if sparse:
-        raise ValueError("rgcn propagates over the whole graph, so its gradients are dense: build it without "
-                         "sparse lookups")
-    INTERACTIONS.get(decoder)  # only interactions decode: a clear error for anything else
-    decoded = build_model(decoder, num_entities, num_relations, dim, inverse=inverse,
-                          entity_initializer=entity_initializer, relation_initializer=relation_initializer,
-                          **(decoder_args or {}))
-    assert isinstance(decoded.entity, Embedding)
-    encoder = RGCN(decoded.entity, num_relations, graph=graph, **encoder_args)
-    return Model(encoder, decoded.relation, decoded.interaction, num_relations=num_relations, inverse=inverse)
-
-
-def random_baseline(num_entities: int, num_relations: int, *, inverse: bool = False, dim: int = 16,
-                    seed: int = 0) -> Model:
-    """AmpliGraph's RandomBaseline: scores from fixed random, untrained embeddings, so ranks are uniformly random
-    but the scores of one triple are the same in every scoring mode."""
-    generator = torch.Generator().manual_seed(seed)
-    model = build_model("distmult", num_entities, num_relations, dim, inverse=inverse)
-    for table in (model.entity, model.relation):
-        assert isinstance(table, Embedding)
-        table.weight.requires_grad_(False)
-        table.weight.data = torch.randn(table.weight.shape, generator=generator)
-    return model
