@@ -41,7 +41,7 @@ def test_the_budget_reaches_validation_and_test_evaluation(monkeypatch) -> None:
 def test_kgem_evaluate_takes_the_saved_budget_or_the_flag(monkeypatch, tmp_path: Path, capsys) -> None:
     pipeline(overrides=[*TINY, "training.early_stopping=false", "evaluation.memory_budget_mb=5"], progress=False,
              output=tmp_path / "run")
-    budgets = spy_on(monkeypatch, kgem.evaluation)
+    budgets = spy_on(monkeypatch, importlib.import_module("kgem.cli.use"))  # the evaluate kgem evaluate calls
     assert main(["evaluate", str(tmp_path / "run" / "model"), "-q"]) == 0
     assert main(["evaluate", str(tmp_path / "run" / "model"), "-q", "--memory-budget-mb", "2"]) == 0
     assert budgets == [5 * 2**20, 2 * 2**20]

@@ -49,3 +49,15 @@ def test_every_module_has_a_layer() -> None:
     tops = {p.relative_to(ROOT).parts[0].removesuffix(".py") for p in ROOT.glob("*") if p.suffix == ".py" or
             (p.is_dir() and (p / "__init__.py").exists())}
     assert tops <= {n for names in LAYERS for n in names}
+
+
+def test_kgem_imports_are_hoisted() -> None:
+    """The package imports all of itself anyway (``import kgem``), so an import inside a function saves nothing and
+    only hides a dependency (or a circle) from the top of the file."""
+    inside = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in ast.walk(node)
+                           if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("kgem")]
+    assert not inside

@@ -24,6 +24,7 @@ from kgem.factory import model_from_config, trainer_from_config
 from kgem.inference.predictor import LinkPredictor
 from kgem.lock import FolderLock
 from kgem.models import Model, model_info
+from kgem.saving import save_model
 from kgem.training import Checkpoints, EarlyStopping, History
 
 Data = str | os.PathLike[str] | Dataset | pd.DataFrame | None
@@ -68,8 +69,6 @@ class PipelineResult(LinkPredictor):
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Save the model directory (config.json + vocabularies TSV + safetensors), with config and metrics."""
-        from kgem.saving import save_model
-
         extra: dict[str, Any] = {"pipeline": to_dict(self.config), "timings": self.timings}
         if self.evaluation is not None:
             extra["evaluation"] = self.evaluation.to_dict()

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from kgem.data.vocab import Vocabulary
-from kgem.errors import ConfigError
+from kgem.errors import ConfigError, ModelFileError
 from kgem.models import Model
 from kgem.models.initializers import copy_rows
 from kgem.models.representation import Embedding
+from kgem.saving import load_model
 
 TABLES = ("entity.weight", "relation.weight")
 log = logging.getLogger(__name__)
@@ -25,8 +26,6 @@ def warm_start(model: Model, directory: str | os.PathLike[str], *, entities: Voc
     """Fill ``model`` (built for ``entities`` and ``relations``) from the model saved in ``directory``; returns how
     many entity and relation rows were copied. A different model, a different embedding width, a different shape of
     any other tensor, an encoder (R-GCN) or no shared label at all is a ConfigError."""
-    from kgem.saving import ModelFileError, load_model
-
     where = f"model.init_from {directory}"
     try:
         saved = load_model(directory)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 from typing import Any
 
 import pandas as pd
 
+from kgem.config import to_commented_yaml
+from kgem.data.sources import DATASETS, load_dataset
 from kgem.errors import KgemError
+from kgem.models import model_info, model_names
+from kgem.pipeline import resolve_config
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
-    from kgem.data.sources import DATASETS, load_dataset
-
     if args.action == "describe":
         if not args.name:
             raise KgemError("kgem datasets describe: give a dataset NAME (see 'kgem datasets')")
@@ -32,8 +35,6 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 def models_table() -> pd.DataFrame:
     """Every registered model with its representation kinds, default entity normalisation (``args.normalize``:
     none | forward | step), arguments (read from its builder's signatures) and paper."""
-    from kgem.models import model_info, model_names
-
     rows = []
     for name in model_names():
         info = model_info(name)
@@ -45,10 +46,6 @@ def models_table() -> pd.DataFrame:
 
 def argument_defaults(name: str) -> str:
     """``name=default, ...`` of the model's arguments, as ``model.args`` takes them."""
-    import inspect
-
-    from kgem.models import model_info
-
     return ", ".join(f"{p.name}={p.default!r}" for p in model_info(name).parameters()
                      if p.default is not inspect.Parameter.empty)
 
@@ -59,9 +56,6 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> None:
-    from kgem.config import to_commented_yaml
-    from kgem.pipeline import resolve_config
-
     print(to_commented_yaml(resolve_config(args.config, args.set or [])), end="")
 
 

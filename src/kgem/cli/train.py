@@ -10,6 +10,9 @@ from typing import Any
 
 import torch
 
+from kgem.cli.use import check_folder
+from kgem.pipeline import load_data, pipeline, resolve_config, resume
+
 # (option strings, config key, type, help); DGL-KE's spelling is accepted next to ours
 FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--dataset",), "data.dataset", str, "registered dataset, a folder of train/valid/test files, or one file of "
@@ -71,9 +74,6 @@ def yaml_scalar(value: object) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from kgem.cli.use import check_folder
-    from kgem.pipeline import load_data, pipeline, resolve_config
-
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = resolve_config(args.config, overrides_from_flags(args))
@@ -91,8 +91,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
-    from kgem.pipeline import resume
-
     if args.threads:
         torch.set_num_threads(args.threads)
     report(resume(args.run, progress=not args.quiet))

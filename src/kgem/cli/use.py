@@ -9,21 +9,21 @@ from typing import Any
 import pandas as pd
 import torch
 
+from kgem.config import apply_overrides, from_dict
+from kgem.configs import DataConfig, EvaluationConfig
+from kgem.data import KnownTriples, relation_categories
 from kgem.errors import KgemError
+from kgem.evaluation import evaluate
+from kgem.pipeline import load_data, write_csv
+from kgem.saving import load_model
 
 
 def load(args: argparse.Namespace) -> Any:
-    from kgem.saving import load_model
-
     return load_model(args.model, device=getattr(args, "device", None) or "cpu")
 
 
 def dataset_for(loaded: Any, args: argparse.Namespace) -> Any:
     """The dataset the model was trained on (from its saved config), or the one named by --dataset/--data-path."""
-    from kgem.config import apply_overrides, from_dict
-    from kgem.configs import DataConfig
-    from kgem.pipeline import load_data
-
     saved = loaded.extra.get("pipeline", {}).get("data")
     if saved is None and args.dataset is None and args.data_path is None:
         raise KgemError(f"{args.model} does not say which dataset it was trained on; give --dataset or --data-path")
@@ -39,8 +39,6 @@ def write_or_print(frame: pd.DataFrame, output: str | None, index: bool = False)
         with pd.option_context("display.width", 200, "display.max_rows", 500):
             print(frame.to_string(index=index))
         return
-    from kgem.pipeline import write_csv
-
     if Path(output).is_dir():
         raise KgemError(f"{output}: is a folder; --output takes the name of a CSV file")
     write_csv(frame if index else frame.set_index(frame.columns[0]), Path(output))
@@ -57,11 +55,6 @@ def check_folder(path: str | Path) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from kgem.config import from_dict
-    from kgem.configs import EvaluationConfig
-    from kgem.data import KnownTriples, relation_categories
-    from kgem.evaluation import evaluate
-
     loaded = load(args)
     ds = dataset_for(loaded, args)
     split = ds.splits().get(args.split)

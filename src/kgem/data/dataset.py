@@ -13,6 +13,8 @@ import pandas as pd
 import torch
 
 from kgem.data.known import KnownTriples
+from kgem.data.readers import read_id_dict, read_id_triples
+from kgem.data.split import split_indices
 from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
 from kgem.data.triples import OnDuplicates, OnUnseen, Triples, read_triples, triples_from_df
 from kgem.data.vocab import Vocabulary
@@ -134,8 +136,6 @@ class Dataset:
                    on_duplicates: OnDuplicates = "drop", **read_options: Any) -> Dataset:
         """Split one set of facts (a DataFrame, Triples, or a triples file) into train/valid/test by ``ratios``
         (seeded), keeping every entity and relation in train, so valid and test have nothing unseen."""
-        from kgem.data.split import split_indices
-
         if isinstance(facts, pd.DataFrame):
             triples = triples_from_df(facts, columns=columns, on_duplicates=on_duplicates, source=name or "dataframe")
         elif isinstance(facts, Triples):
@@ -154,8 +154,6 @@ class Dataset:
                       files: tuple[str, str, str] = ("train.tsv", "valid.tsv", "test.tsv"),
                       name: str | None = None) -> Dataset:
         """DGL-KE's ``udd_{order}`` format: integer triple files plus ``entities.dict`` and ``relations.dict``."""
-        from kgem.data.readers import read_id_dict, read_id_triples
-
         folder = Path(folder)
         entities = Vocabulary(read_id_dict(folder / "entities.dict"), kind="entity")
         relations = Vocabulary(read_id_dict(folder / "relations.dict"), kind="relation")

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgem.atomic import atomic_write
+from kgem.data.readers import frame_labels, iter_label_chunks
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 
@@ -74,8 +76,6 @@ class Triples:
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the triples as a label TSV file (atomic), readable by ``read_triples``."""
-        from kgem.atomic import atomic_write
-
         frame = self.to_df()[["head", "relation", "tail"]]
         with atomic_write(path) as f:
             frame.to_csv(f, sep="\t", header=False, index=False, lineterminator="\n")
@@ -194,8 +194,6 @@ def read_triples(path: str | os.PathLike[str], *, entities: Vocabulary | None = 
     ``header``: the first line names the columns (``columns`` may then be names); ``extra_columns="ignore"``
     reads files with more fields than the three used. With vocabularies given, a triple with a label they lack
     is dropped with a warning (``on_unseen="drop"``) or is an error (``"error"``)."""
-    from kgem.data.readers import iter_label_chunks
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -210,8 +208,6 @@ def triples_from_df(frame: pd.DataFrame, *, columns: tuple[str, str, str] = ("he
                     on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
                     source: str = "<DataFrame>") -> Triples:
     """Build Triples from a DataFrame's head, relation and tail columns."""
-    from kgem.data.readers import frame_labels
-
     if not len(frame):
         raise DataError(f"{source}: no triples (the DataFrame is empty)")
     return triples_from_labels([frame_labels(frame, columns)], source, entities=entities, relations=relations,

@@ -11,6 +11,7 @@ import pandas as pd
 
 from kgem.data.known import KnownTriples
 from kgem.data.vocab import Vocabulary
+from kgem.errors import DataError
 from kgem.inference._common import Queries
 from kgem.inference.export import export_embeddings
 from kgem.inference.predict import predict_heads, predict_relations, predict_tails, score_triples
@@ -33,8 +34,6 @@ class LinkPredictor:
     def _known(self, remove_known: bool) -> KnownTriples | None:
         known = self.known_triples()
         if remove_known and known is None:
-            from kgem.errors import DataError
-
             raise DataError("remove_known needs the known triples: load the model with its dataset "
                             "(e.g. kgem.load(dir).with_known(dataset))")
         return known
