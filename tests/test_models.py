@@ -1,5 +1,5 @@
 """One harness over the model registry: every interaction against a naive per-triple reference formula, every
-scoring mode against per-triple scores, and every fast path against the broadcast path (STYLE.md G10)."""
+scoring mode against per-triple scores, and every fast path against the broadcast path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed, frozen config dataclasses: to/from dict, YAML/JSON files and ``a.b=c`` overrides (STYLE.md G6).
+"""Typed, frozen config dataclasses: to/from dict, YAML/JSON files and ``a.b=c`` overrides.
 
 Config stops at the factories: modules receive plain arguments, never a config object.
 """

@@ -1,4 +1,5 @@
-"""Registries by name: a dict and a decorator (STYLE.md G7)."""
+"""Registries by name: a dict and a decorator, one registry per kind; an unknown name lists
+the known ones."""
 
 from __future__ import annotations
 

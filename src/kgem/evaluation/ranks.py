@@ -1,4 +1,5 @@
-"""Ranks of true answers among scored candidates, with explicit tie semantics (STYLE.md G11).
+"""Ranks of true answers among scored candidates, with explicit tie semantics: pure functions over score
+blocks, realistic ranks by default.
 
 A candidate *beats* the true answer when its score is strictly higher, and *ties* with it when the scores are equal.
 With ``better`` candidates that beat it and ``ties`` other candidates that tie with it, the true answer's rank is

@@ -1,4 +1,5 @@
-"""The interaction contract shared by every scoring function (STYLE.md G2).
+"""The interaction contract shared by every scoring function: one broadcasting convention for every
+scoring mode.
 
 ``forward(h, r, t)`` takes tensors broadcastable to ``(*batch, d)`` and returns scores ``(*batch)``; higher
 means more plausible. The scoring modes are shapes, not methods with separate maths:

@@ -1,4 +1,5 @@
-"""A model is representations plus an interaction, and nothing else (STYLE.md G1)."""
+"""A model is representations plus an interaction, and nothing else: no training,
+evaluation or config logic lives here."""
 
 from __future__ import annotations
 

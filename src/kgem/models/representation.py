@@ -1,4 +1,5 @@
-"""Representations: ``forward(ids | None) -> (*ids.shape, *shape)``; ``None`` means all rows (STYLE.md G4)."""
+"""Representations: ``forward(ids | None) -> (*ids.shape, *shape)``; ``None`` means all rows, for
+every kind of table."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class RGCNLayer(nn.Module):
 
 class RGCN(nn.Module):
     """R-GCN encoder over the ``graph`` of training triples ``(n, 3)``; ``forward(ids | None)`` as every
-    representation (STYLE.md G4). ``base`` is the input table (its kind and normalisation apply to the output).
+    representation (``Embedding`` too). ``base`` is the input table (its kind and normalisation apply to the output).
 
     The graph is kept as a persistent int64 buffer, so a saved model carries it; ``num_edges`` alone (no
     ``graph``) builds a placeholder of the right shape for loading (``spec_args``). ``decomposition``: ``basis``

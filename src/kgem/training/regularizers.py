@@ -1,4 +1,5 @@
-"""Regularizers take the batch's factors explicitly: ``loss = fit + regularizer(factors)`` (STYLE.md G5)."""
+"""Regularizers take the batch's factors explicitly: ``loss = fit + regularizer(factors)``, in plain sight: no
+hidden accumulation during lookups."""
 
 from __future__ import annotations
 
