@@ -61,3 +61,14 @@ def test_kgem_imports_are_hoisted() -> None:
                 inside += [f"{path.relative_to(ROOT)}:{n.lineno}" for n in ast.walk(node)
                            if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("kgem")]
     assert not inside
+
+
+def test_nothing_cites_the_design_notes_outside_the_repo() -> None:
+    """Users never see the team's notes beside the checkout: code and docs say what they mean instead."""
+    repo = ROOT.parents[1]
+    files = [*ROOT.rglob("*.py"), *(repo / "tests").rglob("*.py"), *(repo / "bench").rglob("*.py"),
+             *repo.glob("*.md"), *(repo / "bench").glob("*.md")]
+    files = [p for p in files if not any(part.startswith(".") or part == "out" for part in p.relative_to(repo).parts)]
+    cited = [str(p.relative_to(repo)) for p in files if any(
+        note in p.read_text(encoding="utf-8") for note in ("STYLE" + ".md", "DESIGN" + ".md", "GEKC" + ".md"))]
+    assert not cited
