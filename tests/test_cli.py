@@ -235,3 +235,14 @@ def test_max_step_must_be_positive(capsys) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["train", "--max-step", "0"])
     assert stop.value.code == 2 and "--max-step" in capsys.readouterr().err
+
+
+def test_evaluate_reads_a_dataset_folder_named_like_a_number(tmp_path, monkeypatch, capsys) -> None:
+    """--dataset/--data-path are strings: a folder named 2024 is not the integer 2024."""
+    import shutil
+
+    shutil.copytree(Path(__file__).parent / "data" / "toy", tmp_path / "2024")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "2024", "--dim", "4", "--epochs", "1", "-q", "--output", "run"]) == 0
+    assert main(["evaluate", "run/model", "--dataset", "2024", "-q"]) == 0
+    assert main(["evaluate", "run/model", "--data-path", "2024", "-q"]) == 0

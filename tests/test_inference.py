@@ -301,7 +301,8 @@ def test_load_maps_the_weights_to_the_device(tmp_path, device) -> None:
     loaded = kgem.load(path, device=device)
     tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
-    assert torch.equal(loaded.model.score_hrt(KNOWN_IDS), model.eval().score_hrt(KNOWN_IDS))
+    torch.testing.assert_close(loaded.model.score_hrt(KNOWN_IDS), model.eval().score_hrt(KNOWN_IDS), rtol=1e-5,
+                               atol=1e-6)  # loaded tensors sit at other alignments: close, not bit-exact
     assert loaded.predict_tails([("alice", "likes")], k=2)["tail"].tolist() == \
         predict_tails(model, ENTITIES, RELATIONS, [("alice", "likes")], k=2)["tail"].tolist()
 

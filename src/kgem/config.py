@@ -61,7 +61,7 @@ def _commented_lines(cfg: Any, indent: str) -> Iterator[str]:
             yield f"{indent}{f.name}:{comment}"
             yield from _commented_lines(value, indent + "  ")
         else:
-            yield f"{indent}{f.name}: {_one_line_yaml(_plain(value))}{comment}"
+            yield f"{indent}{f.name}: {yaml_value(_plain(value))}{comment}"
 
 
 def _comment(f: dataclasses.Field[Any], tp: Any) -> str:
@@ -99,8 +99,10 @@ for _cls in (Loader, Dumper):
 Dumper.add_representer(str, _represent_str)
 
 
-def _one_line_yaml(value: Any) -> str:
-    """``value`` as YAML on one line: flow style for collections (``{}``, ``[]`` when empty), no line folding."""
+def yaml_value(value: Any) -> str:
+    """``value`` as YAML on one line that ``Loader`` reads back as the same value: flow style for collections
+    (``{}``, ``[]`` when empty), no line folding, a string that would read as something else quoted, nan and inf
+    as ``.nan`` and ``.inf``."""
     text = yaml.dump(value, Dumper=Dumper, default_flow_style=True, width=math.inf, allow_unicode=True)
     text = text.rstrip("\n").removesuffix("\n...")  # a top-level plain scalar ends its document with "..."
     assert "\n" not in text, text

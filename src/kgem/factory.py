@@ -108,9 +108,10 @@ def arguments(function: Callable[..., Any], skip: Collection[str] = ()) -> dict[
 def model_arguments(name: str) -> dict[str, Any]:
     """What ``model.args`` may name for model ``name``: its builder's arguments (an interaction's; R-GCN's
     encoder's and decoder's), and ``normalize``, which every model takes."""
+    info = model_info(name)
+    allowed = {p.name for p in info.parameters()}
     known: dict[str, Any] = {}
-    for function, _ in model_info(name).arguments:
-        allowed = {p.name for p in model_info(name).parameters()}
+    for function, _ in info.arguments:
         known |= {key: tp for key, tp in arguments(function).items() if key in allowed}
     return known | {"normalize": arguments(interaction_model)["normalize"]}
 
@@ -123,7 +124,7 @@ def optimizer_arguments(name: str) -> dict[str, Any]:
 
 def checked(key: str, what: str, args: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
     """``args`` checked against the ``known`` arguments of ``what`` and converted as config values are (``1`` for a
-    float is ``1.0``, ``"1e-3"`` is ``0.001``): an unknown name or a value of the wrong type is a ConfigError
+    float is ``1.0``): an unknown name or a value of the wrong type is a ConfigError
     naming ``key.name``."""
     for name in args:
         if name not in known:

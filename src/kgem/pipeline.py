@@ -125,15 +125,15 @@ def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
 
 def run_evaluation(model: Model, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
     known = dataset.known(cfg.filter) if cfg.filter else None
-    return evaluate(model, hrt, known=known, sides=cfg.sides, rank_type=cfg.rank_type,
-                    memory_budget_bytes=cfg.memory_budget_mb * 2**20, filter_splits="+".join(cfg.filter),
+    return evaluate(model, hrt, known=known, filter_splits="+".join(cfg.filter),
                     relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations),
-                    **sampling(cfg))
+                    **evaluation_options(cfg))
 
 
-def sampling(cfg: EvaluationConfig) -> dict[str, Any]:
-    """The cheaper-estimate options of ``evaluate``, for validation as for the test split."""
-    return {"num_negatives": cfg.num_negatives, "fraction": cfg.fraction, "seed": cfg.seed}
+def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
+    """How ``evaluate`` ranks, the same for the test split, the early-stopping validations and ``kgem evaluate``."""
+    return {"sides": cfg.sides, "rank_type": cfg.rank_type, "memory_budget_bytes": cfg.memory_budget_mb * 2**20,
+            "num_negatives": cfg.num_negatives, "fraction": cfg.fraction, "seed": cfg.seed}
 
 
 def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | None = None, *, data: Data = None,
@@ -160,12 +160,13 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     """The config with its local paths (a dataset folder or file, ``data.path``, ``model.init_from``) made absolute,
     so that the run folder's config and the saved model find them from any working directory (resume, evaluate,
     predict --remove-known). Registered dataset names stay names, as ``load_dataset`` prefers them."""
-    def absolute(path: str | None) -> str | None:
-        return str(Path(path).resolve()) if path is not None and Path(path).exists() else path
+    def absolute(path: str) -> str:
+        return str(Path(path).resolve()) if Path(path).exists() else path
 
-    dataset = cfg.data.dataset if cfg.data.dataset in DATASETS else absolute(cfg.data.dataset)
-    return replace(cfg, data=replace(cfg.data, dataset=dataset or cfg.data.dataset, path=absolute(cfg.data.path)),
-                   model=replace(cfg.model, init_from=absolute(cfg.model.init_from)))
+    data, model = cfg.data, cfg.model
+    dataset = data.dataset if data.dataset in DATASETS else absolute(data.dataset)
+    return replace(cfg, data=replace(data, dataset=dataset, path=data.path and absolute(data.path)),
+                   model=replace(model, init_from=model.init_from and absolute(model.init_from)))
 
 
 def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None, resume: bool) -> PipelineResult:
@@ -207,8 +208,7 @@ def early_stopping(cfg: PipelineConfig, dataset: Dataset) -> EarlyStopping | Non
         return None
     valid, ev = dataset.valid.hrt, cfg.evaluation
     known = dataset.known(ev.filter) if ev.filter else None
-    return EarlyStopping(lambda m: evaluate(m, valid, known=known, sides=ev.sides, rank_type=ev.rank_type,
-                                            memory_budget_bytes=ev.memory_budget_mb * 2**20, **sampling(ev)).mrr,
+    return EarlyStopping(lambda m: evaluate(m, valid, known=known, **evaluation_options(ev)).mrr,
                          frequency=cfg.training.frequency, patience=cfg.training.patience,
                          min_delta=cfg.training.min_delta)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from kgem.cli.use import check_folder
+from kgem.config import yaml_value
 from kgem.pipeline import load_data, pipeline, resolve_config, resume
 
 # (option strings, config key, type, help); DGL-KE's spelling is accepted next to ours
@@ -59,18 +59,9 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
     for _, key, _, _ in FLAGS:
         value = getattr(args, key.replace(".", "_"))
         if value is not None:
-            found.append(f"{key}={yaml_scalar(value)}")
+            # a folder named 123 stays a str, nan a float
+            found.append(f"{key}={yaml_value(value) if isinstance(value, str | float) else value}")
     return found + list(args.set or [])
-
-
-def yaml_scalar(value: object) -> str:
-    """A flag's parsed value as YAML that reads back as the same value: a str quoted (a folder named 123 or null
-    stays a string), a float's nan and inf as YAML's .nan and .inf."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
-    return str(value)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

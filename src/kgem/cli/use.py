@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from kgem.config import apply_overrides, from_dict
+from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import KnownTriples, relation_categories
 from kgem.errors import KgemError
 from kgem.evaluation import evaluate
-from kgem.pipeline import load_data, write_csv
+from kgem.pipeline import evaluation_options, load_data, write_csv
 from kgem.saving import load_model
 
 
@@ -28,9 +29,9 @@ def dataset_for(loaded: Any, args: argparse.Namespace) -> Any:
     if saved is None and args.dataset is None and args.data_path is None:
         raise KgemError(f"{args.model} does not say which dataset it was trained on; give --dataset or --data-path")
     cfg = from_dict(DataConfig, saved) if saved is not None else DataConfig()
-    overrides = [f"dataset={args.dataset}"] if args.dataset else []
+    overrides = [f"dataset={yaml_value(args.dataset)}"] if args.dataset else []
     if args.data_path or args.dataset:
-        overrides.append(f"path={args.data_path}" if args.data_path else "path=null")
+        overrides.append(f"path={yaml_value(args.data_path)}")
     return load_data(apply_overrides(cfg, overrides))
 
 
@@ -76,11 +77,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if len(split) and not len(hrt):
         raise KgemError(f"none of the {len(split)} {args.split} triples uses only labels the model knows: is it the "
                         f"dataset the model was trained on?")
-    result = evaluate(loaded.model, hrt, known=known, sides=args.sides or cfg.sides,
-                      rank_type=args.rank_type or cfg.rank_type, filter_splits="+".join(filter_splits),
+    cfg = replace(cfg, sides=args.sides or cfg.sides, rank_type=args.rank_type or cfg.rank_type)
+    result = evaluate(loaded.model, hrt, known=known, filter_splits="+".join(filter_splits),
                       relation_categories=relation_categories(loaded.encode(ds.train), loaded.model.num_relations),
-                      memory_budget_bytes=cfg.memory_budget_mb * 2**20, progress=not args.quiet,
-                      num_negatives=cfg.num_negatives, fraction=cfg.fraction, seed=cfg.seed)
+                      progress=not args.quiet, **evaluation_options(cfg))
     if len(hrt) < len(split):
         print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
     print(result)

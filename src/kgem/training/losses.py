@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kgem.checks import finite, non_negative
+from kgem.checks import finite, non_negative, probability
 from kgem.errors import ConfigError
 from kgem.registry import Registry
 
@@ -99,13 +99,6 @@ class Softplus(Loss):
         return bce_multi_label(scores, rows, cols, 0.0)
 
 
-def smoothing(value: float) -> float:
-    """A label-smoothing weight: the share of label mass moved off the true labels, in [0, 1)."""
-    if not 0 <= value < 1:
-        raise ValueError(f"label_smoothing must lie in [0, 1), got {value!r}")
-    return value
-
-
 @LOSSES.register("bce")
 class BCEWithLogits(Loss):
     """Binary cross-entropy on sigmoid(score), averaged over all scores; ``label_smoothing`` moves labels
@@ -116,7 +109,7 @@ class BCEWithLogits(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = smoothing(label_smoothing)
+        self.label_smoothing = probability("label_smoothing", label_smoothing)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         keep = unmasked(neg)
@@ -210,7 +203,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.label_smoothing = smoothing(label_smoothing)
+        self.label_smoothing = probability("label_smoothing", label_smoothing)
 
     def sampled(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         scores = torch.cat([pos.unsqueeze(1), neg], 1)
