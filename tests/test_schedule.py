@@ -156,3 +156,15 @@ def test_command_line_flags_reach_the_config() -> None:
     cfg = resolve_config(None, overrides_from_flags(args))
     assert (cfg.training.scheduler, cfg.training.warmup_epochs) == ("step", 2)
     assert cfg.training.scheduler_args == {"step_size": 3}
+
+
+@pytest.mark.parametrize(("name", "args", "problem"), [
+    ("cosine", {"T_max": float("inf")}, "T_max must be a positive integer"),  # was accepted: a NaN learning rate
+    ("step", {"step_size": 0.5}, "step_size must be a positive integer"),
+    ("linear", {"total_iters": 3, "end_factor": float("nan")}, "end_factor must not be negative"),
+    ("plateau", {"patience": 2.5}, "patience must be a positive integer"),
+])
+def test_counts_of_epochs_are_positive_integers(name, args, problem) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ConfigError, match=problem):
+        build_scheduler(name, optimizer, epochs=5, **args)

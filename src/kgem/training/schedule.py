@@ -16,19 +16,20 @@ from typing import Any
 
 import torch
 
+from kgem.checks import positive_int
 from kgem.errors import ConfigError
 
 Rule = Callable[[float, int], float]  # (base learning rate, epochs since warm-up) -> learning rate
 
 
 def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
+    if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):  # inf epochs: an inf/inf rate
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
 
 
 def step_rule(step_size: int, gamma: float = 0.1) -> Rule:
     """Multiply by ``gamma`` every ``step_size`` epochs."""
-    _positive("step_size", step_size)
+    positive_int("step_size", step_size)
     _positive("gamma", gamma)
     return lambda base, k: base * gamma ** (k // step_size)
 
@@ -48,14 +49,14 @@ def exponential_rule(gamma: float) -> Rule:
 
 def cosine_rule(T_max: int, eta_min: float = 0.0) -> Rule:  # T_max: torch's name
     """Half a cosine from the base rate down to ``eta_min`` over ``T_max`` epochs, then ``eta_min``."""
-    _positive("T_max", T_max)
+    positive_int("T_max", T_max)
     return lambda base, k: eta_min + (base - eta_min) * (1 + math.cos(math.pi * min(k, T_max) / T_max)) / 2
 
 
 def linear_rule(total_iters: int, end_factor: float = 0.0) -> Rule:
     """A straight line from the base rate to ``base * end_factor`` over ``total_iters`` epochs, then flat."""
-    _positive("total_iters", total_iters)
-    if end_factor < 0:
+    positive_int("total_iters", total_iters)
+    if not 0 <= end_factor < math.inf:  # NaN fails too
         raise ValueError(f"end_factor must not be negative, got {end_factor!r}")
     return lambda base, k: base * (1 + (end_factor - 1) * min(k, total_iters) / total_iters)
 
@@ -82,7 +83,7 @@ class Plateau:
     def __post_init__(self) -> None:
         if not 0 < self.factor < 1:
             raise ValueError(f"factor must lie in (0, 1), got {self.factor!r}")
-        _positive("patience", self.patience)
+        positive_int("patience", self.patience)
 
     def update(self, metric: float) -> None:
         if metric > self.best + self.threshold:
