@@ -124,7 +124,7 @@ def negative_square() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_gradient_is_finite_where_the_expanded_square_rounds_below_zero() -> None:
     from kgem.models.query import sqrt_distance
-    from kgem.models.sampled import sampled_square_distance
+    from kgem.ops.sampled import sampled_square_distance
 
     q, c = negative_square()
     ids = torch.arange(len(c)).unsqueeze(0)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from kgem import native
 from kgem.data import KnownTriples, relation_categories
 from kgem.evaluation import (
     EvaluationError,
@@ -22,6 +21,7 @@ from kgem.evaluation import (
     rank_metrics,
     ranks_from_scores,
 )
+from kgem.ops import native
 
 E, R = 15, 3
 

@@ -9,7 +9,7 @@ import kgem
 
 ROOT = Path(kgem.__file__).parent
 LAYERS = [
-    {"errors", "version", "registry", "atomic", "lock", "checks", "runtime", "native"},
+    {"errors", "version", "registry", "atomic", "lock", "checks", "ops"},
     {"data"},
     {"models"},
     {"training"},

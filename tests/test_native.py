@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from kgem import native
 from kgem.evaluation import RankCounts
+from kgem.ops import native
 
 needs_library = pytest.mark.skipif(native.library() is None, reason="no C compiler: native kernels unavailable")
 

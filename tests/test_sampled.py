@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from kgem.models import build_model
-from kgem.models.representation import unit_rows
-from kgem.models.sampled import rows_sparse_grad, sampled_dot, sampled_square_distance
+from kgem.ops.rows import unit_rows
+from kgem.ops.sampled import rows_sparse_grad, sampled_dot, sampled_square_distance
 from kgem.training import build_optimizer
 from references import bilinear, merged, neural, translational
 
@@ -125,7 +125,7 @@ def test_adam_is_fused_where_torch_has_it_and_steps_like_the_plain_one() -> None
 
 
 def test_sampled_modulus_distance_equals_gather_values_and_gradients() -> None:
-    from kgem.models.sampled import ROWS_PER_CHUNK, sampled_modulus_distance
+    from kgem.ops.sampled import ROWS_PER_CHUNK, sampled_modulus_distance
 
     g = torch.Generator().manual_seed(0)
     rows = ROWS_PER_CHUNK + 5  # two chunks, the second partial

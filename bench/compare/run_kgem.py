@@ -176,9 +176,9 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
     import torch
 
     from compare.hardware import matmul_gflops_per_s
-    from kgem import native
     from kgem.data import KnownTriples
     from kgem.evaluation import evaluate as kgem_evaluate
+    from kgem.ops import native
 
     data = load_data(args.data)
     model = build(setting, data.num_entities, data.num_relations, args.seed)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from kgem.data.known import KnownTriples
 from kgem.evaluation.ranks import EvaluationError, RankCounts, Ranks, check_rank_type
 from kgem.evaluation.result import EvaluationResult
-from kgem.runtime import retain_freed_memory
+from kgem.ops.process import retain_freed_memory
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 MIN_BATCH = 64  # below this many queries per batch, chunk the entities instead of shrinking the batch further

@@ -20,9 +20,9 @@ from typing import Literal
 
 import torch
 
-from kgem import native
 from kgem.errors import EvaluationError
-from kgem.runtime import row_blocks
+from kgem.ops import native
+from kgem.ops.process import row_blocks
 
 RankType = Literal["optimistic", "pessimistic", "realistic"]
 RANK_TYPES: tuple[RankType, ...] = ("optimistic", "pessimistic", "realistic")
@@ -104,11 +104,11 @@ class RankCounts:
         """``add`` with the excluded candidates as distinct ``(row, column)`` pairs. ``in_place`` lets the count
         use ``scores`` as scratch memory (its values may be destroyed).
 
-        With the native kernels (``kgem.native.count_ranks``) a float32 CPU block is counted in one read. Otherwise
+        With the native kernels (``kgem.ops.native.count_ranks``) a float32 CPU block is counted in one read. Otherwise
         counting runs on torch floats: ``s = sign(scores - true)`` gives ``better - worse = sum(s)`` and
         ``better + worse = sum(s^2)`` (a squared L2 norm), two reductions that vectorise and read the block
         without writing it, where comparisons that produce boolean blocks and count them cost three times as much;
-        the block is processed in row blocks that stay in the cache between passes (``kgem.runtime.row_blocks``).
+        the block is processed in row blocks that stay in the cache between passes (``kgem.ops.process.row_blocks``).
         The counts are exact (integers below 2^24 in float32, float64 beyond). NaN scores among the counted
         candidates (or a NaN true score) are recorded for ``ranks`` to report.
         """
@@ -142,7 +142,7 @@ class RankCounts:
 
     def _add_native(self, true_scores: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor | None,
                     cols: torch.Tensor | None) -> RankCounts:
-        """``add_excluding`` in one read of the block (``kgem.native.count_ranks``); the block is left as it is."""
+        """``add_excluding`` in one read of the block (``kgem.ops.native.count_ranks``); the block is left as it is."""
         offsets = None
         if rows is not None and cols is not None:
             if len(rows) > 1 and not bool((rows[1:] >= rows[:-1]).all()):  # the kernel reads each row's columns

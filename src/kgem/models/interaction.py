@@ -18,7 +18,7 @@ of candidates so memory stays bounded; interactions with a closed form (a matmul
 override them, and a test proves the override equals the broadcast path. ``score_t_sampled`` /
 ``score_h_sampled`` score each query against its own candidates ``table[ids[b]]`` (negative sampling); the
 default gathers them (the sampled mode above), and interactions with a dot-product form override them with
-``kgem.models.sampled`` so that the ``(B, K, d)`` gather never exists.
+``kgem.ops.sampled`` so that the ``(B, K, d)`` gather never exists.
 
 A representation row is a flat vector of floats (complex numbers for the ``complex`` kind). An interaction that
 needs several parts per row (TransR's translation and projection matrix, KG2E's mean and covariance) asks for a

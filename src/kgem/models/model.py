@@ -15,7 +15,7 @@ from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.query import QueryInteraction
 from kgem.models.representation import Embedding, Normalize
 from kgem.models.rgcn import RGCN
-from kgem.models.sampled import dense_gradient_last, rows_sparse_grad
+from kgem.ops.sampled import dense_gradient_last, rows_sparse_grad
 
 
 class Model(nn.Module):

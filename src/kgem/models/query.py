@@ -6,7 +6,7 @@ DistMult (``<h * r, t>``), ComplEx (``Re<h * r, conj(t)>``), TransE (``-||(h + r
 that way every scoring mode is one product of a ``(B, w)`` query matrix with candidate rows:
 
 - all candidates: a matmul (``dot``) or the expanded square / ``cdist`` (``distance``);
-- sampled candidates: a sampled dense-dense product (``kgem.models.sampled``), no ``(B, K, d)`` gather;
+- sampled candidates: a sampled dense-dense product (``kgem.ops.sampled``), no ``(B, K, d)`` gather;
 - negative sampling: head- and tail-corrupting rows of a batch stack their queries and make *one* such call,
   positives included (``score_queries``), so the candidate table is consumed once per step.
 
@@ -19,10 +19,10 @@ from typing import ClassVar, Literal
 
 import torch
 
-from kgem import native
 from kgem.models.interaction import Interaction
-from kgem.models.sampled import sampled_dot, sampled_square_distance
-from kgem.runtime import row_blocks
+from kgem.ops import native
+from kgem.ops.process import row_blocks
+from kgem.ops.sampled import sampled_dot, sampled_square_distance
 
 Comparison = Literal["dot", "distance"]
 SQRT_FLOOR = 1e-30  # PyTorch-BigGraph's L2 comparator and torch.cdist's expanded square clamp there too

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from kgem.checks import norm_order, optional_positive_int
 from kgem.models.interaction import INTERACTIONS, Interaction, chunked
 from kgem.models.query import QueryInteraction, complex_view, conj_rows, real_view, sqrt_distance
-from kgem.models.sampled import sampled_modulus_distance
+from kgem.ops.sampled import sampled_modulus_distance
 
 
 def power(x: torch.Tensor, p: float) -> torch.Tensor:

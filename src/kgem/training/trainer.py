@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from kgem.models.model import Model, state_mismatch
-from kgem.runtime import retain_freed_memory
+from kgem.ops.process import retain_freed_memory
 from kgem.training.approaches import Approach
 from kgem.training.checkpoint import Checkpoints
 from kgem.training.hogwild import run_workers, share

@@ -6,18 +6,18 @@ import sys
 
 import pytest
 
-from kgem import runtime
+from kgem.ops import process
 
 
 def test_retain_freed_memory_can_be_turned_off(monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "_done", False)
+    monkeypatch.setattr(process, "_done", False)
     monkeypatch.setenv("KGEM_RETAIN_MEMORY", "0")
-    assert runtime.retain_freed_memory() is False
+    assert process.retain_freed_memory() is False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_retain_freed_memory_tunes_glibc_once(monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "_done", False)
+    monkeypatch.setattr(process, "_done", False)
     monkeypatch.delenv("KGEM_RETAIN_MEMORY", raising=False)
-    first = runtime.retain_freed_memory()
-    assert runtime.retain_freed_memory() is first  # a second call changes nothing
+    first = process.retain_freed_memory()
+    assert process.retain_freed_memory() is first  # a second call changes nothing
