@@ -71,6 +71,19 @@ BAD_MODEL_ARGS = [
     ("kg2e", {"c_min": 2.0, "c_max": 1.0}, "0 < c_min <= c_max"),
     ("kg2e", {"c_max": INF}, "c_max must be a positive finite number"),
     ("kg2e", {"similarity": "XX"}, "similarity must be"),
+    ("autosf", {"num_blocks": 0}, "num_blocks must be a positive integer"),
+    ("autosf", {"num_blocks": 2}, "coefficients must be distinct"),  # the default's blocks go up to 3
+    ("autosf", {"coefficients": [(0, 0, 4, 1)]}, "coefficients must be distinct"),
+    ("autosf", {"coefficients": [(0, 0, 0, 2)]}, "coefficients must be distinct"),
+    ("autosf", {"coefficients": [(0, 1, 0, 1), (0, 1, 0, -1)]}, "coefficients must be distinct"),
+    ("autosf", {"coefficients": []}, "coefficients must be distinct"),
+    ("crosse", {"dropout": 1.0}, "dropout must lie in [0, 1)"),
+    ("crosse", {"dropout": -0.1}, "dropout must lie in [0, 1)"),
+    ("lineare", {"p": 0.0}, "p must be > 0"),
+    ("lineare", {"p": INF, "power_norm": True}, "p must be finite with power_norm"),
+    ("triplere", {"p": -1.0}, "p must be > 0"),
+    ("triplere", {"u": NAN}, "u must be a finite number"),
+    ("triplere", {"u": INF}, "u must be a finite number"),
 ]
 
 

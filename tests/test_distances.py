@@ -11,10 +11,12 @@ import torch
 
 from kgem.models import INTERACTIONS, build_model
 from kgem.models.translational import neg_distance, neg_norm
-from references import bilinear, merged, neural, translational
+from kgem.training.negatives import score_sampled
+from references import bilinear, composed, merged, neural, translational
 
-REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE)
-DISTANCE_MODULES = ("kgem.models.translational", "kgem.models.geometric", "kgem.models.probabilistic")
+REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE, composed.REFERENCE)
+DISTANCE_MODULES = ("kgem.models.translational", "kgem.models.geometric", "kgem.models.probabilistic",
+                    "kgem.models.lineare", "kgem.models.triplere")
 DISTANCE = sorted(n for n in INTERACTIONS.names() if INTERACTIONS.get(n).__module__ in DISTANCE_MODULES)
 E, R, D = 12, 3, 4
 
@@ -56,13 +58,19 @@ def _boxe(inter, entity, relation) -> None:
         box[:, : inter.dim] = 0  # ... the centre of boxes symmetric about 0 (before and after the tanh map)
 
 
+def _lineare(inter, entity, relation) -> None:
+    relation[:, 2 * inter.dim :] = relation[:, : inter.dim]  # r_t = r_h (TripleRE: plus the same u) ...
+    relation[:, inter.dim : 2 * inter.dim] = 0  # ... and no translation
+
+
 def _ignore_relations(inter, entity, relation) -> None:
     pass  # UM ignores r; KG2E has no square root, only its relation-free terms matter here
 
 
 FITS: dict[str, Fit] = {"transe": _zero_relations, "rotate": _zero_relations, "toruse": _zero_relations,
                         "transh": _transh, "transr": _transr, "transd": _transd, "pairre": _pairre, "mure": _mure,
-                        "se": _se, "boxe": _boxe, "um": _ignore_relations, "kg2e": _ignore_relations}
+                        "se": _se, "boxe": _boxe, "um": _ignore_relations, "kg2e": _ignore_relations,
+                        "lineare": _lineare, "triplere": _lineare}
 VARIANTS = [pytest.param(name, args, id=f"{name}{args or ''}") for name in DISTANCE for args, _ in REFERENCE[name]]
 
 
@@ -94,7 +102,7 @@ def score_every_path(model: torch.nn.Module) -> list[torch.Tensor]:
     outputs = [model.score_hrt(hrt), model.score_t(h, r), model.score_h(r, t), model.score_t(h, r, ids[0]),
                model.score_t_sampled(h, r, ids), model.score_h_sampled(r, t, ids)]
     for negatives in (ids, ids[:1]):  # per-row and shared negatives
-        pos, neg, _ = model.score_sampled(hrt, negatives, corrupt_head)
+        pos, neg, _ = score_sampled(model, hrt, negatives, corrupt_head)
         outputs += [pos, neg]
     return outputs
 
@@ -123,13 +131,13 @@ def negative_square() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_gradient_is_finite_where_the_expanded_square_rounds_below_zero() -> None:
-    from kgem.models.query import sqrt_distance
+    from kgem.ops.compare import sqrt_distance
     from kgem.ops.sampled import sampled_square_distance
 
     q, c = negative_square()
     ids = torch.arange(len(c)).unsqueeze(0)
-    inter = build_model("transe", 2, 1, 16, normalize="none").interaction
-    for fn in (lambda q, c: inter.compare(q, c), lambda q, c: inter.compare_sampled(q, c, ids),
+    compare = build_model("transe", 2, 1, 16, normalize="none").interaction.comparator("tail")
+    for fn in (lambda q, c: compare.all(q, c), lambda q, c: compare.sampled(q, c, ids),
                lambda q, c: neg_distance(q, c, 2), lambda q, c: -sqrt_distance(sampled_square_distance(q, c, ids))):
         q_, c_ = q.clone().requires_grad_(), c.clone().requires_grad_()
         out = fn(q_, c_)
@@ -139,7 +147,7 @@ def test_gradient_is_finite_where_the_expanded_square_rounds_below_zero() -> Non
 
 
 def test_sqrt_distance_keeps_the_value_and_has_a_finite_gradient() -> None:
-    from kgem.models.query import sqrt_distance
+    from kgem.ops.compare import sqrt_distance
 
     square = torch.tensor([-1e-7, 0.0, 1e-35, 4.0], requires_grad=True)
     out = sqrt_distance(square)

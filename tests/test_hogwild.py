@@ -14,6 +14,7 @@ from kgem.errors import ConfigError
 from kgem.models import build_model
 from kgem.training import LOSSES, SLCWA, NegativeSampler, Trainer, TrainingError, build_optimizer
 from kgem.training.hogwild import run_workers, share
+from kgem.training.negatives import score_sampled
 
 
 def _square_on_one_thread(rank: int) -> tuple[int, int]:
@@ -243,7 +244,7 @@ def test_a_worker_scores_against_its_own_copy_of_a_shared_table(name: str, args:
 
     def gradients(model, *, private: bool, write: bool) -> list[torch.Tensor]:
         with model.private_tables(private):
-            pos, neg, _ = model.score_sampled(hrt, negatives, torch.tensor([False, True, False]))
+            pos, neg, _ = score_sampled(model, hrt, negatives, torch.tensor([False, True, False]))
             loss = (neg - pos.unsqueeze(1)).sigmoid().sum() + model.score_t(hrt[:, 0], hrt[:, 1]).square().sum()
         if write:  # another process's write: through .data, which autograd's version counter does not see
             table = model.entity.base.weight if name == "rgcn" else model.entity.weight

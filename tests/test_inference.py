@@ -18,7 +18,7 @@ from kgem.inference import (
     similar,
     top_triples,
 )
-from kgem.models import Model, build_model
+from kgem.models import Model, build_model, scan
 
 ENTITIES = Vocabulary.from_labels(["alice", "bob", "carol", "dave", "eve", "frank", "grace"], kind="entity")
 RELATIONS = Vocabulary.from_labels(["knows", "likes", "works_with"], kind="relation")
@@ -66,10 +66,9 @@ QUERIES = [("alice", "likes"), ("bob", "knows"), ("alice", "likes"), ("grace", "
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny score blocks, so every helper merges many query batches and candidate chunks."""
-    for module in ("predict", "similarity"):
-        monkeypatch.setattr(f"kgem.inference.{module}.SCORE_BUDGET", 5)
-        monkeypatch.setattr(f"kgem.inference.{module}.QUERY_BATCH", 3)
+    """Tiny score blocks (a default budget of 3 scores), so every helper merges many query batches (of 3) and
+    candidate chunks (of 1)."""
+    monkeypatch.setattr(scan, "DEFAULT_MEMORY_BUDGET", 3 * scan.SCORE_BYTES)
 
 
 @pytest.mark.parametrize("name", ["distmult", "complex"])

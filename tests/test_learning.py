@@ -9,9 +9,9 @@ from kgem.data import load_dataset
 from kgem.evaluation import evaluate
 from kgem.models import MODELS, build_model
 from kgem.training import LOSSES, SLCWA, NegativeSampler, OneVsAll, Trainer, build_optimizer
-from references import bilinear, merged, neural, translational
+from references import bilinear, composed, merged, neural, translational
 
-RECIPES = merged(bilinear.RECIPES, translational.RECIPES, neural.RECIPES)
+RECIPES = merged(bilinear.RECIPES, translational.RECIPES, neural.RECIPES, composed.RECIPES)
 RECIPES["rgcn"] = ({}, "1vsall", "cross_entropy", {}, {"epochs": 5, "batch_size": 512})  # an encoder: no family table
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from kgem.models import INTERACTIONS, MODELS, build_model
-from kgem.models.query import QueryInteraction
-from references import bilinear, merged, neural, translational
+from kgem.models.factor import FactorInteraction
+from references import bilinear, composed, merged, neural, translational
 
-REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE)
+REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE, composed.REFERENCE)
 CASES = [(name, args, formula) for name, rows in REFERENCE.items() for args, formula in rows]
 VARIANTS = [(name, args) for name, args, _ in CASES] + [("rgcn", {}), ("randombaseline", {})]
 E, R, D = 7, 3, 5
@@ -39,7 +39,7 @@ def test_forward_equals_reference_formula(name, args, formula) -> None:
         scores = model.score_hrt(hrt)
         h, r, t = model.entity(hrt[:, 0]), model.relation(hrt[:, 1]), model.entity(hrt[:, 2])
         inter = model.interaction
-        if inter.normalize != "forward":
+        if model.entity.normalize != "forward":
             expected = [formula(h[i], r[i], t[i], inter) for i in range(len(hrt))]
         else:  # the reference normalises itself: give it the raw rows
             raw = model.entity.weight
@@ -106,7 +106,7 @@ def test_sampled_scores_equal_per_triple(name, args) -> None:
 def test_chunked_broadcast_matches_single_block() -> None:
     """Bit-exact: the same tensors in this process, and RotatE's score is elementwise then a sum over each row's
     dim, so which candidates are scored together (and at what memory alignment) cannot change a bit."""
-    from kgem.models.interaction import chunked
+    from kgem.ops.compare import chunked
 
     model = make("rotate", {})
     with torch.no_grad():
@@ -132,11 +132,41 @@ def real(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(x) if x.is_complex() else x
 
 
-QUERY_VARIANTS = [(n, a) for n, a in VARIANTS if n in INTERACTIONS.names()
-                  and issubclass(INTERACTIONS.get(n), QueryInteraction)]
+FACTOR_VARIANTS = [(n, a) for n, a in VARIANTS if n in INTERACTIONS.names()
+                   and issubclass(INTERACTIONS.get(n), FactorInteraction)]
+STACKING_VARIANTS = [(n, a) for n, a in FACTOR_VARIANTS if INTERACTIONS.get(n).keys_are_rows]
 
 
-@pytest.mark.parametrize(("name", "args"), QUERY_VARIANTS)
+@pytest.mark.parametrize(("name", "args"), FACTOR_VARIANTS)
+def test_factors_equal_the_formula_on_both_sides(name, args) -> None:
+    """The protocol's own identity, by broadcasting: compare(query, key) + biases is the paper's score, from the
+    tail side and (where it factorises) from the head side; with keys_are_rows, heads are tails of reverse(r)."""
+    model = make(name, args)
+    inter = model.interaction
+    if not inter.factorised:
+        pytest.skip("this argument's score does not factorise")
+    hrt = all_triples()
+    h, r, t = model.entity(hrt[:, 0]), model.relation(hrt[:, 1]), model.entity(hrt[:, 2])
+    expected = inter(h, r, t)
+    assert torch.allclose(inter.factored_pairs(h, r, t), expected, rtol=1e-5, atol=1e-5)
+    if inter.head_factors:
+        assert torch.allclose(inter.factored_head_pairs(h, r, t), expected, rtol=1e-5, atol=1e-5)
+    if inter.keys_are_rows:
+        assert torch.allclose(inter.head_query(r, t), inter.tail_query(t, inter.reverse(r)), rtol=1e-5, atol=1e-6)
+        assert torch.equal(inter.rows_of_keys(inter.keys(h, "tail")), h)
+        assert inter.query_bias(h, r, "tail") is None and inter.key_bias(t, "tail") is None
+
+
+def test_the_factorised_models_are_the_expected_ones() -> None:
+    """The models the protocol covers (a model leaving it would silently lose its fast paths)."""
+    factored = {n for n, _ in FACTOR_VARIANTS}
+    assert {"distmult", "complex", "transe", "rotate", "rescal", "cp", "simple", "hole", "quate", "tucker", "conve",
+            "ermlpe", "proje", "toruse", "um", "mure", "pbg", "distma", "transf", "autosf", "crosse"} <= factored
+    assert {"distmult", "complex", "transe", "rotate", "rescal", "simple", "hole", "quate", "um"} <= {
+        n for n, _ in STACKING_VARIANTS}
+
+
+@pytest.mark.parametrize(("name", "args"), STACKING_VARIANTS)
 def test_reverse_rows_equals_where_over_reverse(name, args) -> None:
     model = make(name, args)
     inter = model.interaction

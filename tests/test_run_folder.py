@@ -4,6 +4,7 @@ honour the umask, and a checkpoint that no longer fits the edited config is one 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import stat
@@ -21,8 +22,10 @@ from kgem.config import load_config, save_config
 from kgem.configs import PipelineConfig
 from kgem.errors import ConfigError
 from kgem.lock import FolderLock, FolderLockedError
+from kgem.ops import native, process
 from kgem.pipeline import PipelineResult, pipeline, resume
 from kgem.training import CheckpointError
+from kgem.version import __version__
 
 # stops at epoch 2: the first validation is the best, no later one can beat it by min_delta
 STOPS_EARLY = ["model.dim=8", "training.epochs=10", "training.frequency=1", "training.patience=1",
@@ -145,11 +148,28 @@ def test_run_folder_and_saved_model_honour_the_umask(tmp_path: Path, umask: int,
         os.umask(previous)
     found = {path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode)
              for path in (tmp_path / "run").rglob("*")}
-    assert {"config.yaml", "metrics.csv", "model/weights.safetensors", "model/entities.tsv",
+    assert {"config.yaml", "metrics.csv", "environment.json", "model/weights.safetensors", "model/entities.tsv",
             "checkpoints/epoch-000001/state.json"} <= {name.removeprefix("run/") for name in found}
     for name, mode in found.items():
         assert mode == (dir_mode if (tmp_path / name).is_dir() else file_mode), f"{name}: {oct(mode)}"
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == dir_mode
+
+
+def test_the_run_folder_records_the_process_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """environment.json says how the process computed: settings that change the speed, read as the run ends."""
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("KGEM_NATIVE", "0")
+    monkeypatch.setattr(process, "_done", False)
+    native.reset()
+    try:
+        torch.set_num_threads(1)
+        pipeline(overrides=[*STOPS_EARLY, "training.epochs=1"], output=tmp_path, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+        native.reset()  # the kernels load again for the tests after this one
+    assert json.loads((tmp_path / "environment.json").read_text()) == {
+        "kgem_version": __version__, "torch_version": torch.__version__, "torch_threads": 1, "device": "cpu",
+        "native_kernels": {"loaded": False, "used": False}, "retain_freed_memory": False}
 
 
 @pytest.mark.parametrize(("edit", "problem"), [

@@ -10,9 +10,10 @@ from kgem.models import build_model
 from kgem.ops.rows import unit_rows
 from kgem.ops.sampled import rows_sparse_grad, sampled_dot, sampled_square_distance
 from kgem.training import build_optimizer
-from references import bilinear, merged, neural, translational
+from kgem.training.negatives import score_sampled
+from references import bilinear, composed, merged, neural, translational
 
-REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE)
+REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE, composed.REFERENCE)
 E, R, D = 40, 3, 6
 
 
@@ -95,7 +96,7 @@ def test_score_sampled_equals_per_triple_scores_and_gradients(name, args, invers
                        torch.randint(E, (batch,), generator=g)], 1)
     ids = torch.randint(E, (1 if shared else batch, 9), generator=g)
     corrupt_head = torch.rand(batch, generator=g) < 0.5
-    pos, neg, _ = model.score_sampled(hrt, ids, corrupt_head)
+    pos, neg, _ = score_sampled(model, hrt, ids, corrupt_head)
     pos_ref, neg_ref = score_sampled_plain(model, hrt, ids, corrupt_head)
     scores, scores_ref = torch.cat([pos.unsqueeze(1), neg], 1), torch.cat([pos_ref.unsqueeze(1), neg_ref], 1)
     assert torch.allclose(scores, scores_ref, atol=1e-8)
@@ -195,7 +196,7 @@ def test_sparse_row_gradients_are_added_into_the_dense_one_in_place() -> None:
     g = torch.Generator().manual_seed(3)
     hrt = torch.stack([torch.randint(E, (5,), generator=g), torch.randint(R, (5,), generator=g),
                        torch.randint(E, (5,), generator=g)], 1)
-    pos, neg, _ = model.score_sampled(hrt, torch.randint(E, (5, 9), generator=g), torch.rand(5, generator=g) < 0.5)
+    pos, neg, _ = score_sampled(model, hrt, torch.randint(E, (5, 9), generator=g), torch.rand(5, generator=g) < 0.5)
     with profile(record_shapes=True) as backward:
         (pos.sum() - neg.sum()).backward()
     copies = [e.input_shapes for e in backward.events() if e.name in ("aten::copy_", "aten::clone")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from kgem.configs import TrainingConfig
 from kgem.errors import ConfigError
 from kgem.factory import trainer_from_config
 from kgem.models import build_model
-from kgem.pipeline import resolve_config
+from kgem.pipeline import pipeline, resolve_config
 from kgem.training import (
     LOSSES,
     SCHEDULERS,
@@ -79,6 +80,16 @@ def test_plateau_needs_validation() -> None:
         trainer.fit(HRT, 2)
 
 
+def test_the_pipeline_refuses_plateau_without_validation_before_training(tmp_path) -> None:
+    """One check (the Trainer's) serves the pipeline too: nothing trains, nothing is left in the run folder."""
+    toy = Path(__file__).parent / "data" / "toy"
+    for setting in ("training.early_stopping=false", "data.files=[train.txt]"):  # the second: no valid split
+        with pytest.raises(ConfigError, match="plateau scheduler steps on the validation metric.*early_stopping"):
+            pipeline(data=toy, overrides=["model.dim=4", "training.scheduler=plateau", setting],
+                     output=tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+
+
 def test_bad_scheduler_settings_are_config_errors() -> None:
     optimizer = build_optimizer("sgd", build_model("distmult", E, R, 4).parameters(), lr=0.1)
     with pytest.raises(ConfigError, match="unknown scheduler 'cosinus'"):
@@ -97,9 +108,27 @@ def test_bad_scheduler_settings_are_config_errors() -> None:
         resolve_config({"training": {"scheduler": "cosinus"}})
     with pytest.raises(ConfigError, match="training.warmup_epochs must not be negative"):
         resolve_config({"training": {"warmup_epochs": -1}})
-    with pytest.raises(ConfigError, match="training.scheduler_args: scheduler plateau takes no argument 'mode'"):
+    with pytest.raises(ConfigError, match="training.scheduler_args.mode: scheduler plateau takes no argument 'mode'; "
+                                          "known: factor, patience, threshold, min_lr$"):
         trainer_from_config(TrainingConfig(scheduler="plateau", scheduler_args={"mode": "max"}),
                             build_model("distmult", E, R, 4))
+    with pytest.raises(ConfigError, match="training.scheduler_args: scheduler step needs step_size"):
+        trainer_from_config(TrainingConfig(scheduler="step"), build_model("distmult", E, R, 4))
+
+
+@pytest.mark.parametrize(("name", "args", "problem"), [
+    ("cosine", {"eta_min": "0"}, "training.scheduler_args.eta_min: expected float, got '0'"),  # was a TypeError
+    ("multistep", {"milestones": [1.5, 3]}, r"training.scheduler_args.milestones\[0\]: expected int, got 1.5"),
+    ("plateau", {"factor": "0.5"}, "training.scheduler_args.factor: expected float, got '0.5'"),
+    ("step", {"step_size": True}, "training.scheduler_args.step_size: expected int, got True"),
+    (None, {"gamma": 0.5}, r"training.scheduler_args.gamma: no scheduler \(training.scheduler: null\) takes no"),
+])
+def test_scheduler_args_are_checked_by_name_and_type_as_every_args_section(name, args, problem) -> None:
+    """As model.args, loss_args and optimizer_args: a string where a number belongs was a raw TypeError (eta_min),
+    a fractional milestone was truncated to an integer epoch without a word."""
+    cfg = TrainingConfig(scheduler=name, scheduler_args=args, warmup_epochs=1, epochs=4)
+    with pytest.raises(ConfigError, match=problem):
+        trainer_from_config(cfg, build_model("distmult", E, R, 4))
 
 
 def test_config_names_every_scheduler() -> None:

@@ -10,6 +10,7 @@ clock. Evaluation is ``kgem.evaluation.evaluate`` with the known triples of all 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -33,6 +34,14 @@ from compare.common import (
     timed,
     training_result,
 )
+
+
+def kgem_path() -> str:
+    """The file the measured kgem was imported from: the orchestrator checks that a baseline side ran its own tree's
+    code, not this checkout's."""
+    import kgem
+
+    return str(kgem.__file__)
 
 
 def build(setting: Setting, num_entities: int, num_relations: int, seed: int) -> Any:
@@ -106,7 +115,7 @@ def train(setting: Setting, args: argparse.Namespace) -> None:
     change = float((model.entity.weight.detach() - start_weights).norm() / start_weights.norm())
     emit("kgem", setting, args, **training_result(timing, per_row, rows_per_epoch=len(rows),
                                                    entity_relative_change=change, loss_note=note,
-                                                   workers=setting.hogwild_workers))
+                                                   workers=setting.hogwild_workers, kgem_path=kgem_path()))
 
 
 def train_hogwild(setting: Setting, args: argparse.Namespace, model: Any, approach: Any, rows: Any, loss: Any,
@@ -200,12 +209,13 @@ def evaluate(setting: Setting, args: argparse.Namespace) -> None:
          score_gflops_per_s=flops / eval_s / 1e9, matmul_gflops_per_s=matmul, peak_rss_mb=round(peak, 1),
          score_fraction_of_matmul=flops / eval_s / 1e9 / matmul, rss_before_mb=round(rss_before, 1),
          mrr=result.mrr, rank_type="realistic", native_kernels=native_built,
-         native_load_seconds=round(native_build_s, 3))
+         native_load_seconds=round(native_build_s, 3), kgem_path=kgem_path())
 
 
 def main() -> None:
     args = runner_args(__doc__ or "")
     setting = SETTINGS[args.config]
+    os.environ["KGEM_RETAIN_MEMORY"] = "1"  # kgem's opt-in allocator setting, on as in every measurement so far
     sys.exit(guarded("kgem", setting, args, evaluate if setting.approach == "eval" else train))
 
 

@@ -1,26 +1,88 @@
-"""Config stops here: these factories turn config sections into objects built from plain arguments (G6)."""
+"""Config stops here: these factories turn config sections into objects built from plain arguments (G6).
+
+Each kind of object is built from its section here and nowhere else: ``pipeline()``, ``kgem train`` and ``kgem
+evaluate`` call these, so the same config builds the same dataset, model, trainer and evaluation everywhere."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import os
 import typing
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import pandas as pd
 import torch
 
 from kgem.config import coerce
-from kgem.configs import ModelConfig, TrainingConfig
+from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
+from kgem.data import Dataset, KnownTriples, load_dataset
+from kgem.data.readers import order_to_columns
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError
+from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
 from kgem.models import INITIALIZERS, Model, build_model, model_info
 from kgem.models.model import interaction_model
 from kgem.pretrained import warm_start
-from kgem.training import LOSSES, REGULARIZERS, SLCWA, Approach, KvsAll, NegativeSampler, OneVsAll, Trainer
+from kgem.saving import BUILD_ERRORS
+from kgem.training import (
+    LOSSES,
+    REGULARIZERS,
+    SCHEDULERS,
+    SLCWA,
+    Approach,
+    EarlyStopping,
+    EpochSchedule,
+    KvsAll,
+    NegativeSampler,
+    OneVsAll,
+    Trainer,
+)
 from kgem.training import build_optimizer as make_optimizer
 from kgem.training import build_scheduler as make_scheduler
 from kgem.training.optim import OPTIMIZERS
+from kgem.training.schedule import RULES, Plateau
+
+Data = str | os.PathLike[str] | Dataset | pd.DataFrame | None
+Evaluator = Callable[[ScoringModel, torch.Tensor], EvaluationResult]
+PLATEAU_RECORD = ("best", "bad", "scale")  # what a plateau schedule has seen, not a setting
+
+
+def dataset_from_config(cfg: DataConfig, data: Data = None) -> Dataset:
+    """The dataset: given directly (a Dataset, a DataFrame of facts, a folder, a file of facts) or named in the
+    config, read in ``cfg.format``. One DataFrame or file of facts is split by ``cfg.split`` with nothing unseen in
+    valid/test."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return Dataset.from_split(data, cfg.split, seed=cfg.split_seed, on_duplicates=cfg.on_duplicates)
+    source = str(data) if data is not None else cfg.dataset
+    folder = cfg.path if data is None and cfg.path is not None else source
+    order = cfg.format.rpartition("_")[2]
+    if cfg.format.startswith("udd_"):
+        files = tuple(cfg.files) if cfg.files else ("train.tsv", "valid.tsv", "test.tsv")
+        return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
+    reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates, "header": cfg.header,
+                              "extra_columns": cfg.extra_columns, "quotechar": cfg.quotechar}
+    if order != "hrt":
+        reader["columns"] = order_to_columns(order)
+    if cfg.files:
+        paths = [Path(folder) / name for name in cfg.files] + [None] * (3 - len(cfg.files))
+        return Dataset.from_files(*paths, on_unseen=cfg.on_unseen, **reader)  # type: ignore[arg-type]
+    if Path(folder).is_file():
+        return Dataset.from_split(folder, cfg.split, seed=cfg.split_seed, **reader)
+    return load_dataset(source, path=cfg.path if data is None else None, on_unseen=cfg.on_unseen, **reader)
+
+
+def sparse_lookups(cfg: PipelineConfig) -> bool:
+    """Sparse embedding gradients for the optimizers that update only the rows a batch touches (not for an
+    encoder, which propagates over the whole graph)."""
+    optimizer = cfg.training.optimizer.lower()
+    return optimizer in ("sparseadam", "rowadagrad") and not model_info(cfg.model.name).dense_gradients
 
 
 def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool = False,
@@ -78,16 +140,57 @@ def trainer_from_config(cfg: TrainingConfig, model: Model, progress: bool = True
         regularizer = construct("training.regularizer_args", cfg.regularizer, reg_cls,
                                 **checked("training.regularizer_args", cfg.regularizer, cfg.regularizer_args,
                                           arguments(reg_cls.__init__)))
-    scheduler = None
-    if cfg.scheduler is not None or cfg.warmup_epochs or cfg.scheduler_args:
-        try:
-            scheduler = make_scheduler(cfg.scheduler, optimizer, warmup_epochs=cfg.warmup_epochs, epochs=cfg.epochs,
-                                       **cfg.scheduler_args)
-        except ConfigError as e:
-            raise ConfigError(f"training.scheduler_args: {e}") from e
-    return Trainer(model, approach_from_config(cfg), loss, optimizer, regularizer=regularizer, scheduler=scheduler,
-                   batch_size=cfg.batch_size, seed=cfg.seed, progress=progress, workers=cfg.workers,
-                   clip_grad_norm=cfg.clip_grad_norm)
+    return Trainer(model, approach_from_config(cfg), loss, optimizer, regularizer=regularizer,
+                   scheduler=scheduler_from_config(cfg, optimizer), batch_size=cfg.batch_size, seed=cfg.seed,
+                   progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm)
+
+
+def scheduler_from_config(cfg: TrainingConfig, optimizer: torch.optim.Optimizer) -> EpochSchedule | None:
+    """The learning-rate schedule (warm-up, then ``cfg.scheduler``), or None for a constant rate. Its arguments are
+    checked by name and type as every other ``*_args`` section is."""
+    if cfg.scheduler is None and not cfg.warmup_epochs and not cfg.scheduler_args:
+        return None
+    args = cfg.scheduler_args
+    if cfg.scheduler is None or cfg.scheduler in SCHEDULERS:  # else build_scheduler names the known ones
+        what = f"scheduler {cfg.scheduler}" if cfg.scheduler else "no scheduler (training.scheduler: null)"
+        args = checked("training.scheduler_args", what, args, scheduler_arguments(cfg.scheduler))
+    try:
+        return make_scheduler(cfg.scheduler, optimizer, warmup_epochs=cfg.warmup_epochs, epochs=cfg.epochs, **args)
+    except ConfigError as e:  # a required argument missing, a value out of its range
+        raise ConfigError(f"training.scheduler_args: {e}") from e
+
+
+def known_from_config(cfg: EvaluationConfig, dataset: Dataset) -> KnownTriples | None:
+    """The true triples that ``cfg.filter`` filters out of the ranking, or None for raw ranks."""
+    return dataset.known(cfg.filter) if cfg.filter else None
+
+
+def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
+    """How ``evaluate`` ranks, the same for the test split, the early-stopping validations and ``kgem evaluate``."""
+    return {"sides": cfg.sides, "rank_type": cfg.rank_type, "memory_budget_bytes": cfg.memory_budget_mb * 2**20,
+            "num_negatives": cfg.num_negatives, "fraction": cfg.fraction, "seed": cfg.seed}
+
+
+def evaluator_from_config(cfg: EvaluationConfig, known: KnownTriples | None, *,
+                          relation_categories: np.ndarray | None = None, progress: bool = False) -> Evaluator:
+    """``evaluator(model, hrt)``: the ranking of ``hrt`` that ``cfg`` describes, for the test split, the
+    early-stopping validations and ``kgem evaluate``. ``known``: the triples of the splits ``cfg.filter`` names
+    (None when it names none); ``relation_categories`` (one per relation id) enables ``result.per_category()``."""
+    if bool(cfg.filter) != (known is not None):
+        raise ValueError(f"evaluation.filter {cfg.filter} and the known triples given disagree")
+    return functools.partial(evaluate, known=known, filter_splits="+".join(cfg.filter),
+                             relation_categories=relation_categories, progress=progress, **evaluation_options(cfg))
+
+
+def early_stopping_from_config(cfg: PipelineConfig, dataset: Dataset) -> EarlyStopping | None:
+    """Validation MRR every ``training.frequency`` epochs, ranked as the test split is (filter, sides, rank type,
+    sampling, memory budget); None without ``training.early_stopping`` or a valid split."""
+    if not cfg.training.early_stopping or dataset.valid is None:
+        return None
+    valid = dataset.valid.hrt
+    validate = evaluator_from_config(cfg.evaluation, known_from_config(cfg.evaluation, dataset))
+    return EarlyStopping(lambda m: validate(m, valid).mrr, frequency=cfg.training.frequency,
+                         patience=cfg.training.patience, min_delta=cfg.training.min_delta)
 
 
 T = TypeVar("T")
@@ -122,6 +225,16 @@ def optimizer_arguments(name: str) -> dict[str, Any]:
     return arguments(cls.__init__, skip=("params", "lr")) if cls is not None else {}
 
 
+def scheduler_arguments(name: str | None) -> dict[str, Any]:
+    """What ``training.scheduler_args`` may name: the rule's arguments (torch's names), plateau's settings (not what
+    it records), nothing without a scheduler."""
+    if name is None:
+        return {}
+    if name == "plateau":
+        return arguments(Plateau, skip=PLATEAU_RECORD)
+    return arguments(RULES[name])
+
+
 def checked(key: str, what: str, args: Mapping[str, Any], known: Mapping[str, Any]) -> dict[str, Any]:
     """``args`` checked against the ``known`` arguments of ``what`` and converted as config values are (``1`` for a
     float is ``1.0``): an unknown name or a value of the wrong type is a ConfigError
@@ -134,11 +247,11 @@ def checked(key: str, what: str, args: Mapping[str, Any], known: Mapping[str, An
 
 
 def construct(key: str, what: str, factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``factory(*args, **kwargs)``; the TypeError, ValueError, (torch's) RuntimeError, ArithmeticError or
-    IndexError of a bad argument becomes a ConfigError naming ``key``."""
+    """``factory(*args, **kwargs)``; the error of a bad argument (``saving.BUILD_ERRORS``: a KgemError, TypeError,
+    ValueError, (torch's) RuntimeError, ArithmeticError or IndexError) becomes a ConfigError naming ``key``."""
     try:
         return factory(*args, **kwargs)
     except torch.cuda.OutOfMemoryError:  # a RuntimeError, but not a bad argument
         raise
-    except (TypeError, ValueError, RuntimeError, ArithmeticError, IndexError) as e:
+    except BUILD_ERRORS as e:
         raise ConfigError(f"{key}: {what}: {' '.join(str(e).split())}") from e

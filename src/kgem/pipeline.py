@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -15,19 +16,27 @@ import torch
 from kgem.atomic import atomic_write
 from kgem.config import apply_overrides, from_dict, load_config, save_config, to_dict
 from kgem.configs import DataConfig, EvaluationConfig, PipelineConfig
-from kgem.data import Dataset, KnownTriples, Vocabulary, load_dataset, relation_categories
-from kgem.data.readers import order_to_columns
+from kgem.data import Dataset, KnownTriples, Vocabulary, relation_categories
 from kgem.data.sources import DATASETS
 from kgem.errors import ConfigError
-from kgem.evaluation import EvaluationResult, evaluate
-from kgem.factory import model_from_config, trainer_from_config
+from kgem.evaluation import EvaluationResult
+from kgem.factory import (
+    Data,
+    dataset_from_config,
+    early_stopping_from_config,
+    evaluator_from_config,
+    known_from_config,
+    model_from_config,
+    sparse_lookups,
+    trainer_from_config,
+)
+from kgem.factory import evaluation_options as evaluation_options  # this module's name for it too
 from kgem.inference.predictor import LinkPredictor
 from kgem.lock import FolderLock
-from kgem.models import Model, model_info
+from kgem.models import Model
+from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
-from kgem.training import Checkpoints, EarlyStopping, History
-
-Data = str | os.PathLike[str] | Dataset | pd.DataFrame | None
+from kgem.training import Checkpoints, History
 
 
 @dataclass
@@ -90,50 +99,19 @@ def resolve_config(config: PipelineConfig | dict[str, Any] | str | os.PathLike[s
     return apply_overrides(cfg, overrides or [])
 
 
-def sparse_lookups(cfg: PipelineConfig) -> bool:
-    """Sparse embedding gradients for the optimizers that update only the rows a batch touches (not for an
-    encoder, which propagates over the whole graph)."""
-    optimizer = cfg.training.optimizer.lower()
-    return optimizer in ("sparseadam", "rowadagrad") and not model_info(cfg.model.name).dense_gradients
-
-
 def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
-    """The dataset: given directly (a Dataset, a DataFrame of facts, a folder, a file of facts) or named in the
-    config, read in ``cfg.format``. One DataFrame or file of facts is split by ``cfg.split`` with nothing unseen in
-    valid/test."""
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, pd.DataFrame):
-        return Dataset.from_split(data, cfg.split, seed=cfg.split_seed, on_duplicates=cfg.on_duplicates)
-    source = str(data) if data is not None else cfg.dataset
-    folder = cfg.path if data is None and cfg.path is not None else source
-    order = cfg.format.rpartition("_")[2]
-    if cfg.format.startswith("udd_"):
-        files = tuple(cfg.files) if cfg.files else ("train.tsv", "valid.tsv", "test.tsv")
-        return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
-    reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates, "header": cfg.header,
-                              "extra_columns": cfg.extra_columns, "quotechar": cfg.quotechar}
-    if order != "hrt":
-        reader["columns"] = order_to_columns(order)
-    if cfg.files:
-        paths = [Path(folder) / name for name in cfg.files] + [None] * (3 - len(cfg.files))
-        return Dataset.from_files(*paths, on_unseen=cfg.on_unseen, **reader)  # type: ignore[arg-type]
-    if Path(folder).is_file():
-        return Dataset.from_split(folder, cfg.split, seed=cfg.split_seed, **reader)
-    return load_dataset(source, path=cfg.path if data is None else None, on_unseen=cfg.on_unseen, **reader)
+    """The dataset of ``cfg``, or ``data`` given directly (``factory.dataset_from_config``)."""
+    return dataset_from_config(cfg, data)
 
 
 def run_evaluation(model: Model, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
-    known = dataset.known(cfg.filter) if cfg.filter else None
-    return evaluate(model, hrt, known=known, filter_splits="+".join(cfg.filter),
-                    relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations),
-                    **evaluation_options(cfg))
+    """``hrt`` ranked as ``cfg`` says, with the relation categories of the training triples (the test split)."""
+    evaluator = evaluator_from_config(cfg, known_from_config(cfg, dataset),
+                                      relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations))
+    return evaluator(model, hrt)
 
 
-def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
-    """How ``evaluate`` ranks, the same for the test split, the early-stopping validations and ``kgem evaluate``."""
-    return {"sides": cfg.sides, "rank_type": cfg.rank_type, "memory_budget_bytes": cfg.memory_budget_mb * 2**20,
-            "num_negatives": cfg.num_negatives, "fraction": cfg.fraction, "seed": cfg.seed}
+early_stopping = early_stopping_from_config  # this module's name for it
 
 
 def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | None = None, *, data: Data = None,
@@ -145,9 +123,10 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     The same config gives the same result from Python and from ``kgem train --config``.
 
     ``output``: a run folder receiving ``config.yaml`` (the resolved config), ``checkpoints/`` (every
-    ``checkpoint_every`` epochs, and on SIGTERM/SIGINT), ``model/`` (the saved model, see ``kgem.load``) and
-    ``metrics.csv`` / ``losses.csv``. ``resume=True`` continues the run in ``output`` from its newest checkpoint
-    (see ``resume``) and ends exactly as an uninterrupted run would.
+    ``checkpoint_every`` epochs, and on SIGTERM/SIGINT), ``model/`` (the saved model, see ``kgem.load``),
+    ``metrics.csv`` / ``losses.csv`` and ``environment.json`` (the process settings it ran with,
+    ``kgem.ops.process.settings``). ``resume=True`` continues the run in ``output`` from its newest checkpoint (see
+    ``resume``) and ends exactly as an uninterrupted run would.
     """
     cfg = absolute_paths(resolve_config(config, overrides))
     if output is None:
@@ -170,6 +149,7 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None, resume: bool) -> PipelineResult:
+    retain_freed_memory(cfg.training.retain_memory)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = load_data(cfg.data, data)
@@ -182,10 +162,7 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
                               relations=dataset.relations)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
-    stopper = early_stopping(cfg, dataset)
-    if trainer is not None and stopper is None and cfg.training.scheduler == "plateau":
-        raise ConfigError("training.scheduler plateau steps on the validation MRR: it needs "
-                          "training.early_stopping and a valid split")
+    stopper = early_stopping_from_config(cfg, dataset)  # the trainer refuses plateau without it, before training
     checkpoints = run.checkpoints() if run is not None else None
     start = time.perf_counter()
     history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
@@ -201,18 +178,6 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
     return outcome
 
 
-def early_stopping(cfg: PipelineConfig, dataset: Dataset) -> EarlyStopping | None:
-    """Validation MRR every ``training.frequency`` epochs, ranked as the test split is (filter, sides, rank type,
-    sampling, memory budget)."""
-    if not cfg.training.early_stopping or dataset.valid is None:
-        return None
-    valid, ev = dataset.valid.hrt, cfg.evaluation
-    known = dataset.known(ev.filter) if ev.filter else None
-    return EarlyStopping(lambda m: evaluate(m, valid, known=known, **evaluation_options(ev)).mrr,
-                         frequency=cfg.training.frequency, patience=cfg.training.patience,
-                         min_delta=cfg.training.min_delta)
-
-
 def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True) -> PipelineResult:
     """Continue the run in folder ``output`` (started by ``pipeline(..., output=...)``) from its newest checkpoint,
     with the config saved there."""
@@ -223,13 +188,15 @@ def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool 
 
 
 class RunFolder:
-    """The files of a run: the resolved config first, then checkpoints, then the model and result tables. The
+    """The files of a run: the resolved config first, then checkpoints, then the model, the result tables and the
+    process settings it ran with. The
     folder is locked from the start (one run at a time: two would delete each other's checkpoints) until the
     ``with`` block ends or the process exits. A folder this run created is removed again if the run fails before
     writing anything there."""
 
     CONFIG = "config.yaml"
     CHECKPOINTS = "checkpoints"
+    ENVIRONMENT = "environment.json"
 
     def __init__(self, path: Path, cfg: PipelineConfig, resume: bool, checkpoint_every: int = 1) -> None:
         self.path = path
@@ -269,8 +236,14 @@ class RunFolder:
         result.save(self.path / "model")
         write_csv(result.metrics(), self.path / "metrics.csv")
         write_csv(result.losses(), self.path / "losses.csv")
+        write_json(settings(*result.model.parameters()), self.path / self.ENVIRONMENT)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_write(path) as f:
         frame.to_csv(f)
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=2) + "\n")

@@ -32,6 +32,7 @@ from kgem.errors import ConfigError, KgemError, ModelFileError
 from kgem.inference.predictor import LinkPredictor
 from kgem.models.builders import build_model
 from kgem.models.model import Model, state_mismatch
+from kgem.models.representation import Representation
 from kgem.models.rgcn import RGCN
 from kgem.version import __version__
 
@@ -39,6 +40,9 @@ FORMAT_VERSION = 1
 CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
 CONFIG_KEYS = ("format", "kgem_version", "spec", "num_entities", "num_relations", "extra", "weights_sha256")
 SPEC_TYPES: dict[str, type] = {"name": str, "dim": int, "inverse": bool, "args": dict}
+# what building a model from bad arguments raises (torch reports some as RuntimeError, ArithmeticError or
+# IndexError): here a spec that does not build, in ``factory.construct`` a config value that does not
+BUILD_ERRORS = (KgemError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -257,9 +261,6 @@ def _rebuild(config: dict[str, Any], weights: dict[str, torch.Tensor], root: Pat
     return model
 
 
-BUILD_ERRORS = (KgemError, TypeError, ValueError, RuntimeError, ArithmeticError, IndexError)
-
-
 def _first_line(error: BaseException) -> str:
     """torch appends C++ context to some messages; the first line is the problem."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -322,10 +323,13 @@ def _check_rebuilds(model: Model, spec: dict[str, Any]) -> None:
         raise ModelFileError(f"cannot save: spec {spec!r} does not describe this model ({problem})")
 
 
-def _settings(model: Model) -> tuple[type, dict[str, Any]]:
-    """The interaction's class and plain attributes (e.g. TransE's ``p``); compared by ``==`` so 1 equals 1.0."""
+def _settings(model: Model) -> tuple[Any, ...]:
+    """The interaction's class and plain attributes (e.g. TransE's ``p``) and each representation's kind and
+    constraint (e.g. ``normalize="step"``); compared by ``==`` so 1 equals 1.0."""
     interaction = model.interaction
-    return type(interaction), {k: v for k, v in vars(interaction).items() if not k.startswith("_") and k != "training"}
+    plain = {k: v for k, v in vars(interaction).items() if not k.startswith("_") and k != "training"}
+    tables = [(type(m).__name__, m.kind, m.normalize) for m in model.modules() if isinstance(m, Representation)]
+    return type(interaction), plain, tables
 
 
 def _sha256(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""References for kgem.models.bilinear and kgem.models.factorization."""
+"""References for kgem.models.bilinear and kgem.models.factorization, and the dot-product models of a file of
+their own (kgem.models.autosf, distma, transf)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import torch
 
-from references import Recipes, References
+from references import Formula, Recipes, References
 
 
 def _rescal(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, _: object) -> float:
@@ -63,6 +64,27 @@ def _tucker(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, interaction: torc
     return sum(v * float(t[j]) for j, v in enumerate(_batch_norm(interaction.bn1, x)))
 
 
+def _distma(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, _: object) -> float:
+    return sum(float(h[i] * r[i] + r[i] * t[i] + h[i] * t[i]) for i in range(len(h)))
+
+
+def _transf(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, _: object) -> float:
+    return sum(float((h[i] + r[i]) * t[i] + h[i] * (t[i] - r[i])) for i in range(len(h)))
+
+
+# AutoSF's structure searched on YAGO3-10, the default: (head block, relation block, tail block, sign)
+YAGO3_10 = [(0, 0, 0, 1), (1, 1, 1, 1), (2, 2, 2, 1), (3, 3, 3, 1), (1, 2, 3, -1), (3, 1, 1, -1)]
+COMPLEX_BLOCKS = [(0, 0, 0, 1), (1, 0, 1, 1), (0, 1, 1, 1), (1, 1, 0, -1)]  # ComplEx: blocks [real, imaginary]
+
+
+def _autosf(coefficients: list[tuple[int, int, int, int]], blocks: int) -> Formula:
+    def score(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, _: object) -> float:
+        d = len(h) // blocks  # rows are blocks of d coordinates
+        return sum(s * sum(float(h[i * d + x] * r[j * d + x] * t[k * d + x]) for x in range(d))
+                   for i, j, k, s in coefficients)
+    return score
+
+
 REFERENCE: References = {
     "distmult": [({}, lambda h, r, t, _: sum(float(h[i] * r[i] * t[i]) for i in range(len(h))))],
     "complex": [({}, lambda h, r, t, _: sum((complex(h[i]) * complex(r[i]) * complex(t[i]).conjugate()).real
@@ -74,6 +96,12 @@ REFERENCE: References = {
     "quate": [({}, _quate)],
     "tucker": [({}, _tucker), ({"batch_norm": False, "relation_dim": 3}, _tucker),
                ({"relation_dim": 8, "input_dropout": 0.0, "hidden_dropout1": 0.0, "hidden_dropout2": 0.0}, _tucker)],
+    "distma": [({}, _distma)],
+    "transf": [({}, _transf)],
+    "autosf": [({}, _autosf(YAGO3_10, 4)),
+               ({"num_blocks": 2, "coefficients": COMPLEX_BLOCKS}, _autosf(COMPLEX_BLOCKS, 2)),
+               ({"num_blocks": 3, "coefficients": [(2, 0, 1, -1), (0, 2, 2, 1)]},  # head block 1, tail block 0 unused
+                _autosf([(2, 0, 1, -1), (0, 2, 2, 1)], 3))],
 }
 
 FAST = {"epochs": 5, "batch_size": 512}  # 1-N scoring is one matmul per batch: few, large batches suffice on UMLS
@@ -88,4 +116,7 @@ RECIPES: Recipes = {
     "quate": ({}, "1vsall", "cross_entropy", {}, FAST),
     # batch norm and two of the paper's dropouts on; hidden dropout 1 draws a mask of B * d^2 and dominates CPU time
     "tucker": ({"hidden_dropout1": 0.0}, "1vsall", "cross_entropy", {}, FAST),
+    "distma": ({}, "1vsall", "cross_entropy", {}, FAST),
+    "transf": ({}, "1vsall", "cross_entropy", {}, FAST),
+    "autosf": ({}, "1vsall", "cross_entropy", {}, FAST),
 }

@@ -1,4 +1,4 @@
-"""References for kgem.models.neural and kgem.models.probabilistic.
+"""References for kgem.models.neural, kgem.models.probabilistic and kgem.models.crosse.
 
 The formulas read the interaction's layer weights and apply them by hand, one triple at a time, in Python floats.
 Models are in eval mode in the harness: dropout is the identity and batch norm uses its running statistics.
@@ -125,6 +125,13 @@ def _kg2e(similarity: str, c_min: float = 0.05, c_max: float = 5.0) -> Formula:
     return score
 
 
+def _crosse(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, inter: Any) -> float:
+    d, b = len(h), inter.bias.tolist()
+    hv, rv, tv = h.tolist(), r.tolist(), t.tolist()  # relation rows [r, c_r]
+    crossed = [rv[d + i] * hv[i] for i in range(d)]
+    return sum(math.tanh(crossed[i] + crossed[i] * rv[i] + b[i]) * tv[i] for i in range(d))
+
+
 REFERENCE: References = {
     "conve": [({}, _conve), ({"height": 1, "num_filters": 4, "kernel_size": 3}, _conve),
               ({"num_filters": 3, "kernel_size": 2, "input_dropout": 0.5}, _conve)],
@@ -135,6 +142,7 @@ REFERENCE: References = {
     "proje": [({}, _proje), ({"dropout": 0.0}, _proje)],
     "kg2e": [({}, _kg2e("KL")), ({"similarity": "EL"}, _kg2e("EL")),
              ({"similarity": "KL", "c_min": 0.3, "c_max": 0.5}, _kg2e("KL", 0.3, 0.5))],
+    "crosse": [({}, _crosse), ({"dropout": 0.0}, _crosse)],
 }
 
 RECIPES: Recipes = {
@@ -145,4 +153,5 @@ RECIPES: Recipes = {
     "ntn": ({}, "1vsall", "cross_entropy", {}, {"epochs": 4, "dim": 16}),
     "proje": ({}, "1vsall", "cross_entropy", {}, {"epochs": 6}),
     "kg2e": ({}, "slcwa", "softplus", {}, {"epochs": 6, "lr": 0.05}),
+    "crosse": ({}, "1vsall", "cross_entropy", {}, {"epochs": 6}),
 }

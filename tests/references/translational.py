@@ -1,4 +1,5 @@
-"""References for kgem.models.translational and kgem.models.geometric: plain Python over coordinates."""
+"""References for kgem.models.translational and kgem.models.geometric, and the distance models of a file of their
+own (kgem.models.lineare, triplere): plain Python over coordinates."""
 
 from __future__ import annotations
 
@@ -159,6 +160,18 @@ def _boxe(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, inter: Any) -> floa
     return -distance(head_point, corners(rv[: 2 * d + 1])) - distance(tail_point, corners(rv[2 * d + 1 :]))
 
 
+def _lineare(u: float = 0.0, unit: bool = False) -> Formula:
+    """LineaRE; with ``u`` and unit entities, TripleRE."""
+    def score(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, inter: Any) -> float:
+        d = inter.dim
+        hv, tv, rv = _vec(h), _vec(t), _vec(r)  # relation rows [r_h, r, r_t]
+        if unit:
+            hv, tv = _unit(hv), _unit(tv)
+        x = [hv[i] * (rv[i] + u) - tv[i] * (rv[2 * d + i] + u) + rv[d + i] for i in range(d)]
+        return -_dist(x, inter.p, inter.power_norm)
+    return score
+
+
 REFERENCE: References = {
     # normalize "step" keeps the stored rows unit (projected at construction), "none" leaves them free
     "transe": [({"p": 2.0}, _transe(2.0)), ({"p": 1.0}, _transe(1.0)), ({"normalize": "step"}, _transe(2.0)),
@@ -175,6 +188,10 @@ REFERENCE: References = {
     "se": [({}, _se), ({"p": 2.0}, _se)],
     "toruse": [({}, _toruse), ({"distance": "l1"}, _toruse), ({"distance": "l2"}, _toruse)],
     "boxe": [({}, _boxe), ({"p": 1.0, "tanh_map": False}, _boxe), ({"power_norm": True}, _boxe)],
+    "lineare": [({}, _lineare()), ({"p": 2.0}, _lineare()), ({"p": 2.0, "power_norm": True}, _lineare())],
+    "triplere": [({}, _lineare(1.0, unit=True)), ({"u": 0.0}, _lineare(0.0, unit=True)),
+                 ({"u": -0.5, "p": 2.0}, _lineare(-0.5, unit=True)),
+                 ({"normalize": "none"}, _lineare(1.0))],
 }
 
 FAST = {"batch_size": 512, "lr": 0.05, "epochs": 10}  # a few seconds each on two cores
@@ -192,4 +209,6 @@ RECIPES: Recipes = {
     "se": ({}, "slcwa", "margin_ranking", {"margin": 1.0}, FAST),
     "toruse": ({}, "slcwa", "margin_ranking", {"margin": 1.0}, FAST),
     "boxe": ({}, "slcwa", "self_adversarial", {"margin": 3.0, "temperature": 2.0}, FAST),
+    "lineare": ({}, "slcwa", "self_adversarial", {"margin": 6.0}, FAST),
+    "triplere": ({}, "slcwa", "self_adversarial", {"margin": 6.0}, FAST),
 }

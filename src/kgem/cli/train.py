@@ -11,7 +11,8 @@ import torch
 
 from kgem.cli.use import check_folder
 from kgem.config import yaml_value
-from kgem.pipeline import load_data, pipeline, resolve_config, resume
+from kgem.factory import dataset_from_config
+from kgem.pipeline import pipeline, resolve_config, resume
 
 # (option strings, config key, type, help); DGL-KE's spelling is accepted next to ours
 FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
@@ -46,6 +47,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--seed",), "training.seed", int, "random seed (initialisation, order, sampling)"),
     (("--workers", "--num-proc", "--num_proc"), "training.workers", int,
      "HOGWILD processes of one thread each (not reproducible; rowadagrad, adagrad or sgd)"),
+    (("--retain-memory", "--retain_memory"), "training.retain_memory", bool,
+     "keep freed memory for reuse instead of returning it to the OS (glibc): faster large steps, more memory held"),
     (("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval"), "evaluation.num_negatives", int,
      "rank against this many sampled entities (filtered, seeded) instead of all"),
     (("--eval-fraction", "--eval-percent", "--eval_percent"), "evaluation.fraction", float,
@@ -72,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         check_folder(args.output)  # before any work: the run would fail only when it first writes there
     data = None
     if args.max_step is not None:  # DGL-KE counts steps; we train whole epochs, so round up
-        data = load_data(cfg.data)
+        data = dataset_from_config(cfg.data)
         rows = len(data.train) * (2 if cfg.model.inverse and cfg.training.approach != "slcwa" else 1)
         epochs = max(1, math.ceil(args.max_step * cfg.training.batch_size / max(rows, 1)))
         cfg = resolve_config(cfg, [f"training.epochs={epochs}"])
@@ -93,7 +96,8 @@ def report(result: Any) -> None:
     print(f"trained {result.config.model.name} for {epochs} epochs in {result.timings['train']:.1f} s{best}")
     if result.evaluation is not None:
         print(result.evaluation)
-    print(f"run folder {result.output}: model/ (load with kgem.load), config.yaml, metrics.csv, losses.csv")
+    print(f"run folder {result.output}: model/ (load with kgem.load), config.yaml, metrics.csv, losses.csv, "
+          f"environment.json")
 
 
 def next_run_folder(model: str, dataset: str) -> Path:
@@ -106,7 +110,7 @@ def next_run_folder(model: str, dataset: str) -> Path:
 
 
 TRAIN_HELP = """\
-Train a model and save the run: config.yaml, checkpoints/, model/, metrics.csv, losses.csv.
+Train a model and save the run: config.yaml, checkpoints/, model/, metrics.csv, losses.csv, environment.json.
 
 The defaults are a strong ComplEx recipe (1vsAll, reciprocal relations, N3, Adagrad, early stopping on validation
 MRR). Flags override the config file, and --set overrides any config key ('kgem config' lists them all).

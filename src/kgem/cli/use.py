@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
-from kgem.data import KnownTriples, relation_categories
+from kgem.data import Dataset, relation_categories
 from kgem.errors import KgemError
-from kgem.evaluation import evaluate
-from kgem.pipeline import evaluation_options, load_data, write_csv
-from kgem.saving import load_model
+from kgem.factory import dataset_from_config, evaluator_from_config
+from kgem.pipeline import write_csv
+from kgem.saving import LoadedModel, load_model
 
 
 def load(args: argparse.Namespace) -> Any:
@@ -32,7 +30,7 @@ def dataset_for(loaded: Any, args: argparse.Namespace) -> Any:
     overrides = [f"dataset={yaml_value(args.dataset)}"] if args.dataset else []
     if args.data_path or args.dataset:
         overrides.append(f"path={yaml_value(args.data_path)}")
-    return load_data(apply_overrides(cfg, overrides))
+    return dataset_from_config(apply_overrides(cfg, overrides))
 
 
 def write_or_print(frame: pd.DataFrame, output: str | None, index: bool = False) -> None:
@@ -55,32 +53,36 @@ def check_folder(path: str | Path) -> None:
             return
 
 
+def evaluation_config(loaded: LoadedModel, args: argparse.Namespace, ds: Dataset) -> EvaluationConfig:
+    """The evaluation section the model was trained with, overridden by the flags given."""
+    flags = {key: value for key, value in [("num_negatives", args.eval_negatives), ("fraction", args.eval_fraction),
+                                           ("seed", args.seed), ("memory_budget_mb", args.memory_budget_mb),
+                                           ("sides", args.sides), ("rank_type", args.rank_type)]
+             if value is not None}
+    if args.filter is not None:
+        flags["filter"] = [s for s in args.filter.split(",") if s and s != "none"]
+    cfg = from_dict(EvaluationConfig, {**loaded.extra.get("pipeline", {}).get("evaluation", {}), **flags})
+    unknown = [s for s in cfg.filter if s not in ds.splits()]
+    if unknown:
+        raise KgemError(f"--filter: no split {unknown[0]!r}; the dataset has {', '.join(ds.splits())}")
+    return cfg
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     loaded = load(args)
     ds = dataset_for(loaded, args)
     split = ds.splits().get(args.split)
     if split is None:
         raise KgemError(f"the dataset has no {args.split} split (it has {', '.join(ds.splits())})")
-    flags = {key: value for key, value in [("num_negatives", args.eval_negatives), ("fraction", args.eval_fraction),
-                                           ("seed", args.seed), ("memory_budget_mb", args.memory_budget_mb)]
-             if value is not None}
-    cfg = from_dict(EvaluationConfig, {**loaded.extra.get("pipeline", {}).get("evaluation", {}), **flags})
-    filter_splits = cfg.filter if args.filter is None else [s for s in args.filter.split(",") if s and s != "none"]
-    unknown = [s for s in filter_splits if s not in ds.splits()]
-    if unknown:
-        raise KgemError(f"--filter: no split {unknown[0]!r}; the dataset has {', '.join(ds.splits())}")
-    known = None
-    if filter_splits:
-        known = KnownTriples(torch.cat([loaded.encode(ds.splits()[s]) for s in filter_splits]),
-                             loaded.model.num_entities, loaded.model.num_relations)
+    cfg = evaluation_config(loaded, args, ds)
     hrt = loaded.encode(split)
     if len(split) and not len(hrt):
         raise KgemError(f"none of the {len(split)} {args.split} triples uses only labels the model knows: is it the "
                         f"dataset the model was trained on?")
-    cfg = replace(cfg, sides=args.sides or cfg.sides, rank_type=args.rank_type or cfg.rank_type)
-    result = evaluate(loaded.model, hrt, known=known, filter_splits="+".join(filter_splits),
-                      relation_categories=relation_categories(loaded.encode(ds.train), loaded.model.num_relations),
-                      progress=not args.quiet, **evaluation_options(cfg))
+    known = loaded.with_known([ds.splits()[s] for s in cfg.filter]).known if cfg.filter else None
+    evaluator = evaluator_from_config(cfg, known, progress=not args.quiet, relation_categories=relation_categories(
+        loaded.encode(ds.train), loaded.model.num_relations))
+    result = evaluator(loaded.model, hrt)
     if len(hrt) < len(split):
         print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
     print(result)

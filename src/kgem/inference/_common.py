@@ -1,4 +1,7 @@
-"""Shared plumbing of the inference helpers: eval mode, devices, label tables in, running top-k."""
+"""Shared plumbing of the inference helpers: eval mode, devices, label tables in.
+
+Scores are found by the entity scan (``kgem.models.scan``) and reduced by its running top-k, within one memory
+budget: ``memory_budget_bytes`` (default ``kgem.models.scan.DEFAULT_MEMORY_BUDGET``, as evaluation's)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,6 @@ from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.evaluation.evaluator import eval_mode, model_device
 from kgem.models.model import Model
-
-SCORE_BUDGET = 2**22  # elements of one (queries x candidates) score block: 16 MB of float32
-QUERY_BATCH = 256  # queries scored together; the candidate chunk shrinks so the block stays in budget
 
 Queries = Sequence[Sequence[str]] | pd.DataFrame
 
@@ -49,15 +49,6 @@ def label_columns(rows: Queries, names: Sequence[str]) -> list[np.ndarray]:
 def to_ids(vocab: Vocabulary, labels: Sequence[str] | np.ndarray, device: torch.device) -> torch.Tensor:
     """Ids of labels on ``device``; an unknown label raises DataError with close matches."""
     return torch.as_tensor(vocab.ids(labels), dtype=torch.int64, device=device)
-
-
-def merge_topk(best: tuple[torch.Tensor, torch.Tensor] | None, values: torch.Tensor, ids: torch.Tensor,
-               k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Merge candidate ``(values, ids)`` (``(..., C)``) into the running top-``k`` ``best`` along the last dim."""
-    if best is not None:
-        values, ids = torch.cat([best[0], values], dim=-1), torch.cat([best[1], ids], dim=-1)
-    top = values.topk(min(k, values.shape[-1]), dim=-1)
-    return top.values, ids.gather(-1, top.indices)
 
 
 def check_k(k: int) -> None:

@@ -1,13 +1,12 @@
 """Link prediction with labels in and labels out: the top-k tails, heads or relations of label queries, and the
 scores of label triples, as pandas DataFrames.
 
-Queries are scored in batches against chunks of candidate entities, keeping a running top-k, so one score block
-stays within ``SCORE_BUDGET`` elements whatever the number of entities.
+Queries are scored in batches by the entity scan (``kgem.models.scan``), one block of candidates at a time, and
+reduced by its running top-k, so one score block stays within ``memory_budget_bytes`` (default: the scan's
+``DEFAULT_MEMORY_BUDGET``) whatever the number of entities. Among tied scores the lower id ranks first.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,45 +15,39 @@ import torch
 from kgem.data.known import KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
-from kgem.inference._common import (
-    QUERY_BATCH,
-    SCORE_BUDGET,
-    Queries,
-    check_k,
-    check_vocab,
-    device_of,
-    inference,
-    label_columns,
-    merge_topk,
-    to_ids,
-)
+from kgem.inference._common import Queries, check_k, check_vocab, device_of, inference, label_columns, to_ids
 from kgem.models.model import Model
+from kgem.models.scan import RunningTopK, Side, budget_elements, plan, scan, topk
 
 TRIPLE_BATCH = 2**16
 
 
 def predict_tails(model: Model, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
-                  known: KnownTriples | None = None, remove_known: bool = False) -> pd.DataFrame:
+                  known: KnownTriples | None = None, remove_known: bool = False,
+                  memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best tails of each ``(head, relation)`` query (a list of label pairs, or a DataFrame with ``head``
     and ``relation`` columns). Columns: query_head, query_relation, rank (1 = best), tail, score, and ``known``
     when ``known`` is given. ``remove_known`` ranks only tails not in ``known`` (fewer than k rows if too few)."""
     h, r = label_columns(queries, ("head", "relation"))
-    return _predict_entities(model, entities, relations, "tail", h, r, k, known, remove_known)
+    return _predict_entities(model, entities, relations, "tail", h, r, k, known, remove_known, memory_budget_bytes)
 
 
 def predict_heads(model: Model, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
-                  known: KnownTriples | None = None, remove_known: bool = False) -> pd.DataFrame:
+                  known: KnownTriples | None = None, remove_known: bool = False,
+                  memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best heads of each ``(relation, tail)`` query (label pairs, or a DataFrame with ``relation`` and
     ``tail`` columns). Columns: query_relation, query_tail, rank, head, score (and ``known``). Scores are the
     model's ``score_h``: with reciprocal relations (``inverse=True``) those of ``(tail, relation⁻¹, head)``."""
     r, t = label_columns(queries, ("relation", "tail"))
-    return _predict_entities(model, entities, relations, "head", t, r, k, known, remove_known)
+    return _predict_entities(model, entities, relations, "head", t, r, k, known, remove_known, memory_budget_bytes)
 
 
 def predict_relations(model: Model, entities: Vocabulary, relations: Vocabulary, pairs: Queries, *, k: int = 10,
-                      known: KnownTriples | None = None, remove_known: bool = False) -> pd.DataFrame:
+                      known: KnownTriples | None = None, remove_known: bool = False,
+                      memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best relations linking each ``(head, tail)`` pair (label pairs, or a DataFrame with ``head`` and
-    ``tail`` columns). Columns: query_head, query_tail, rank, relation, score (and ``known``)."""
+    ``tail`` columns). Columns: query_head, query_tail, rank, relation, score (and ``known``). ``score_r`` scores
+    every relation at once: a batch holds as many pairs as fit the budget (at least one)."""
     check_k(k)
     check_vocab(model, entities, relations)
     _check_known(known, remove_known)
@@ -62,7 +55,7 @@ def predict_relations(model: Model, entities: Vocabulary, relations: Vocabulary,
     h_labels, t_labels = label_columns(pairs, ("head", "tail"))
     h, t = to_ids(entities, h_labels, device), to_ids(entities, t_labels, device)
     num = model.num_relations
-    batch = max(1, SCORE_BUDGET // max(num, 1))
+    batch = max(1, budget_elements(memory_budget_bytes) // max(num, 1))
     values, ids = [], []
     with inference(model):
         for i in range(0, len(h), batch):
@@ -70,9 +63,11 @@ def predict_relations(model: Model, entities: Vocabulary, relations: Vocabulary,
             scores = model.score_r(hb, tb)  # (B, R)
             if remove_known and known is not None:
                 scores = scores.masked_fill(_known_relations(known, hb, tb, num).to(device), float("-inf"))
-            best = merge_topk(None, scores, torch.arange(num, device=device).expand_as(scores), k)
-            values.append(best[0])
-            ids.append(best[1])
+            best = RunningTopK(len(hb), k, device)
+            best.add(scores)  # the columns are the relation ids
+            top, found = best.result()
+            values.append(top)
+            ids.append(found)
     query, cand, score = _flatten(values, ids, len(h), min(k, num))
     hrt = torch.stack([h.cpu()[query], cand, t.cpu()[query]], 1)
     frame = pd.DataFrame({"query_head": h_labels[query], "query_tail": t_labels[query], "rank": 0,
@@ -98,22 +93,25 @@ def score_triples(model: Model, entities: Vocabulary, relations: Vocabulary, tri
     return frame
 
 
-def _predict_entities(model: Model, entities: Vocabulary, relations: Vocabulary, side: str, anchor_labels: np.ndarray,
-                      r_labels: np.ndarray, k: int, known: KnownTriples | None, remove_known: bool) -> pd.DataFrame:
+def _predict_entities(model: Model, entities: Vocabulary, relations: Vocabulary, side: Side,
+                      anchor_labels: np.ndarray, r_labels: np.ndarray, k: int, known: KnownTriples | None,
+                      remove_known: bool, memory_budget_bytes: int | None) -> pd.DataFrame:
     """Top-k entities for the hidden ``side`` ("tail" or "head"); ``anchor`` is the given entity of each query."""
     check_k(k)
     check_vocab(model, entities, relations)
     _check_known(known, remove_known)
+    if not model.num_entities:
+        raise DataError("the model has no entities")
     device = device_of(model)
     anchor, r = to_ids(entities, anchor_labels, device), to_ids(relations, r_labels, device)
+    batch, _ = plan(len(anchor), model.num_entities, memory_budget_bytes)
     values, ids = [], []
     with inference(model):
-        for i in range(0, len(anchor), QUERY_BATCH):
-            a, rb = anchor[i : i + QUERY_BATCH], r[i : i + QUERY_BATCH]
-            pairs = None
-            if remove_known and known is not None:
-                pairs = known.tail_pairs(a.cpu(), rb.cpu()) if side == "tail" else known.head_pairs(rb.cpu(), a.cpu())
-            best = _topk_entities(_scorer(model, side, a, rb), pairs, len(a), model.num_entities, k, device)
+        for i in range(0, len(anchor), batch):
+            a, rb = anchor[i : i + batch], r[i : i + batch]
+            pairs = _known_answers(known, side, a, rb) if remove_known and known is not None else None
+            best = topk(scan(model, side, a, rb, memory_budget_bytes=memory_budget_bytes), len(a), k, exclude=pairs,
+                        device=device)
             values.append(best[0])
             ids.append(best[1])
     query, cand, score_values = _flatten(values, ids, len(anchor), min(k, model.num_entities))
@@ -127,34 +125,11 @@ def _predict_entities(model: Model, entities: Vocabulary, relations: Vocabulary,
     return _finish(frame, query, hrt, known, remove_known)
 
 
-def _scorer(model: Model, side: str, anchor: torch.Tensor,
-            r: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Scores ``(B, C)`` of candidate entity ids ``(C,)`` for the hidden ``side`` of the queries."""
-    if side == "tail":
-        return lambda ids: model.score_t(anchor, r, tails=ids)
-    return lambda ids: model.score_h(r, anchor, heads=ids)
-
-
-def _topk_entities(score: Callable[[torch.Tensor], torch.Tensor], pairs: tuple[torch.Tensor, torch.Tensor] | None,
-                   batch: int, num: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running top-k ``(values, ids)`` ``(B, k)`` over all entities, scored ``(B, chunk)`` at a time; the
-    ``(row, entity)`` ``pairs`` are masked to -inf."""
-    chunk = max(1, SCORE_BUDGET // max(batch, 1))
-    best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for start in range(0, num, chunk):
-        stop = min(start + chunk, num)
-        ids = torch.arange(start, stop, device=device)
-        scores = score(ids)  # (B, stop - start)
-        if pairs is not None:
-            rows, cols = pairs
-            inside = (cols >= start) & (cols < stop)
-            mask = torch.zeros(batch, stop - start, dtype=torch.bool)
-            mask[rows[inside], cols[inside] - start] = True
-            scores = scores.masked_fill(mask.to(device), float("-inf"))
-        best = merge_topk(best, scores, ids.expand(batch, -1), k)
-    if best is None:
-        raise DataError("the model has no entities")
-    return best
+def _known_answers(known: KnownTriples, side: Side, anchor: torch.Tensor,
+                   r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The known answers of each query as ``(row, entity)`` pairs, on the queries' device."""
+    rows, found = known.tail_pairs(anchor.cpu(), r.cpu()) if side == "tail" else known.head_pairs(r.cpu(), anchor.cpu())
+    return rows.to(anchor.device), found.to(anchor.device)
 
 
 def _known_relations(known: KnownTriples, h: torch.Tensor, t: torch.Tensor, num: int) -> torch.Tensor:

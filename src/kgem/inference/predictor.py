@@ -1,5 +1,6 @@
 """``LinkPredictor``: the inference functions as methods of anything that holds a model and its vocabularies
-(a loaded model, a pipeline result), so users write ``trained.predict_tails([("virus", "causes")])``."""
+(a loaded model, a pipeline result), so users write ``trained.predict_tails([("virus", "causes")])``.
+``memory_budget_bytes`` bounds one score block, as in evaluation (default: the scan's ``DEFAULT_MEMORY_BUDGET``)."""
 
 from __future__ import annotations
 
@@ -38,35 +39,44 @@ class LinkPredictor:
                             "(e.g. kgem.load(dir).with_known(dataset))")
         return known
 
-    def predict_tails(self, queries: Queries, *, k: int = 10, remove_known: bool = False) -> pd.DataFrame:
+    def predict_tails(self, queries: Queries, *, k: int = 10, remove_known: bool = False,
+                      memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Top-k tails of ``(head, relation)`` label pairs; see ``kgem.inference.predict_tails``."""
         return predict_tails(self.model, self.entities, self.relations, queries, k=k,
-                             known=self._known(remove_known), remove_known=remove_known)
+                             known=self._known(remove_known), remove_known=remove_known,
+                             memory_budget_bytes=memory_budget_bytes)
 
-    def predict_heads(self, queries: Queries, *, k: int = 10, remove_known: bool = False) -> pd.DataFrame:
+    def predict_heads(self, queries: Queries, *, k: int = 10, remove_known: bool = False,
+                      memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Top-k heads of ``(relation, tail)`` label pairs."""
         return predict_heads(self.model, self.entities, self.relations, queries, k=k,
-                             known=self._known(remove_known), remove_known=remove_known)
+                             known=self._known(remove_known), remove_known=remove_known,
+                             memory_budget_bytes=memory_budget_bytes)
 
-    def predict_relations(self, pairs: Queries, *, k: int = 10, remove_known: bool = False) -> pd.DataFrame:
+    def predict_relations(self, pairs: Queries, *, k: int = 10, remove_known: bool = False,
+                          memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Top-k relations between ``(head, tail)`` label pairs."""
         return predict_relations(self.model, self.entities, self.relations, pairs, k=k,
-                                 known=self._known(remove_known), remove_known=remove_known)
+                                 known=self._known(remove_known), remove_known=remove_known,
+                                 memory_budget_bytes=memory_budget_bytes)
 
     def score_triples(self, triples: Queries) -> pd.DataFrame:
         """Scores of ``(head, relation, tail)`` label triples, in input order."""
         return score_triples(self.model, self.entities, self.relations, triples, known=self.known_triples())
 
-    def top_triples(self, *, k: int = 100, relation: str | None = None, remove_known: bool = False) -> pd.DataFrame:
+    def top_triples(self, *, k: int = 100, relation: str | None = None, remove_known: bool = False,
+                    memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """The k highest-scoring triples of one relation or of the whole graph (bounded memory)."""
         return top_triples(self.model, self.entities, self.relations, k=k, relation=relation,
-                           known=self._known(remove_known), remove_known=remove_known)
+                           known=self._known(remove_known), remove_known=remove_known,
+                           memory_budget_bytes=memory_budget_bytes)
 
     def similar(self, labels: list[str], *, k: int = 10, metric: Metric = "cosine",
-                kind: Literal["entity", "relation"] = "entity") -> pd.DataFrame:
+                kind: Literal["entity", "relation"] = "entity", memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Nearest entities (or relations) of each label by cosine, dot or (negative) L2."""
         vocab = self.entities if kind == "entity" else self.relations
-        return similar(self.model, vocab, labels, k=k, metric=metric, kind=kind)
+        return similar(self.model, vocab, labels, k=k, metric=metric, kind=kind,
+                       memory_budget_bytes=memory_budget_bytes)
 
     def export(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
         """Embeddings as .npy + TSV labels + TensorBoard projector files."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -11,9 +12,10 @@ import torch.nn.functional as F
 
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
-from kgem.inference._common import QUERY_BATCH, SCORE_BUDGET, check_k, inference, merge_topk, to_ids
+from kgem.inference._common import check_k, inference, to_ids
 from kgem.models.model import Model
-from kgem.models.query import real_view
+from kgem.models.scan import Block, block_ranges, plan, topk
+from kgem.ops.compare import real_view
 
 Metric = Literal["cosine", "l2", "dot"]
 METRICS = ("cosine", "l2", "dot")
@@ -31,12 +33,14 @@ def as_real(table: torch.Tensor) -> torch.Tensor:
 
 
 def similar(model: Model, vocab: Vocabulary, labels: list[str], *, k: int = 10, metric: Metric = "cosine",
-            kind: Literal["entity", "relation"] = "entity") -> pd.DataFrame:
+            kind: Literal["entity", "relation"] = "entity", memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` nearest neighbours of each label among the entities (or, with ``kind="relation"``, the relations;
     ``vocab`` is then the relation vocabulary), the label itself excluded.
 
     ``metric``: ``cosine`` similarity, ``dot`` product, or ``l2``, reported as the *negative* Euclidean distance so
-    that higher is always more similar. Columns: query, rank (1 = nearest), neighbour, similarity.
+    that higher is always more similar. Columns: query, rank (1 = nearest), neighbour, similarity. Among equal
+    similarities the lower id ranks first. One block of similarities stays within ``memory_budget_bytes`` (default:
+    the scan's ``DEFAULT_MEMORY_BUDGET``), as in prediction.
     """
     check_k(k)
     if metric not in METRICS:
@@ -52,8 +56,9 @@ def similar(model: Model, vocab: Vocabulary, labels: list[str], *, k: int = 10, 
         if metric == "cosine":
             table = F.normalize(table, dim=-1)
         values, found = [], []
-        for i in range(0, len(ids), QUERY_BATCH):
-            best = _nearest(table, ids[i : i + QUERY_BATCH], metric, width)
+        batch, _ = plan(len(ids), len(table), memory_budget_bytes)
+        for i in range(0, len(ids), batch):
+            best = _nearest(table, ids[i : i + batch], metric, width, memory_budget_bytes)
             values.append(best[0].cpu())
             found.append(best[1].cpu())
     query = np.repeat(np.asarray(labels, dtype=object), width)
@@ -63,18 +68,17 @@ def similar(model: Model, vocab: Vocabulary, labels: list[str], *, k: int = 10, 
                          "similarity": torch.cat(values).reshape(-1).numpy() if values else np.zeros(0)})
 
 
-def _nearest(table: torch.Tensor, ids: torch.Tensor, metric: Metric, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running top-k ``(similarity, id)`` ``(Q, k)`` of the rows ``ids`` against ``table``, chunk by chunk."""
+def _nearest(table: torch.Tensor, ids: torch.Tensor, metric: Metric, k: int,
+             memory_budget_bytes: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k ``(similarity, id)`` ``(Q, k)`` of the rows ``ids`` against ``table``, one block of rows within the
+    budget at a time, reduced by the scan's running top-k (the query itself excluded)."""
     query = table[ids]  # (Q, d)
-    chunk = max(1, SCORE_BUDGET // max(len(ids), 1))
-    best = (torch.zeros(len(ids), 0, device=table.device), torch.zeros(len(ids), 0, dtype=torch.int64,
-                                                                        device=table.device))
-    if k <= 0:
-        return best
-    for start in range(0, len(table), chunk):
-        rows = table[start : start + chunk]  # (C, d)
-        sim = -torch.cdist(query, rows) if metric == "l2" else query @ rows.T  # (Q, C)
-        cand = torch.arange(start, start + len(rows), device=table.device).expand(len(ids), -1)
-        sim = sim.masked_fill(cand == ids[:, None], float("-inf"))  # never the query itself
-        best = merge_topk(best, sim, cand, k)
-    return best
+
+    def blocks() -> Iterator[Block]:
+        for start, stop in block_ranges(len(ids), len(table), memory_budget_bytes):
+            rows = table[start:stop]  # (C, d)
+            sim = -torch.cdist(query, rows) if metric == "l2" else query @ rows.T  # (Q, C)
+            yield Block(start, torch.arange(start, stop, device=table.device), sim)
+
+    itself = torch.arange(len(ids), device=table.device), ids
+    return topk(blocks(), len(ids), k, exclude=itself, device=table.device)

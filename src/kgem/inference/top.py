@@ -1,4 +1,4 @@
-"""The top-k scoring triples of one relation or of the whole graph, found by a bounded-memory scan."""
+"""The top-k scoring triples of one relation or of the whole graph, found by the bounded-memory entity scan."""
 
 from __future__ import annotations
 
@@ -8,19 +8,21 @@ import torch
 from kgem.data.known import KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
-from kgem.inference._common import SCORE_BUDGET, check_k, check_vocab, device_of, inference, merge_topk, to_ids
+from kgem.inference._common import check_k, check_vocab, device_of, inference, to_ids
 from kgem.models.model import Model
+from kgem.models.scan import RunningTopK, block_topk, plan, scan, within
 
 
 def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k: int = 100,
                 relation: str | None = None, known: KnownTriples | None = None, remove_known: bool = False,
-                batch_size: int | None = None) -> pd.DataFrame:
+                batch_size: int | None = None, memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` highest-scoring triples ``(h, r, t)`` over all heads and tails, of ``relation`` or of every relation.
 
-    Scans ``(head, relation)`` rows in batches of ``batch_size`` (default: as many as fit ``SCORE_BUDGET`` scores),
-    scoring each against all tails with ``score_t`` and merging into a running top-k, so memory is bounded by
-    ``batch_size * num_entities`` scores. ``remove_known`` masks the triples in ``known`` out of the scan.
-    Columns: head, relation, tail, score (best first), and ``known`` when ``known`` is given.
+    Scans ``(head, relation)`` rows in batches of ``batch_size`` (default: as many as fit ``memory_budget_bytes``
+    against every tail, ``kgem.models.scan.plan``), scoring each batch against the tails with the entity scan and
+    merging into a running top-k, so one score block stays within the budget. Among tied scores the triple with the
+    lower head id, then relation, then tail id ranks first. ``remove_known`` masks the triples in ``known`` out of
+    the scan. Columns: head, relation, tail, score (best first), and ``known`` when ``known`` is given.
     """
     check_k(k)
     check_vocab(model, entities, relations)
@@ -32,8 +34,7 @@ def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k:
     rel_ids = (to_ids(relations, [relation], device) if relation is not None
                else torch.arange(model.num_relations, device=device))
     with inference(model):
-        values, flat = _scan(model, rel_ids, known if remove_known else None, k,
-                             batch_size or max(1, SCORE_BUDGET // max(model.num_entities, 1)))
+        values, flat = _scan(model, rel_ids, known if remove_known else None, k, batch_size, memory_budget_bytes)
     num, per_head = model.num_entities, len(rel_ids)
     row, t = flat // num, flat % num  # row = head * per_head + relation position
     hrt = torch.stack([row // per_head, rel_ids.cpu()[row % per_head], t], 1)
@@ -48,21 +49,29 @@ def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k:
     return frame
 
 
-def _scan(model: Model, rel_ids: torch.Tensor, mask_known: KnownTriples | None, k: int,
-          batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running top-k over rows ``head * len(rel_ids) + j`` x all tails: ``(scores, row * num_entities + tail)``."""
+def _scan(model: Model, rel_ids: torch.Tensor, mask_known: KnownTriples | None, k: int, batch_size: int | None,
+          memory_budget_bytes: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k over rows ``head * len(rel_ids) + j`` x all tails: ``(scores, row * num_entities + tail)``.
+    Each block is first cut to each row's top-k, then the rows' survivors merge into the one running top-k."""
     device, num = rel_ids.device, model.num_entities
     rows = num * len(rel_ids)
-    best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for start in range(0, rows, batch_size):
-        row = torch.arange(start, min(start + batch_size, rows), device=device)
+    batch, _ = plan(rows, num, memory_budget_bytes, batch_size)
+    best = RunningTopK(1, k, device)
+    for start in range(0, rows, batch):
+        row = torch.arange(start, min(start + batch, rows), device=device)
         h, r = row // len(rel_ids), rel_ids[row % len(rel_ids)]
-        scores = model.score_t(h, r)  # (b, E)
+        known = None
         if mask_known is not None:
-            scores = scores.masked_fill(mask_known.tail_mask(h.cpu(), r.cpu()).to(device), float("-inf"))
-        scores = scores.reshape(-1)
-        local = scores.topk(min(k, len(scores)))  # shrink the block before the merge
-        best = merge_topk(best, local.values, start * num + local.indices, k)
-    if best is None:
-        return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
-    return best[0].cpu(), best[1].cpu()
+            local, tails = mask_known.tail_pairs(h.cpu(), r.cpu())
+            known = local.to(device), tails.to(device)
+        for block in scan(model, "tail", h, r, memory_budget_bytes=memory_budget_bytes):
+            scores = block.scores  # (b, C)
+            if known is not None:
+                scores[within(known, block.start, block.stop)] = float("-inf")
+            values, cols = block_topk(scores, k)  # each row's best, by score, then column
+            flat = (row[:, None] * num + block.start + cols).reshape(1, -1)
+            values, pick = block_topk(values.reshape(1, -1), k)  # row-major: among ties, the lower position
+            best.add(values, positions=flat.gather(1, pick))
+            del block, scores  # one block alive at a time
+    values, flat = best.result()
+    return values[0].cpu(), flat[0].cpu()

@@ -1,6 +1,20 @@
 """Models: representations (embedding tables) plus interactions (scoring functions)."""
 
-from kgem.models import bilinear, factorization, geometric, neural, probabilistic, translational  # noqa: F401  (register the interactions)
+from kgem.models import (  # noqa: F401  (register the interactions)
+    autosf,
+    bilinear,
+    composed,
+    crosse,
+    distma,
+    factorization,
+    geometric,
+    lineare,
+    neural,
+    probabilistic,
+    transf,
+    translational,
+    triplere,
+)
 from kgem.models.builders import build_model, model_info, model_names, register_model
 from kgem.models.initializers import INITIALIZERS, from_tensor
 from kgem.models.interaction import INTERACTIONS, Interaction

@@ -7,15 +7,17 @@ import math
 import torch
 from torch import nn
 
-from kgem.models.interaction import INTERACTIONS, Interaction
-from kgem.models.query import QueryInteraction, conj_rows, real_view
+from kgem.models.factor import FactorInteraction, conj_rows
+from kgem.models.interaction import INTERACTIONS
+from kgem.ops.compare import real_view
 
 
 @INTERACTIONS.register("distmult")
-class DistMult(QueryInteraction):
+class DistMult(FactorInteraction):
     """``<h, r, t> = sum_i h_i r_i t_i``."""
 
     reference = "Yang et al. 2015, Embedding entities and relations for learning and inference in KBs"
+    keys_are_rows = True
 
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h * r * t).sum(-1)
@@ -31,12 +33,13 @@ class DistMult(QueryInteraction):
 
 
 @INTERACTIONS.register("complex")
-class ComplEx(QueryInteraction):
+class ComplEx(FactorInteraction):
     """``Re(<h, r, conj(t)>)`` over complex vectors."""
 
     entity_kind = "complex"
     relation_kind = "complex"
     reference = "Trouillon et al. 2016, Complex embeddings for simple link prediction"
+    keys_are_rows = True
 
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h * r * t.conj()).sum(-1).real
@@ -65,10 +68,11 @@ def cconv(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @INTERACTIONS.register("hole")
-class HolE(Interaction):
+class HolE(FactorInteraction):
     """``r . (h * t)`` with ``*`` the circular correlation."""
 
     reference = "Nickel et al. 2016, Holographic embeddings of knowledge graphs"
+    keys_are_rows = True
 
     def reset_entity(self, weight: torch.Tensor) -> None:
         # the authors' code: Glorot-uniform rows, then projected into the unit ball ||e|| <= 1
@@ -81,13 +85,16 @@ class HolE(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (r * ccorr(h, t)).sum(-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         # sum_k r_k sum_i h_i t_{i+k} = sum_j t_j (r o h)_j: the query is a convolution
-        return cconv(r, h) @ t.T
+        return cconv(r, h)
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # = sum_i h_i (r * t)_i
-        return ccorr(r, t) @ h.T
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return ccorr(r, t)  # = sum_i h_i (r * t)_i
+
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        # ccorr(r, t) = cconv(r', t) with r'_i = r_{-i mod d}
+        return torch.roll(torch.flip(r, (-1,)), 1, -1)
 
 
 def hamilton(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -116,10 +123,11 @@ def quaternion_init(weight: torch.Tensor) -> None:
 
 
 @INTERACTIONS.register("quate")
-class QuatE(Interaction):
+class QuatE(FactorInteraction):
     """``<h (x) r / |r|, t>``: Hamilton product with the unit relation quaternion; rows are parts ``[1, i, j, k]``."""
 
     reference = "Zhang et al. 2019, Quaternion knowledge graph embeddings"
+    keys_are_rows = True
 
     def entity_width(self) -> int:
         return 4 * self.dim
@@ -143,10 +151,10 @@ class QuatE(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (hamilton(self.parts(h), self.unit(r)) * self.parts(t)).sum((-2, -1))
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return hamilton(self.parts(h), self.unit(r)).flatten(-2) @ t.T
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return hamilton(self.parts(h), self.unit(r)).flatten(-2)
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # <h r, t> = Re(h r conj(t)) = <h, t conj(r)>
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        # <h r, t> = Re(h r conj(t)) = <h, t conj(r)>, and the unit of conj(r) is the conjugate of r's unit
         conj = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=r.dtype, device=r.device).unsqueeze(-1)
-        return hamilton(self.parts(t), self.unit(r) * conj).flatten(-2) @ h.T
+        return (self.parts(r) * conj).flatten(-2)

@@ -1,6 +1,7 @@
 """Tensor-factorisation interactions: RESCAL, CP, SimplE and TuckER decompose the (h, r, t) score tensor.
 
-Each scores all candidates with one matmul of a query, built once per batch row, against the entity table.
+Each is a dot product of a query, built once per batch row, with a key: the entity row (RESCAL, SimplE, TuckER) or
+one role's half of it (CP), so all candidates are one matmul and sampled ones one sampled product.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgem.checks import optional_positive_int, positive, probability
-from kgem.models.interaction import INTERACTIONS, Interaction
+from kgem.models.factor import FactorInteraction, Side
+from kgem.models.interaction import INTERACTIONS
 
 
 @INTERACTIONS.register("rescal")
-class RESCAL(Interaction):
+class RESCAL(FactorInteraction):
     """``h^T M_r t`` with a full ``d x d`` matrix per relation (relation rows of ``d * d`` numbers)."""
 
     reference = "Nickel et al. 2011, A three-way model for collective learning on multi-relational data"
+    keys_are_rows = True
 
     def relation_width(self) -> int:
         return self.dim * self.dim
@@ -28,15 +31,18 @@ class RESCAL(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.einsum("...i,...ij,...j->...", h, self.matrices(r), t)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bi,bij->bj", h, self.matrices(r)) @ t.T
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...i,...ij->...j", h, self.matrices(r))
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("bij,bj->bi", self.matrices(r), t) @ h.T
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...ij,...j->...i", self.matrices(r), t)
+
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return self.matrices(r).transpose(-1, -2).flatten(-2)  # h^T M t = t^T M^T h
 
 
 @INTERACTIONS.register("cp")
-class CP(Interaction):
+class CP(FactorInteraction):
     """``<h_head, r, t_tail>``: every entity row is ``[head-role vector, tail-role vector]``."""
 
     reference = ("Hitchcock 1927, The expression of a tensor or a polyadic as a sum of products; "
@@ -61,19 +67,23 @@ class CP(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (h[..., : self.dim] * r * t[..., self.dim :]).sum(-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return (h[:, : self.dim] * r) @ t[:, self.dim :].T
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return h[..., : self.dim] * r
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return (r * t[:, self.dim :]) @ h[:, : self.dim].T
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return r * t[..., self.dim :]
+
+    def keys(self, e: torch.Tensor, side: Side) -> torch.Tensor:
+        return e[..., self.dim :] if side == "tail" else e[..., : self.dim]  # the candidate's role
 
 
 @INTERACTIONS.register("simple")
-class SimplE(Interaction):
+class SimplE(FactorInteraction):
     """``(<h_head, r, t_tail> + <t_head, r_inv, h_tail>) / 2``; entity rows ``[head, tail]``, relation rows
     ``[r, r_inv]``."""
 
     reference = "Kazemi & Poole 2018, SimplE embedding for link prediction in knowledge graphs"
+    keys_are_rows = True
 
     def entity_width(self) -> int:
         return 2 * self.dim
@@ -87,17 +97,16 @@ class SimplE(Interaction):
         backward = t[..., :d] * r[..., d:] * h[..., d:]
         return (forward + backward).sum(-1) / 2
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         d = self.dim  # the query pairs with the candidate's [head, tail] halves
-        return torch.cat([h[:, d:] * r[:, d:], h[:, :d] * r[:, :d]], -1) @ t.T / 2
+        return torch.cat([h[..., d:] * r[..., d:], h[..., :d] * r[..., :d]], -1) / 2
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        d = self.dim
-        return torch.cat([r[:, :d] * t[:, d:], r[:, d:] * t[:, :d]], -1) @ h.T / 2
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return torch.cat([r[..., self.dim :], r[..., : self.dim]], -1)  # r and r_inv swap roles
 
 
 @INTERACTIONS.register("tucker")
-class TuckER(Interaction):
+class TuckER(FactorInteraction):
     """``W x_1 h x_2 r x_3 t`` with a learnt core ``W (d, d_r, d)``; in full ``BN1(BN0(h) W_r) . t`` with
     ``W_r = W x_2 r`` and the paper's dropouts on ``BN0(h)``, ``W_r`` and ``BN1(.)``.
 
@@ -108,6 +117,7 @@ class TuckER(Interaction):
     """
 
     reference = "Balažević et al. 2019, TuckER: Tensor factorization for knowledge graph completion"
+    head_factors = False  # batch norm takes statistics over the candidates: score_h has a closed form of its own
 
     def __init__(self, dim: int, relation_dim: int | None = None, input_dropout: float = 0.3,
                  hidden_dropout1: float = 0.4, hidden_dropout2: float = 0.5, batch_norm: bool = True) -> None:
@@ -151,8 +161,8 @@ class TuckER(Interaction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (self.query(h, r) * t).sum(-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.query(h, r) @ t.T
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return self.query(h, r)
 
     def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # BN1 is affine per feature, x -> x * a + c, so with v = dropout(t) the score (x a + c) . v is linear in the

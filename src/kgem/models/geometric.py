@@ -8,14 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from kgem.checks import norm_order
+from kgem.models.factor import FactorInteraction, Side
 from kgem.models.interaction import INTERACTIONS, Interaction
 from kgem.models.translational import by_relation, neg_distance, neg_norm
 
 
 @INTERACTIONS.register("um")
-class UM(Interaction):
+class UM(FactorInteraction):
     """``-||h - t||_2^2`` with unit-norm entities; the relation is ignored."""
 
+    comparison = "squared_l2"
+    keys_are_rows = True
     normalize_entities = True
     reference = "Bordes et al. 2014, A semantic matching energy function for learning with multi-relational data"
 
@@ -29,11 +32,11 @@ class UM(Interaction):
         score = -(h - t).pow(2).sum(-1)
         return score.expand(torch.broadcast_shapes(score.shape, r.shape[:-1]))  # a score per relation too
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return neg_distance(h, t, 2, power_norm=True)
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return h
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return neg_distance(t, h, 2, power_norm=True)
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return r
 
 
 @INTERACTIONS.register("se")
@@ -81,7 +84,7 @@ class SE(Interaction):
 
 
 @INTERACTIONS.register("toruse")
-class TorusE(Interaction):
+class TorusE(FactorInteraction):
     """``-f(h + r - t)`` on the torus ``R^d / Z^d``: ``2 d_L1``, ``4 d_L2^2`` or ``d_eL2^2 / 4 = sum sin^2(pi x)``."""
 
     reference = "Ebisu & Ichise 2018, TorusE: knowledge graph embedding on a Lie group"
@@ -103,16 +106,24 @@ class TorusE(Interaction):
         x = torch.minimum(x, 1 - x)  # per coordinate, the shorter way round the circle
         return -2 * x.sum(-1) if self.distance == "l1" else -4 * x.pow(2).sum(-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.el2_pairs(h + r, t) if self.distance == "el2" else super().score_t(h, r, t)
+    # el2: -sum sin^2(pi (x - y)) = (cos a . cos b + sin a . sin b - d) / 2 with angles a = 2 pi x, b = 2 pi y: a dot
+    # product of [cos a, sin a] / 2 with the key [cos b, sin b], x = h + r (tails) or t - r (heads)
+    @property
+    def factorised(self) -> bool:
+        return self.distance == "el2"
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.el2_pairs(t - r, h) if self.distance == "el2" else super().score_h(h, r, t)
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return self.keys(h + r, "tail") / 2
 
-    def el2_pairs(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """``-sum sin^2(pi (q - c)) = -d/2 + (cos a . cos c + sin a . sin c) / 2`` with angles ``2 pi x``: matmuls."""
-        a, c = 2 * math.pi * q, 2 * math.pi * candidates
-        return (torch.cos(a) @ torch.cos(c).T + torch.sin(a) @ torch.sin(c).T - q.shape[-1]) / 2
+    def reverse(self, r: torch.Tensor) -> torch.Tensor:
+        return -r
+
+    def keys(self, e: torch.Tensor, side: Side) -> torch.Tensor:
+        angle = 2 * math.pi * e
+        return torch.cat([torch.cos(angle), torch.sin(angle)], -1)
+
+    def query_bias(self, x: torch.Tensor, r: torch.Tensor, side: Side) -> torch.Tensor:
+        return x.new_full(torch.broadcast_shapes(x.shape[:-1], r.shape[:-1]), -self.dim / 2)
 
 
 def box_distance(point: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:

@@ -26,25 +26,23 @@ wider row through ``entity_width`` / ``relation_width`` and splits the last dime
 mode and the chunked broadcast keep working unchanged. ``reset_entity`` / ``reset_relation`` initialise rows whose
 parts need their own start values (positive variances, zero biases) when the user gives no initializer.
 
-``normalize`` says how the entity table keeps its rows at unit norm (see ``Embedding``): ``forward`` for the models
-whose papers constrain entities (``normalize_entities``), ``none`` for the others. ``build_model(...,
-normalize=...)`` chooses another (``step``: project after each optimizer step, PyKEEN's semantics; ``none``:
-PyTorch-BigGraph's unconstrained TransE). It is an attribute of the interaction so that saved models record it.
+``normalize_entities`` says whether the paper keeps entity rows at unit norm. The constraint itself is a setting of
+the entity representation (``Embedding.normalize``): ``forward`` by default for such models, ``none`` for the
+others; ``build_model(..., normalize=...)`` chooses another (``step``: project after each optimizer step, PyKEEN's
+semantics; ``none``: PyTorch-BigGraph's unconstrained TransE), and a saved model's spec records it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from kgem.checks import positive_int
-from kgem.models.representation import Kind, Normalize
+from kgem.models.representation import Kind
+from kgem.ops.compare import chunked
 from kgem.registry import Registry
-
-CHUNK_ELEMENTS = 2**24  # ~64 MB of float32 intermediates per chunk of candidates
 
 
 class Interaction(nn.Module):
@@ -58,7 +56,6 @@ class Interaction(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = positive_int("dim", dim)
-        self.normalize: Normalize = "forward" if self.normalize_entities else "none"
 
     def entity_width(self) -> int:
         """Numbers per entity row (complex numbers for the complex kind)."""
@@ -107,17 +104,6 @@ class Interaction(nn.Module):
     def generic_score_h_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
                                 ids: torch.Tensor) -> torch.Tensor:
         return Interaction.score_h_sampled(self, h, r, t, ids)
-
-
-def chunked(score: Callable[[torch.Tensor], torch.Tensor], candidates: torch.Tensor, batch_elements: int,
-            budget: int = CHUNK_ELEMENTS) -> torch.Tensor:
-    """Apply ``score`` to slices of ``candidates`` so that the broadcast intermediate, ``batch_elements`` (B * d)
-    per candidate, stays under ``budget`` elements."""
-    num = candidates.shape[0]
-    size = max(1, budget // max(1, batch_elements))
-    if size >= num:
-        return score(candidates)
-    return torch.cat([score(candidates[i : i + size]) for i in range(0, num, size)], dim=1)
 
 
 INTERACTIONS: Registry[type[Interaction]] = Registry("model")

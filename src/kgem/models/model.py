@@ -3,6 +3,7 @@ evaluation or config logic lives here."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -12,10 +13,7 @@ from torch import nn
 
 from kgem.models.initializers import Initializer
 from kgem.models.interaction import INTERACTIONS, Interaction
-from kgem.models.query import QueryInteraction
-from kgem.models.representation import Embedding, Normalize
-from kgem.models.rgcn import RGCN
-from kgem.ops.sampled import dense_gradient_last, rows_sparse_grad
+from kgem.models.representation import Embedding, Normalize, Representation
 
 
 class Model(nn.Module):
@@ -26,7 +24,7 @@ class Model(nn.Module):
     representation is an embedding table or an encoder over the training graph (R-GCN).
     """
 
-    def __init__(self, entity: Embedding | RGCN, relation: Embedding, interaction: Interaction, *,
+    def __init__(self, entity: Representation, relation: Representation, interaction: Interaction, *,
                  num_relations: int, inverse: bool = False) -> None:
         super().__init__()
         self.entity, self.relation, self.interaction = entity, relation, interaction
@@ -37,11 +35,17 @@ class Model(nn.Module):
             raise ValueError(f"relation table has {relation.num} rows for {num_relations} relations "
                              f"(inverse={inverse})")
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors are (the first parameter's or buffer's device; the CPU for none)."""
+        tensor = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.device("cpu") if tensor is None else tensor.device
+
     def constrain_(self) -> None:
         """Re-impose the constraints on stored rows (``normalize="step"`` tables); training calls it after every
         optimizer step."""
         for module in self.modules():
-            if isinstance(module, Embedding):
+            if isinstance(module, Representation):
                 module.constrain_()
 
     def invalidate_cache(self) -> None:
@@ -49,7 +53,7 @@ class Model(nn.Module):
         tensors' version counters, but not writes it cannot see: HOGWILD workers updating shared memory from
         other processes. The trainer calls this after each epoch and after loading a checkpoint."""
         for module in self.modules():
-            if isinstance(module, RGCN):  # the one cached representation
+            if isinstance(module, Representation):
                 module.invalidate_cache()
 
     @contextmanager
@@ -77,7 +81,7 @@ class Model(nn.Module):
         training = self.training
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                zero = torch.zeros(1, dtype=torch.long, device=self.relation.weight.device)
+                zero = torch.zeros(1, dtype=torch.long, device=self.device)
                 self.eval().score_hrt(torch.stack([zero, zero, zero], 1))
                 self.score_t(zero, zero, zero)  # the all-entity paths (cdist, closed forms) over one candidate
                 self.score_h(zero, zero, zero)
@@ -101,7 +105,7 @@ class Model(nn.Module):
 
     def score_r(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Scores of all (forward) relations for each ``(h, t)``: ``(B, num_relations)``."""
-        relations = self.relation(torch.arange(self.num_relations, device=self.relation.weight.device))
+        relations = self.relation(torch.arange(self.num_relations, device=self.device))
         return self.interaction(self.entity(h).unsqueeze(1), relations.unsqueeze(0), self.entity(t).unsqueeze(1))
 
     def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
@@ -116,74 +120,11 @@ class Model(nn.Module):
         table, ids = self.candidates(heads)
         return self.interaction.score_h_sampled(table, self.relation(r), self.entity(t), ids)
 
-    def score_sampled(self, hrt: torch.Tensor, ids: torch.Tensor,
-                      corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Negative sampling in one call: the positives' scores ``(B,)``, the scores ``(B, K)`` of their corruptions
-        (row ``b`` replaces its head if ``corrupt_head[b]``, else its tail, by each of ``ids[b]``; ``ids (1, K)``
-        is shared by all rows) and the factors ``[h, r, t]`` for regularizers. With reciprocal relations a
-        head-corrupting row is the tail query ``(t, r + R, ?)``, for its positive as for its negatives.
-
-        Every entity the batch names, positive or negative, is looked up (normalised, ...) once; the scores equal
-        ``score_t_sampled`` / ``score_h_sampled`` row by row (a test checks it)."""
-        batch = len(hrt)
-        table, local = self.candidates(torch.cat([hrt[:, 0], hrt[:, 2], ids.reshape(-1)]))
-        negatives = local[2 * batch :].view(ids.shape)
-        factors = [rows_of(table, local[:batch]), self.relation(hrt[:, 1]), rows_of(table, local[batch : 2 * batch])]
-        if isinstance(self.interaction, QueryInteraction):
-            pos, neg = self._score_queries(table, local[:batch], hrt[:, 1], local[batch : 2 * batch], negatives,
-                                           corrupt_head)
-            return pos, neg, factors
-        pos = self.interaction(*factors)
-        if self.inverse and corrupt_head.any():  # such a row is the query (t, r + R, ?), its positive too
-            flipped = self.interaction(factors[2], self.relation(hrt[:, 1] + self.num_relations), factors[0])
-            pos = torch.where(corrupt_head, flipped, pos)
-        tail_rows, head_rows = torch.nonzero(~corrupt_head).squeeze(1), torch.nonzero(corrupt_head).squeeze(1)
-        parts = [self._corrupt(table, factors, hrt[:, 1], tail_rows, negatives, head=False),
-                 self._corrupt(table, factors, hrt[:, 1], head_rows, negatives, head=True)]
-        if not len(head_rows) or not len(tail_rows):
-            return pos, parts[0] if len(tail_rows) else parts[1], factors
-        return pos, torch.cat(parts)[torch.argsort(torch.cat([tail_rows, head_rows]))], factors
-
-    def _score_queries(self, table: torch.Tensor, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
-                       negatives: torch.Tensor, corrupt_head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``score_sampled`` for a query-form interaction: each row's query (``(h, r, ?)``, or ``(?, r, t)`` where
-        it corrupts the head) against its true entity and its negatives, all rows in one sampled product."""
-        interaction = self.interaction
-        assert isinstance(interaction, QueryInteraction)
-        side = corrupt_head.unsqueeze(1)
-        candidates = interaction.rows(table)
-        dense = dense_gradient_last(candidates)  # the products' table, before the sparse gathers (see there)
-        kept = interaction.entities(few_rows_of(candidates, torch.where(corrupt_head, t, h)))
-        if self.inverse:  # (?, r, t) is (t, r + R, ?): every query is a tail query
-            queries = interaction.tail_query(kept, self.relation(r + self.num_relations * corrupt_head))
-        else:  # (?, r, t) is the tail query of t with r read backwards
-            queries = interaction.tail_query(kept, interaction.reverse_rows(self.relation(r), side))
-        answers = torch.where(corrupt_head, h, t).unsqueeze(1)
-        if negatives.shape[0] == 1:  # shared negatives: one (B, K) product with the K candidate rows
-            pos = interaction.compare_pairs(queries, few_rows_of(candidates, answers[:, 0]))
-            return pos, interaction.compare(queries, rows_of(dense, negatives[0]))
-        scores = interaction.compare_sampled(queries, dense, torch.cat([answers, negatives], 1))
-        return scores[:, 0], scores[:, 1:]
-
-    def _corrupt(self, table: torch.Tensor, factors: list[torch.Tensor], r_ids: torch.Tensor, rows: torch.Tensor,
-                 negatives: torch.Tensor, *, head: bool) -> torch.Tensor:
-        """Scores ``(len(rows), K)`` of the batch ``rows`` with their head (``head``) or tail replaced."""
-        h, r, t = (f[rows] for f in factors)
-        ids = negatives if negatives.shape[0] == 1 else negatives[rows]
-        if head and self.inverse:  # (?, r, t) is (t, r + R, ?)
-            h, r, head = t, self.relation(r_ids[rows] + self.num_relations), False
-        if negatives.shape[0] == 1:  # shared: one candidate table for every row
-            candidates = table[ids[0]]
-            return self.interaction.score_h(candidates, r, t) if head else self.interaction.score_t(h, r, candidates)
-        if head:
-            return self.interaction.score_h_sampled(table, r, t, ids)
-        return self.interaction.score_t_sampled(h, r, table, ids)
-
     def candidates(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The entity rows that sampled ``ids`` name, each looked up (and normalised, viewed as complex, ...) once,
         and ``ids`` re-pointed into them: the whole table when the ids outnumber the entities (dense gradients
         only), else the distinct ids."""
-        if isinstance(self.entity, Embedding) and not self.entity.sparse and ids.numel() >= self.num_entities:
+        if not self.entity.sparse and ids.numel() >= self.num_entities:
             return self.entity(), ids
         distinct, local = torch.unique(ids, return_inverse=True)
         return self.entity(distinct), local
@@ -195,7 +136,7 @@ class Model(nn.Module):
     def spec_args(self) -> dict[str, Any]:
         """Arguments ``build_model`` needs beyond the user's to rebuild this model without its data (an encoder's
         edge count); a saved spec includes them."""
-        return self.entity.spec_args() if isinstance(self.entity, RGCN) else {}
+        return self.entity.spec_args()
 
 
 def state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
@@ -209,19 +150,6 @@ def state_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     return "; ".join(problems)
 
 
-def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``table[ids]`` for a 1-d ``ids``; ``index_select``'s backward is an ``index_add``, several times faster
-    on the CPU than the accumulating ``index_put`` behind ``table[ids]``."""
-    return table.index_select(0, ids)
-
-
-def few_rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``rows_of`` for a gather that names few of the table's rows, where the table also gets a dense gradient
-    (the sampled product's): with a sparse gradient, added into that one, instead of a dense table of its own
-    (zero-filled, index-added, then added: three passes over the table for a few rows)."""
-    return rows_sparse_grad(table, ids) if 4 * len(ids) <= len(table) else rows_of(table, ids)
-
-
 def interaction_model(name: str, num_entities: int, num_relations: int, dim: int, *, inverse: bool = False,
                       graph: torch.Tensor | None = None, entity_initializer: Initializer | None = None,
                       relation_initializer: Initializer | None = None, sparse: bool = False,
@@ -230,10 +158,10 @@ def interaction_model(name: str, num_entities: int, num_relations: int, dim: int
     for encoders; this ignores it). ``normalize``: how entity rows are kept at unit norm (``none`` | ``forward`` |
     ``step``, see ``Embedding``); default: ``forward`` where the paper constrains them, else ``none``."""
     interaction = INTERACTIONS.get(name)(dim, **interaction_args)
-    if normalize is not None:
-        interaction.normalize = normalize
+    if normalize is None:
+        normalize = "forward" if interaction.normalize_entities else "none"
     entity = Embedding(num_entities, interaction.entity_width(), kind=interaction.entity_kind,
-                       initializer=entity_initializer, normalize=interaction.normalize, sparse=sparse)
+                       initializer=entity_initializer, normalize=normalize, sparse=sparse)
     relation = Embedding(num_relations * (2 if inverse else 1), interaction.relation_width(),
                          kind=interaction.relation_kind, initializer=relation_initializer, sparse=sparse)
     with torch.no_grad():

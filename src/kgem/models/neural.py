@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgem.checks import optional_positive_int, positive_int, probability
-from kgem.models.interaction import INTERACTIONS, Interaction, chunked
+from kgem.models.factor import FactorInteraction, Side
+from kgem.models.interaction import INTERACTIONS, Interaction
+from kgem.ops.compare import chunked
 
 
 def pair_map(features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], h: torch.Tensor,
@@ -50,10 +52,11 @@ def image_height(dim: int) -> int:
 
 
 @INTERACTIONS.register("conve")
-class ConvE(NeuralInteraction):
+class ConvE(FactorInteraction, NeuralInteraction):
     """``relu(bn(W vec(relu(bn(conv([h; r] as 2-D images)))))) . t + b_t``; entity rows are ``[e, b]``."""
 
     reference = "Dettmers et al. 2018, Convolutional 2D knowledge graph embeddings"
+    head_factors = False  # the network sees h
 
     def __init__(self, dim: int, height: int | None = None, num_filters: int = 32, kernel_size: int = 3,
                  input_dropout: float = 0.2, feature_dropout: float = 0.2, hidden_dropout: float = 0.3) -> None:
@@ -99,8 +102,14 @@ class ConvE(NeuralInteraction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (pair_map(self.features, h[..., :-1], r) * t[..., :-1]).sum(-1) + t[..., -1]
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.features(h[:, :-1], r) @ t[:, :-1].T + t[:, -1]
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return pair_map(self.features, h[..., :-1], r)
+
+    def keys(self, e: torch.Tensor, side: Side) -> torch.Tensor:
+        return e[..., :-1]
+
+    def key_bias(self, e: torch.Tensor, side: Side) -> torch.Tensor:
+        return e[..., -1]
 
 
 @INTERACTIONS.register("convkb")
@@ -150,10 +159,11 @@ class ERMLP(NeuralInteraction):
 
 
 @INTERACTIONS.register("ermlpe")
-class ERMLPE(NeuralInteraction):
+class ERMLPE(FactorInteraction, NeuralInteraction):
     """``relu(bn(W2 relu(bn(W1 [h; r])))) . t``: an MLP maps ``(h, r)`` to a vector that is matched with ``t``."""
 
     reference = "Sharifzadeh et al. 2019, Improving visual relation detection using depth maps"
+    head_factors = False
 
     def __init__(self, dim: int, hidden: int = 300, input_dropout: float = 0.2, hidden_dropout: float = 0.3) -> None:
         super().__init__(dim)
@@ -178,8 +188,8 @@ class ERMLPE(NeuralInteraction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (pair_map(self.features, h, r) * t).sum(-1)
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.features(h, r) @ t.T
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return pair_map(self.features, h, r)
 
 
 @INTERACTIONS.register("ntn")
@@ -237,10 +247,11 @@ class NTN(NeuralInteraction):
 
 
 @INTERACTIONS.register("proje")
-class ProjE(NeuralInteraction):
+class ProjE(FactorInteraction, NeuralInteraction):
     """``tanh(d_e * h + d_r * r + b_c) . t + b_p``: a diagonal combination projected onto the candidate."""
 
     reference = "Shi & Weninger 2017, ProjE: embedding projection for knowledge graph completion"
+    head_factors = False
 
     def __init__(self, dim: int, dropout: float = 0.5) -> None:
         super().__init__(dim)
@@ -258,5 +269,8 @@ class ProjE(NeuralInteraction):
     def forward(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return (self.combine(h, r) * t).sum(-1) + self.b_p
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.combine(h, r) @ t.T + self.b_p
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return self.combine(h, r)
+
+    def query_bias(self, x: torch.Tensor, r: torch.Tensor, side: Side) -> torch.Tensor:
+        return self.b_p.expand(torch.broadcast_shapes(x.shape[:-1], r.shape[:-1]))

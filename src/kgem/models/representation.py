@@ -1,10 +1,17 @@
-"""Representations: ``forward(ids | None) -> (*ids.shape, *shape)``; ``None`` means all rows, for
-every kind of table."""
+"""The representation contract, and the embedding table that implements it.
+
+A representation gives the rows an interaction scores: ``forward(ids | None) -> (*ids.shape, width)``, ``None``
+meaning all ``num`` rows. It owns everything about its rows and nothing about scoring: their kind (real, complex,
+phase), their constraint (``normalize``, kept by ``constrain_`` or applied on lookup), whether lookups give sparse
+gradients, a cache and its invalidation, and the arguments a saved model needs to rebuild it (``spec_args``).
+``Embedding`` is a table; ``RGCN`` (``kgem.models.rgcn``) an encoder over the training graph whose input is a table;
+memory-mapped, partitioned and literal-aware tables implement the same contract.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +25,31 @@ Normalize = Literal["none", "forward", "step"]
 NORMALIZE: tuple[Normalize, ...] = ("none", "forward", "step")
 
 
-class Embedding(nn.Module):
+class Representation(nn.Module):
+    """The contract (see the module docstring); subclasses set ``num``, ``dim`` (numbers per row; complex numbers
+    for the complex kind), ``kind``, ``normalize`` and ``sparse`` and implement ``forward``."""
+
+    num: int
+    dim: int
+    kind: Kind
+    normalize: Normalize
+    sparse: bool = False
+
+    def forward(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def constrain_(self) -> None:
+        """Re-impose the constraint on stored rows (after an optimizer step); nothing to do by default."""
+
+    def invalidate_cache(self) -> None:
+        """Forget cached rows (writes the cache cannot see, e.g. from other processes); none by default."""
+
+    def spec_args(self) -> dict[str, Any]:
+        """Arguments ``build_model`` needs beyond the user's to rebuild this representation without its data."""
+        return {}
+
+
+class Embedding(Representation):
     """An embedding table of ``num`` rows.
 
     ``kind``: ``real`` rows of ``dim`` floats; ``complex`` rows of ``dim`` complex numbers (stored as ``2 * dim``

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kgem.models.interaction import CHUNK_ELEMENTS
-from kgem.models.representation import Embedding
+from kgem.models.representation import Embedding, Representation
+from kgem.ops.compare import CHUNK_ELEMENTS
 
 Decomposition = Literal["basis", "block"]
 
@@ -88,7 +88,7 @@ class RGCNLayer(nn.Module):
         return x.new_zeros(x.shape).index_add(0, edges.dst, out)
 
 
-class RGCN(nn.Module):
+class RGCN(Representation):
     """R-GCN encoder over the ``graph`` of training triples ``(n, 3)``; ``forward(ids | None)`` as every
     representation (``Embedding`` too). ``base`` is the input table (its kind and normalisation apply to the output).
 
@@ -118,7 +118,7 @@ class RGCN(nn.Module):
         blocks = width // 5 if num_blocks is None else num_blocks
         _check_settings(width, num_layers, decomposition, num_bases, blocks, edge_dropout, self_loop_dropout,
                         sample_edges)
-        self.base, self.num, self.dim, self.kind = base, base.num, base.dim, base.kind
+        self.base, self.num, self.dim, self.kind, self.normalize = base, base.num, base.dim, base.kind, base.normalize
         self.num_relations = num_relations
         self.edge_dropout, self.self_loop_dropout, self.sample_edges = edge_dropout, self_loop_dropout, sample_edges
         self.layers = nn.ModuleList(RGCNLayer(width, 2 * num_relations, decomposition=decomposition,

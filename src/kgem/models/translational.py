@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from kgem.checks import norm_order, optional_positive_int
-from kgem.models.interaction import INTERACTIONS, Interaction, chunked
-from kgem.models.query import QueryInteraction, complex_view, conj_rows, real_view, sqrt_distance
-from kgem.ops.sampled import sampled_modulus_distance
+from kgem.models.factor import FactorInteraction, Side, conj_rows
+from kgem.models.interaction import INTERACTIONS, Interaction
+from kgem.ops.compare import Comparator, comparator, real_view, sqrt_distance
 
 
 def power(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -59,10 +59,11 @@ def by_relation(r: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor]) 
 
 
 @INTERACTIONS.register("transe")
-class TransE(QueryInteraction):
+class TransE(FactorInteraction):
     """``-||h + r - t||_p`` with unit-norm entity vectors."""
 
-    comparison = "distance"
+    comparison = "lp"
+    keys_are_rows = True
     normalize_entities = True
     reference = "Bordes et al. 2013, Translating embeddings for modeling multi-relational data"
 
@@ -87,7 +88,7 @@ class TransE(QueryInteraction):
 
 
 @INTERACTIONS.register("rotate")
-class RotatE(QueryInteraction):
+class RotatE(FactorInteraction):
     """``-sum_i |h_i r_i - t_i|`` with complex entities and unit-modulus relations ``r = exp(i theta)``.
 
     ``p = 1`` is the paper's distance, the sum of the moduli. ``p = 2`` is the L2 norm of the complex difference,
@@ -97,7 +98,7 @@ class RotatE(QueryInteraction):
 
     entity_kind = "complex"
     relation_kind = "phase"
-    comparison = "distance"
+    keys_are_rows = True
     reference = "Sun et al. 2019, RotatE: knowledge graph embedding by relational rotation in complex space"
 
     def __init__(self, dim: int, p: float = 1.0) -> None:
@@ -122,21 +123,8 @@ class RotatE(QueryInteraction):
     def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         return conj_rows(r, flip)
 
-    def compare(self, q: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        if self.p == 2:
-            return super().compare(q, candidates)
-        queries = complex_view(q).unsqueeze(1)
-        return chunked(lambda c: -(queries - complex_view(c).unsqueeze(0)).abs().sum(-1), candidates, q.numel())
-
-    def compare_pairs(self, q: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        if self.p == 2:
-            return super().compare_pairs(q, rows)
-        return -(complex_view(q) - complex_view(rows)).abs().sum(-1)
-
-    def compare_sampled(self, q: torch.Tensor, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        if self.p == 2:
-            return super().compare_sampled(q, table, ids)
-        return -sampled_modulus_distance(complex_view(q), complex_view(table), ids)
+    def comparator(self, side: Side) -> Comparator:
+        return comparator("modulus" if self.p == 1 else "l2")
 
 
 class NormInteraction(Interaction):
@@ -324,7 +312,7 @@ class PairRE(NormInteraction):
 
 
 @INTERACTIONS.register("mure")
-class MuRE(Interaction):
+class MuRE(FactorInteraction):
     """``-||R h - (t + r)||_2^2 + b_h + b_t``, ``R`` diagonal, ``b_h`` the head's subject bias, ``b_t`` the tail's
     object bias."""
 
@@ -347,14 +335,26 @@ class MuRE(Interaction):
         square = (r[..., :d] * h[..., :d] - t[..., :d] - r[..., d:]).pow(2).sum(-1)
         return -square + h[..., d] + t[..., d + 1]
 
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        d = self.dim
-        q = r[:, :d] * h[:, :d] - r[:, d:]
-        return neg_distance(q, t[:, :d], 2, power_norm=True) + h[:, d, None] + t[:, d + 1]
+    # tails: -||q - t||^2 with q = R h - r; heads: -||R h - c||^2 = -R^2 . h^2 + 2 (R c) . h - |c|^2 with c = t + r,
+    # a dot product of [-R^2, 2 R c] with the key [h^2, h]
+    def comparator(self, side: Side) -> Comparator:
+        return comparator("squared_l2" if side == "tail" else "dot")
 
-    def score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # ||R h - c||^2 = R^2 . h^2 - 2 (R c) . h + |c|^2 with c = t + r: matmuls over the candidate heads
-        d, rd, e = self.dim, r[:, : self.dim], h[:, : self.dim]
-        c = t[:, :d] + r[:, d:]
-        square = rd.pow(2) @ e.pow(2).T - 2 * (rd * c) @ e.T + c.pow(2).sum(-1, keepdim=True)
-        return -square + h[:, d] + t[:, d + 1, None]
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return r[..., : self.dim] * h[..., : self.dim] - r[..., self.dim :]
+
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        rd = r[..., : self.dim]
+        return torch.cat([-rd.pow(2), 2 * rd * (t[..., : self.dim] + r[..., self.dim :])], -1)
+
+    def keys(self, e: torch.Tensor, side: Side) -> torch.Tensor:
+        e = e[..., : self.dim]
+        return e if side == "tail" else torch.cat([e.pow(2), e], -1)
+
+    def query_bias(self, x: torch.Tensor, r: torch.Tensor, side: Side) -> torch.Tensor:
+        if side == "tail":
+            return x[..., self.dim]  # the head's subject bias
+        return x[..., self.dim + 1] - (x[..., : self.dim] + r[..., self.dim :]).pow(2).sum(-1)
+
+    def key_bias(self, e: torch.Tensor, side: Side) -> torch.Tensor:
+        return e[..., self.dim + 1] if side == "tail" else e[..., self.dim]

@@ -6,7 +6,7 @@ over that again: memory traffic, not arithmetic, bounds the step. ``sampled_dot`
 products as a sampled dense-dense product (SDDMM) and its backward as two sparse-dense products (SpMM):
 ``grad_q = G @ table`` and ``grad_table = G^T @ q`` with ``G`` the ``(B, N)`` sparse matrix of the incoming
 gradient. No ``(B, K, d)`` tensor exists at any point. ``sampled_square_distance`` does the same for L2 distances
-(the expanded square). ``kgem.models.query`` builds DistMult, ComplEx, TransE and RotatE (p = 2) on them.
+(the expanded square). ``kgem.ops.compare`` builds the comparisons of every factorised model on them.
 """
 
 from __future__ import annotations
@@ -254,3 +254,16 @@ def sampled_modulus_distance(q: torch.Tensor, table: torch.Tensor, ids: torch.Te
                          f"ids {tuple(ids.shape)}")
     out: torch.Tensor = SampledModulusDistance.apply(q, table, ids.contiguous())
     return out
+
+
+def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``table[ids]`` for a 1-d ``ids``; ``index_select``'s backward is an ``index_add``, several times faster
+    on the CPU than the accumulating ``index_put`` behind ``table[ids]``."""
+    return table.index_select(0, ids)
+
+
+def few_rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``rows_of`` for a gather that names few of the table's rows, where the table also gets a dense gradient
+    (the sampled product's): with a sparse gradient, added into that one, instead of a dense table of its own
+    (zero-filled, index-added, then added: three passes over the table for a few rows)."""
+    return rows_sparse_grad(table, ids) if 4 * len(ids) <= len(table) else rows_of(table, ids)

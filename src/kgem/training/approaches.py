@@ -16,6 +16,7 @@ from kgem.data.known import KnownTriples
 from kgem.data.triples import with_inverse
 from kgem.models.model import Model
 from kgem.training.losses import Loss
+from kgem.training.negatives import score_sampled
 from kgem.training.samplers import NegativeSampler
 
 Step = tuple[torch.Tensor, list[torch.Tensor]]  # (fit loss, factors for the regularizer)
@@ -44,7 +45,7 @@ class SLCWA(Approach):
 
     def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
         neg = self.sampler.sample(batch, generator)
-        pos, neg_scores, factors = model.score_sampled(batch, neg.ids, neg.corrupt_head)
+        pos, neg_scores, factors = score_sampled(model, batch, neg.ids, neg.corrupt_head)
         if neg.known is not None:  # true triples the filter could not replace do not count as negatives
             neg_scores = neg_scores.masked_fill(neg.known, float("-inf"))
         return loss.sampled(pos, neg_scores), factors

@@ -147,7 +147,7 @@ class Trainer:
         """
         if getattr(self.scheduler, "needs_metric", False) and early_stopping is None:
             raise ConfigError("the plateau scheduler steps on the validation metric: train with validation "
-                              "(early stopping)")
+                              "(early stopping on a valid split: training.early_stopping in a config)")
         rows = self.approach.prepare(hrt, self.model)
         history, first, partial = History(), 1, None
         if resume and checkpoints is not None:
