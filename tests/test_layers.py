@@ -72,3 +72,40 @@ def test_nothing_cites_the_design_notes_outside_the_repo() -> None:
     cited = [str(p.relative_to(repo)) for p in files if any(
         note in p.read_text(encoding="utf-8") for note in ("STYLE" + ".md", "DESIGN" + ".md", "GEKC" + ".md"))]
     assert not cited
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each kgem module's top-level kgem imports, as module names (``from kgem.models import x`` names the
+    submodule ``kgem.models.x`` if there is one, else the package)."""
+    files = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        deps = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kgem"):
+                deps |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else str(node.module)
+                         for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("kgem")}
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+def test_no_import_circles() -> None:
+    """No module reaches itself through the imports of others (a circle breaks as soon as its first module is
+    imported from another entry point)."""
+    graph = module_imports()
+
+    def reaches(start: str) -> set[str]:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return seen
+
+    assert not [name for name in sorted(graph) if name in reaches(name)]
