@@ -20,6 +20,16 @@ def test_register_get_and_errors() -> None:
         reg.get("margn")
 
 
+def test_an_unknown_model_gets_the_registries_message_with_builders_and_interactions() -> None:
+    """Models come from two places (interactions and builders); the hint looks at both."""
+    from kgem.models import model_info
+
+    with pytest.raises(ConfigError, match=r"unknown model 'rgcm'; known: .*distmult.*rgcn.*\. Did you mean rgcn\?"):
+        model_info("rgcm")
+    with pytest.raises(ConfigError, match=r"Did you mean transe"):
+        model_info("TransEE")
+
+
 def test_every_interaction_a_models_file_defines_is_registered() -> None:
     """Adding a model is one file: a class that is neither registered nor a base of registered ones is a mistake
     (it would never reach `kgem models`, the config or the test harness)."""

@@ -4,7 +4,7 @@ the known ones."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from kgem.errors import ConfigError
@@ -36,11 +36,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name.lower()]
         except KeyError:
-            close = difflib.get_close_matches(name.lower(), self._items, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}.{hint}"
-            ) from None
+            raise unknown(self.kind, name, self._items) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -53,3 +49,11 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def unknown(kind: str, name: str, known: Iterable[str]) -> ConfigError:
+    """The error for an unknown ``name`` of ``kind``: the known names, and the closest ones as a hint."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name.lower(), names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}; known: {', '.join(names)}.{hint}")

@@ -4,7 +4,6 @@ with what ``kgem models`` shows of it, and the factory, the CLI and saving treat
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from kgem.models.interaction import INTERACTIONS
 from kgem.models.model import Model, interaction_model
 from kgem.models.representation import Embedding
 from kgem.models.rgcn import RGCN
+from kgem.registry import unknown
 
 # what every builder takes besides model.args: the factory passes these, so they are not arguments to show or check
 COMMON = ("self", "name", "num_entities", "num_relations", "dim", "inverse", "graph", "entity_initializer",
@@ -66,9 +66,7 @@ def model_info(name: str) -> ModelInfo:
     if key in BUILDERS:
         return BUILDERS[key]
     if key not in INTERACTIONS:
-        close = difflib.get_close_matches(key, model_names(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}; known: {', '.join(model_names())}.{hint}")
+        raise unknown("model", name, model_names())
     cls = INTERACTIONS.get(key)
     return ModelInfo(build=lambda *args, **kwargs: interaction_model(key, *args, **kwargs),
                      entities=cls.entity_kind, relations=cls.relation_kind,
