@@ -312,3 +312,20 @@ def test_a_file_of_bare_cr_line_endings_says_so(tmp_path) -> None:
     write(tmp_path / "mac.txt", "a\tr\tb\rb\tr\tc\rc\tr\ta\r")
     with pytest.raises(DataError, match=r"mac.txt:1: lines end with a bare CR"):
         read_triples(tmp_path / "mac.txt")
+
+
+def test_the_delimiter_follows_the_suffix_in_every_reader(tmp_path) -> None:
+    """A .csv file is comma-separated whichever door reads it (read_triples, a folder, explicit files, one file to
+    split); any other suffix is tab-separated; an explicit delimiter wins."""
+    from kgem.data import Dataset
+
+    rows = [f"e{i},r{i % 2},e{i + 1}" for i in range(10)]
+    write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+    write(tmp_path / "test.csv", "e1,r0,e2\n")
+    write(tmp_path / "semi.csv", "a;r;b\n")
+    assert list(read_triples(tmp_path / "train.csv").entities.labels[:2]) == ["e0", "e1"]
+    assert len(Dataset.from_files(tmp_path / "train.csv", None, tmp_path / "test.csv").test) == 1
+    assert len(Dataset.from_folder(tmp_path).train) == 10
+    write(tmp_path / "facts.csv", "\n".join(f"e{i % 4},r{i % 2},e{(i * 3 + 1) % 4}" for i in range(40)) + "\n")
+    assert Dataset.from_split(tmp_path / "facts.csv", (0.8, 0.1, 0.1)).num_entities == 4
+    assert len(read_triples(tmp_path / "semi.csv", delimiter=";")) == 1

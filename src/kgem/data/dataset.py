@@ -114,8 +114,6 @@ class Dataset:
         if found["train"] is None:
             raise DataError(f"{folder}: no training file (expected one of "
                             f"{', '.join('train' + s for s in SUFFIXES)})")
-        if str(found["train"]).endswith((".csv", ".csv.gz")):
-            options.setdefault("delimiter", ",")
         return cls.from_files(found["train"], found["valid"], found["test"], name=name or folder.name, **options)
 
     @classmethod
@@ -141,8 +139,6 @@ class Dataset:
         elif isinstance(facts, Triples):
             triples = facts
         else:
-            if str(facts).endswith((".csv", ".csv.gz")):
-                read_options.setdefault("delimiter", ",")
             triples = read_triples(facts, on_duplicates=on_duplicates, **read_options)
         label = name or Path(triples.source).stem
         parts = [Triples(triples.hrt[ids], triples.entities, triples.relations, source=f"{label}/{split}")

@@ -185,11 +185,12 @@ def triples_from_labels(chunks: Iterable[np.ndarray], source: str, *, entities: 
 
 
 def read_triples(path: str | os.PathLike[str], *, entities: Vocabulary | None = None,
-                 relations: Vocabulary | None = None, delimiter: str = "\t", header: bool = False,
+                 relations: Vocabulary | None = None, delimiter: str | None = None, header: bool = False,
                  columns: tuple[int | str, int | str, int | str] = (0, 1, 2), quotechar: str | None = None,
                  extra_columns: Literal["error", "ignore"] = "error", on_unseen: OnUnseen = "drop",
                  on_duplicates: OnDuplicates = "keep") -> Triples:
-    """Read a delimited file of (head, relation, tail) labels (TSV by default; gz, CRLF and a UTF-8 BOM accepted).
+    """Read a delimited file of (head, relation, tail) labels (gz, CRLF and a UTF-8 BOM accepted). ``delimiter``
+    defaults to a comma for ``.csv`` / ``.csv.gz`` files and a tab for every other file.
 
     ``header``: the first line names the columns (``columns`` may then be names); ``extra_columns="ignore"``
     reads files with more fields than the three used. With vocabularies given, a triple with a label they lack
@@ -197,6 +198,8 @@ def read_triples(path: str | os.PathLike[str], *, entities: Vocabulary | None = 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if delimiter is None:
+        delimiter = "," if path.name.endswith((".csv", ".csv.gz")) else "\t"
     chunks = iter_label_chunks(path, delimiter=delimiter, header=header, columns=columns, quotechar=quotechar,
                                extra_columns=extra_columns)
     return triples_from_labels(chunks, str(path), entities=entities, relations=relations,
