@@ -11,7 +11,7 @@ ROOT = Path(kgem.__file__).parent
 LAYERS = [
     {"errors", "version", "registry", "atomic", "lock", "checks", "ops"},
     {"data"},
-    {"models"},
+    {"models", "circuits"},
     {"training"},
     {"evaluation"},
     {"inference"},

@@ -1,0 +1,15 @@
+"""Generative KGE circuits: models whose scores are exact probabilities of triples (Loconte, Di Mauro, Peharz and
+Vergari 2023, "How to turn your knowledge graph embeddings into generative models").
+
+A CP, RESCAL, TuckER or ComplEx score is a circuit: sums and products of embedding entries, smooth and decomposable,
+so a sum over all triples is the circuit evaluated on column sums (non-negative models, ``nonneg``) or on Gram
+matrices (squared models, ``squared``): the partition function costs time linear in the number of entities.
+``Circuit`` is their common interface.
+"""
+
+from kgem.circuits.base import Circuit
+from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
+from kgem.circuits.squared import CP2, ComplEx2, SquaredCircuit, SquaredGrams
+
+__all__ = ["CP2", "CPPlus", "Circuit", "ComplEx2", "ComplExPlus", "RESCALPlus", "SquaredCircuit", "SquaredGrams",
+           "TuckERPlus"]
