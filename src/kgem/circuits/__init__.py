@@ -9,8 +9,11 @@ matrices (squared models, ``squared``): the partition function costs time linear
 
 from kgem.circuits.base import Circuit
 from kgem.circuits.evaluation import Ranker, average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.fit import fit
 from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
+from kgem.circuits.objectives import OBJECTIVES, Objective, mle, objective, pll
 from kgem.circuits.squared import CP2, ComplEx2, SquaredCircuit, SquaredGrams
 
-__all__ = ["CP2", "CPPlus", "Circuit", "ComplEx2", "ComplExPlus", "RESCALPlus", "Ranker", "SquaredCircuit",
-           "SquaredGrams", "TuckERPlus", "average_log_likelihood", "uniform_log_likelihood"]
+__all__ = ["CP2", "OBJECTIVES", "CPPlus", "Circuit", "ComplEx2", "ComplExPlus", "Objective", "RESCALPlus", "Ranker",
+           "SquaredCircuit", "SquaredGrams", "TuckERPlus", "average_log_likelihood", "fit", "mle", "objective", "pll",
+           "uniform_log_likelihood"]
