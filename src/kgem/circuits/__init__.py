@@ -8,12 +8,16 @@ matrices (squared models, ``squared``): the partition function costs time linear
 """
 
 from kgem.circuits.base import Circuit
+from kgem.circuits.distill import squared_from_model
 from kgem.circuits.evaluation import Ranker, average_log_likelihood, uniform_log_likelihood
 from kgem.circuits.fit import fit
+from kgem.circuits.ktd import kernel_triple_distance, triple_features, uniform_triples
 from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
 from kgem.circuits.objectives import OBJECTIVES, Objective, mle, objective, pll
+from kgem.circuits.sampling import sample, sample_labels
 from kgem.circuits.squared import CP2, ComplEx2, SquaredCircuit, SquaredGrams
 
 __all__ = ["CP2", "OBJECTIVES", "CPPlus", "Circuit", "ComplEx2", "ComplExPlus", "Objective", "RESCALPlus", "Ranker",
-           "SquaredCircuit", "SquaredGrams", "TuckERPlus", "average_log_likelihood", "fit", "mle", "objective", "pll",
-           "uniform_log_likelihood"]
+           "SquaredCircuit", "SquaredGrams", "TuckERPlus", "average_log_likelihood", "fit", "kernel_triple_distance",
+           "mle", "objective", "pll", "sample", "sample_labels", "squared_from_model", "triple_features",
+           "uniform_log_likelihood", "uniform_triples"]

@@ -20,10 +20,11 @@ from kgem.evaluation.metrics import (
 )
 from kgem.evaluation.ranks import RANK_TYPES, EvaluationError, RankCounts, Ranks, RankType, ranks_from_scores
 from kgem.evaluation.result import EvaluationResult
+from kgem.evaluation.semantic import semantic_at_k
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET", "HITS_AT", "RANK_TYPES", "EvaluationError", "EvaluationResult", "RankCounts", "RankType",
     "Ranks", "ScoringModel", "adjusted_mean_rank", "adjusted_mean_rank_index", "evaluate", "evaluate_sampled",
     "expected_mean_rank", "fraction_indices", "hits_at", "mean_rank", "mean_reciprocal_rank", "plan_full",
-    "rank_metrics", "ranks_from_scores",
+    "rank_metrics", "ranks_from_scores", "semantic_at_k",
 ]
