@@ -1,0 +1,286 @@
+"""Generative KGE circuits against plain ComplEx, each trained for the same time budget on FB15k-237 / WN18RR.
+
+    .venv/bin/python bench/gekc.py [--dataset fb15k237|wn18rr|both] [--budget-seconds 600] [--threads 2]
+    .venv/bin/python bench/gekc.py --quick --dataset fb15k237     # a smoke test of every step, about 15 s
+
+Four runs per dataset, in this order: plain ComplEx (1vsAll cross-entropy, reciprocal relations, N3, Adagrad,
+kgem's ``train_epoch``), then ComplEx² with PLL, ComplEx² with MLE and CP² with PLL (Adam, the step of
+``kgem.circuits.fit``), all at the same rank. Each trains on shuffled mini-batches, epoch after epoch, until its
+wall-clock budget is spent (the step running when it runs out is finished). Then, per run: filtered link prediction
+on ``--eval-limit`` test triples (circuits rank by ``log p(t | h, r)`` and ``log p(h | r, t)``, ComplEx by its
+score with reciprocal relations), the circuits' average test log-likelihood over the whole test split next to the
+uniform bar ``-log(E^2 R)``, and the Kernel Triple Distance of ``--ktd-samples`` exact samples against as many test
+triples, next to the KTD of uniform triples, both with the trained plain ComplEx as the feature model.
+
+Every run prints one JSON line; a run that raises (a NaN loss, a failed sample) or ends with a non-finite number is
+``"status": "failed"`` with its ``error`` and no metrics. The JSON (settings and runs) and a markdown table go to
+``bench/out/gekc/results-<time>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kgem.circuits import (
+    CP2,
+    ComplEx2,
+    Ranker,
+    average_log_likelihood,
+    kernel_triple_distance,
+    sample,
+    uniform_log_likelihood,
+    uniform_triples,
+)
+from kgem.circuits.fit import fit_epoch, objective_fn
+from kgem.circuits.squared import SquaredCircuit
+from kgem.data import Dataset, KnownTriples
+from kgem.evaluation import EvaluationResult, evaluate
+from kgem.models import Model, build_model
+from kgem.training import LOSSES, REGULARIZERS, OneVsAll, build_optimizer, train_epoch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = ROOT.parent / "shared" / "datasets"
+OUT = ROOT / "bench" / "out" / "gekc"
+DATASETS = {"fb15k237": ["fb15k237"], "wn18rr": ["wn18rr"], "both": ["fb15k237", "wn18rr"]}
+CIRCUITS: dict[str, tuple[type[SquaredCircuit], str]] = {
+    "complex2-pll": (ComplEx2, "pll"), "complex2-mle": (ComplEx2, "mle"), "cp2-pll": (CP2, "pll")}
+QUICK = {"budget_seconds": 2.0, "rank": 16, "eval_limit": 100, "ktd_samples": 200}
+
+
+@dataclass
+class Budget:
+    """Shuffled batches of ``rows``, epoch after epoch, until ``seconds`` of wall clock have passed since the first
+    one was asked for; ``steps`` counts the batches handed out. At least one batch is always given."""
+
+    seconds: float
+    steps: int = 0
+    elapsed: float = 0.0
+    start: float | None = field(default=None, repr=False)
+
+    def batches(self, rows: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        self.start = time.perf_counter()
+        while True:
+            order = torch.randperm(len(rows), generator=generator)
+            for chunk in order.split(batch_size):
+                if self.steps and self.spent():
+                    return
+                yield rows[chunk]
+                self.steps += 1
+
+    def spent(self) -> bool:
+        assert self.start is not None
+        self.elapsed = time.perf_counter() - self.start
+        return self.elapsed >= self.seconds
+
+    def timing(self, rows: int, batch_size: int) -> dict[str, float]:
+        """Steps, epochs (fractional: the last one may be cut short) and seconds per epoch and per step."""
+        self.spent()
+        per_epoch = math.ceil(rows / batch_size)
+        epochs = self.steps / per_epoch
+        return {"steps": self.steps, "epochs": round(epochs, 3), "train_seconds": round(self.elapsed, 2),
+                "seconds_per_step": self.elapsed / max(self.steps, 1),
+                "seconds_per_epoch": self.elapsed / epochs if epochs else math.nan}
+
+
+def train_complex(data: Dataset, args: argparse.Namespace) -> tuple[Model, dict[str, Any]]:
+    """Plain ComplEx (``rank`` complex numbers per row), 1vsAll cross-entropy with reciprocal relations, N3,
+    Adagrad: kgem's default recipe, trained by kgem's own ``train_epoch`` until the budget is spent."""
+    torch.manual_seed(args.seed)
+    model = build_model("complex", data.num_entities, data.num_relations, args.rank, inverse=True)
+    approach = OneVsAll()
+    rows = approach.prepare(data.train.hrt, model)
+    optimizer = build_optimizer("adagrad", model.parameters(), lr=args.complex_lr)
+    budget = Budget(args.budget_seconds)
+    generator = torch.Generator().manual_seed(args.seed)
+    loss = train_epoch(model, approach, budget.batches(rows, args.batch_size, generator),
+                       LOSSES.get("cross_entropy")(), optimizer, REGULARIZERS.get("n3")(weight=args.n3), generator)
+    settings = {"rank": args.rank, "batch_size": args.batch_size, "lr": args.complex_lr, "optimizer": "adagrad",
+                "n3": args.n3, "reciprocal": True}
+    return model, {"settings": settings, "train_loss": loss, **budget.timing(len(rows), args.batch_size)}
+
+
+def train_circuit(name: str, data: Dataset, args: argparse.Namespace) -> tuple[SquaredCircuit, dict[str, Any]]:
+    """A squared circuit trained by the step of ``kgem.circuits.fit`` (one ``fit_epoch`` per batch, which raises
+    on a non-finite loss before the step) on batches that stop at the budget."""
+    cls, objective = CIRCUITS[name]
+    torch.manual_seed(args.seed)
+    circuit = cls(data.num_entities, data.num_relations, args.rank)
+    optimizer = torch.optim.Adam(circuit.parameters(), lr=args.circuit_lr)
+    loss_of, budget = objective_fn(objective), Budget(args.budget_seconds)
+    generator = torch.Generator().manual_seed(args.seed)
+    circuit.train()
+    total, seen = 0.0, 0
+    for batch in budget.batches(data.train.hrt, args.batch_size, generator):
+        total += fit_epoch(circuit, (batch,), loss_of, optimizer, budget.steps + 1) * len(batch)
+        seen += len(batch)
+    timing = budget.timing(len(data.train.hrt), args.batch_size)
+    settings = {"rank": args.rank, "batch_size": args.batch_size, "lr": args.circuit_lr, "optimizer": "adam",
+                "objective": objective}
+    return circuit, {"settings": settings, "train_loss": total / seen, **timing}
+
+
+def ranking(result: EvaluationResult) -> dict[str, float]:
+    return {"test_mrr": result.mrr, **{f"test_hits@{k}": result.hits_at(k) for k in (1, 3, 10)}}
+
+
+@dataclass
+class Bench:
+    """One dataset's shared pieces: the data, the filter, the ranked test triples, the KTD reference triples and
+    the feature model (the trained plain ComplEx, once it exists)."""
+
+    data: Dataset
+    args: argparse.Namespace
+    known: KnownTriples = field(init=False)
+    ranked: torch.Tensor = field(init=False)
+    reference: torch.Tensor = field(init=False)
+    features: Model | None = None
+
+    def __post_init__(self) -> None:
+        test = self.data.test.hrt if self.data.test is not None else None
+        if test is None or len(test) < 2:
+            raise SystemExit(f"{self.data.name}: the benchmark needs a test split of at least 2 triples")
+        self.known = self.data.known()
+        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(self.args.seed))
+        self.ranked = test[order[: self.args.eval_limit]]
+        self.reference = test[order[: self.args.ktd_samples]]
+
+    def evaluate(self, model: Model | Ranker) -> dict[str, float]:
+        return ranking(evaluate(model, self.ranked, known=self.known, filter_splits="train+valid+test"))
+
+    def ktd(self, samples: torch.Tensor) -> float | None:
+        return None if self.features is None else kernel_triple_distance(self.features, samples, self.reference)
+
+    def run_complex(self) -> dict[str, Any]:
+        model, record = train_complex(self.data, self.args)
+        self.features = model
+        uniform = uniform_triples(self.data.num_entities, self.data.num_relations, len(self.reference),
+                                  self.args.seed)
+        return {**record, **self.evaluate(model), "ktd_uniform": self.ktd(uniform)}
+
+    def run_circuit(self, name: str) -> dict[str, Any]:
+        circuit, record = train_circuit(name, self.data, self.args)
+        assert self.data.test is not None
+        uniform = uniform_triples(self.data.num_entities, self.data.num_relations, len(self.reference),
+                                  self.args.seed)
+        samples = sample(circuit, len(self.reference), seed=self.args.seed)
+        return {**record, **self.evaluate(Ranker(circuit)),
+                "test_log_likelihood": average_log_likelihood(circuit, self.data.test.hrt),
+                "uniform_log_likelihood": uniform_log_likelihood(circuit.num_entities, circuit.num_relations),
+                "ktd": self.ktd(samples), "ktd_uniform": self.ktd(uniform),
+                "ktd_note": None if self.features is not None else "no feature model: the plain ComplEx run failed"}
+
+
+def non_finite(record: dict[str, Any]) -> list[str]:
+    """Names of the record's numbers that are NaN or infinite."""
+    return [key for key, value in record.items() if isinstance(value, float) and not math.isfinite(value)]
+
+
+def guarded(dataset: str, model: str, args: argparse.Namespace, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s record with its timing, or a failed record (the exception, or the non-finite numbers) that
+    keeps no metric."""
+    head = {"dataset": dataset, "model": model, "budget_seconds": args.budget_seconds, "threads": args.threads,
+            "seed": args.seed, "eval_triples": args.eval_limit, "ktd_samples": args.ktd_samples}
+    start = time.perf_counter()
+    try:
+        record = run()
+    except Exception as error:  # any failure of the run is its result
+        return {**head, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+    bad = non_finite(record)
+    if bad:
+        return {**head, "status": "failed", "error": f"non-finite {', '.join(bad)}",
+                "settings": record.get("settings")}
+    return {**head, "status": "ok", **record, "total_seconds": round(time.perf_counter() - start, 2)}
+
+
+def run_dataset(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    folder = Path(args.data_root) / name
+    if not folder.is_dir():
+        raise SystemExit(f"{folder}: no such dataset folder (expected train/valid/test.txt in it)")
+    bench = Bench(Dataset.from_folder(folder), args)
+    records = [guarded(name, "complex", args, bench.run_complex)]
+    print(json.dumps(records[-1]), flush=True)
+    for circuit in CIRCUITS:
+        records.append(guarded(name, circuit, args, partial(bench.run_circuit, circuit)))
+        print(json.dumps(records[-1]), flush=True)
+    return records
+
+
+def cell(record: dict[str, Any], key: str, digits: int = 4) -> str:
+    value = record.get(key)
+    if value is None:
+        return "–"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """The markdown table: one row per run; a failed run shows its error instead of numbers."""
+    lines = ["| dataset | model | status | rank | batch | lr | epochs | s/epoch | s/step | MRR | H@1 | H@3 | H@10 "
+             "| test LL | uniform LL | KTD | KTD uniform |", "|" + "---|" * 17]
+    for r in records:
+        s = r.get("settings") or {}
+        start = f"| {r['dataset']} | {r['model']} | {r['status']} | {s.get('rank', '–')} | " \
+                f"{s.get('batch_size', '–')} | {s.get('lr', '–')} |"
+        if r["status"] != "ok":
+            lines.append(f"{start} {r['error']} |" + " |" * 10)
+            continue
+        keys = ["epochs", "seconds_per_epoch", "seconds_per_step", "test_mrr", "test_hits@1", "test_hits@3",
+                "test_hits@10", "test_log_likelihood", "uniform_log_likelihood", "ktd", "ktd_uniform"]
+        lines.append(start + "".join(f" {cell(r, k)} |" for k in keys))
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="fb15k237", help="fb15k237, wn18rr, both, or a folder under --data-root")
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
+    parser.add_argument("--budget-seconds", type=float, default=600.0, help="training wall clock per model")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rank", type=int, default=200, help="ComplEx/ComplEx² complex rank, CP² rank")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--circuit-lr", type=float, default=1e-3, help="Adam, the circuits")
+    parser.add_argument("--complex-lr", type=float, default=0.1, help="Adagrad, plain ComplEx")
+    parser.add_argument("--n3", type=float, default=0.05, help="N3 weight of plain ComplEx")
+    parser.add_argument("--eval-limit", type=int, default=2000, help="test triples ranked per model")
+    parser.add_argument("--ktd-samples", type=int, default=1000, help="samples and test triples in the KTD")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(OUT), help="folder of results-<time>.{json,md}")
+    parser.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK}")
+    if parser.parse_known_args(argv)[0].quick:
+        parser.set_defaults(**QUICK)  # flags given explicitly still win
+    args = parser.parse_args(argv)
+    for name in ("budget_seconds", "threads", "rank", "batch_size", "eval_limit"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.ktd_samples < 2:
+        parser.error(f"--ktd-samples must be at least 2, got {args.ktd_samples}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    names = DATASETS.get(args.dataset, [args.dataset])
+    records = [record for name in names for record in run_dataset(name, args)]
+    markdown = table(records)
+    print(markdown)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"results-{stamp}.json").write_text(json.dumps({"settings": vars(args), "runs": records}, indent=1))
+    (out / f"results-{stamp}.md").write_text(markdown + "\n")
+    return records
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,97 @@
+"""bench/gekc.py: its training loop stops at the budget, a failed run is a failed record (never numbers), and the
+quick path runs end to end on a tiny synthetic dataset folder, writing its JSON and markdown table."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+NUM_ENTITIES, NUM_RELATIONS = 12, 2
+
+
+@pytest.fixture
+def gekc(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/gekc.py imported as the script runs (bench/ on the path)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("gekc")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A dataset folder ``tiny/`` of train/valid/test.txt in which every entity and relation occurs in train."""
+    root = tmp_path / "data" / "tiny"
+    root.mkdir(parents=True)
+    lines = [f"e{h}\tr{(h + t) % NUM_RELATIONS}\te{t}" for h in range(NUM_ENTITIES) for t in range(NUM_ENTITIES)
+             if (h * 7 + t * 3) % 5 == 0 and h != t]
+    (root / "train.txt").write_text("\n".join(lines[6:]) + "\n")
+    (root / "valid.txt").write_text("\n".join(lines[:3]) + "\n")
+    (root / "test.txt").write_text("\n".join(lines[:6]) + "\n")
+    return root
+
+
+def test_the_budget_stops_the_batches_on_the_clock(gekc) -> None:
+    rows = torch.arange(30).reshape(10, 3)
+    budget = gekc.Budget(0.05)
+    for _ in budget.batches(rows, 4, torch.Generator().manual_seed(0)):
+        time.sleep(0.01)
+    assert 4 <= budget.steps <= 7  # 10 ms a step: the budget is spent after about 5 steps, spanning epochs
+    timing = budget.timing(len(rows), 4)
+    assert timing["epochs"] == pytest.approx(budget.steps / 3, abs=1e-3)  # 3 batches an epoch
+    assert timing["seconds_per_epoch"] == pytest.approx(3 * timing["seconds_per_step"])
+    none = gekc.Budget(0.0)
+    assert len(list(none.batches(rows, 4, torch.Generator()))) == 1  # always at least one step
+
+
+def test_a_failure_or_a_nan_is_a_failed_record_without_metrics(gekc) -> None:
+    args = gekc.parse(["--quick"])
+
+    def raises() -> dict:
+        raise RuntimeError("the loss became nan at epoch 1, batch 3")
+
+    failed = gekc.guarded("tiny", "cp2-pll", args, raises)
+    assert failed["status"] == "failed" and "RuntimeError: the loss became nan" in failed["error"]
+    assert not any(key.startswith("test_") for key in failed)
+    nan = gekc.guarded("tiny", "complex", args, lambda: {"test_mrr": float("nan"), "steps": 3, "settings": {}})
+    assert nan["status"] == "failed" and nan["error"] == "non-finite test_mrr" and "test_mrr" not in nan
+    row = gekc.table([failed]).splitlines()[-1]
+    assert "failed" in row and "the loss became nan" in row
+
+
+def run_quick(gekc: ModuleType, folder: Path, out: Path) -> list[dict]:
+    return gekc.main(["--quick", "--dataset", folder.name, "--data-root", str(folder.parent), "--out", str(out),
+                      "--budget-seconds", "0.1", "--rank", "4", "--batch-size", "16", "--ktd-samples", "5",
+                      "--threads", "1"])
+
+
+def test_the_quick_path_runs_end_to_end_on_a_tiny_folder(gekc, folder: Path, tmp_path: Path) -> None:
+    records = run_quick(gekc, folder, tmp_path / "out")
+    assert [r["model"] for r in records] == ["complex", "complex2-pll", "complex2-mle", "cp2-pll"]
+    assert all(r["status"] == "ok" and r["steps"] >= 1 for r in records), records
+    uniform = -(2 * math.log(NUM_ENTITIES) + math.log(NUM_RELATIONS))
+    for r in records[1:]:
+        assert r["uniform_log_likelihood"] == pytest.approx(uniform)
+        assert r["test_log_likelihood"] < 0 and 0 < r["test_mrr"] <= 1 and r["ktd"] is not None
+        assert r["ktd_uniform"] == records[0]["ktd_uniform"]  # one feature model, one set of uniform triples
+    saved = json.loads(next((tmp_path / "out").glob("results-*.json")).read_text())
+    assert [r["model"] for r in saved["runs"]] == [r["model"] for r in records]
+    table = next((tmp_path / "out").glob("results-*.md")).read_text().splitlines()
+    assert len(table) == 2 + len(records) and all("| ok |" in line for line in table[2:])
+
+
+def test_without_a_feature_model_the_circuits_run_and_say_why_no_ktd(gekc, folder: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise ValueError("diverged")
+
+    monkeypatch.setattr(gekc, "train_complex", broken)
+    records = run_quick(gekc, folder, tmp_path / "out")
+    assert records[0]["status"] == "failed" and records[0]["error"] == "ValueError: diverged"
+    assert all(r["status"] == "ok" and r["ktd"] is None and "failed" in r["ktd_note"] for r in records[1:])
