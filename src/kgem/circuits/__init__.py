@@ -16,8 +16,35 @@ from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
 from kgem.circuits.objectives import OBJECTIVES, Objective, mle, objective, pll
 from kgem.circuits.sampling import sample, sample_labels
 from kgem.circuits.squared import CP2, ComplEx2, SquaredCircuit, SquaredGrams
+from kgem.circuits.typed import TypedGrams, TypedSquared, typed_complex2, typed_cp2
 
-__all__ = ["CP2", "OBJECTIVES", "CPPlus", "Circuit", "ComplEx2", "ComplExPlus", "Objective", "RESCALPlus", "Ranker",
-           "SquaredCircuit", "SquaredGrams", "TuckERPlus", "average_log_likelihood", "fit", "kernel_triple_distance",
-           "mle", "objective", "pll", "sample", "sample_labels", "squared_from_model", "triple_features",
-           "uniform_log_likelihood", "uniform_triples"]
+__all__ = [
+           "CP2",
+           "OBJECTIVES",
+           "CPPlus",
+           "Circuit",
+           "ComplEx2",
+           "ComplExPlus",
+           "Objective",
+           "RESCALPlus",
+           "Ranker",
+           "SquaredCircuit",
+           "SquaredGrams",
+           "TuckERPlus",
+           "TypedGrams",
+           "TypedSquared",
+           "average_log_likelihood",
+           "fit",
+           "kernel_triple_distance",
+           "mle",
+           "objective",
+           "pll",
+           "sample",
+           "sample_labels",
+           "squared_from_model",
+           "triple_features",
+           "typed_complex2",
+           "typed_cp2",
+           "uniform_log_likelihood",
+           "uniform_triples",
+]
