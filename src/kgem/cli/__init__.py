@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from kgem.cli import info, train, use
+from kgem.cli import circuits, info, train, use
 from kgem.errors import KgemError, TrainingInterrupted
 
 EPILOG = """\
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parsers(sub)
     use.add_parsers(sub)
     info.add_parsers(sub)
+    circuits.add_parsers(sub)
     return parser
 
 
