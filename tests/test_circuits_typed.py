@@ -237,3 +237,12 @@ def test_bad_inputs_are_refused_in_one_line() -> None:
     nothing = torch.zeros(R, E, dtype=torch.bool)
     with pytest.raises(ValueError, match="allow no triple"):
         TypedSquared(CP2(E, R, D), DomainConstraints(nothing, nothing.clone()))
+
+
+def test_sampling_builds_the_typed_grams_once_per_draw() -> None:
+    model = TypedSquared(signed(CP2(6, 3, 3, init_sigma=0.1).double()), typed_constraints()).double()
+    calls = []
+    grams = model.grams
+    model.grams = lambda: calls.append(1) or grams()  # type: ignore[method-assign]
+    draws = sample(model, 200, seed=0, batch_size=7)
+    assert len(calls) == 1 and bool(typed_constraints().check(draws).all())

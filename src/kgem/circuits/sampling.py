@@ -23,7 +23,6 @@ import torch
 
 from kgem.checks import positive_int
 from kgem.circuits.base import Circuit
-from kgem.circuits.squared import SquaredCircuit
 from kgem.data.vocab import Vocabulary
 
 CHUNK = 1 << 16  # triples whose uniforms are drawn at once; the largest batch
@@ -51,12 +50,13 @@ def check_samplable(circuit: Any) -> Circuit:
 
 
 def steps(circuit: Circuit) -> Steps:
-    """The circuit's ``p(h)``, ``p(r | h)`` and ``p(t | h, r)``."""
-    if isinstance(circuit, SquaredCircuit):
-        grams = circuit.grams()
-        return Steps(partial(circuit.log_marginal_head, grams), partial(circuit.log_relation_given_head, grams=grams),
-                     partial(circuit.log_tails, grams=grams))
+    """The circuit's ``p(h)``, ``p(r | h)`` and ``p(t | h, r)``; a circuit with Grams (squared, typed) computes them
+    once for the whole draw."""
     model = cast(Any, circuit)
+    if callable(getattr(model, "grams", None)):
+        grams = model.grams()
+        return Steps(partial(model.log_marginal_head, grams), partial(model.log_relation_given_head, grams=grams),
+                     partial(model.log_tails, grams=grams))
     return Steps(model.log_marginal_head, model.log_relation_given_head, circuit.log_tails)
 
 
