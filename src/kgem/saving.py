@@ -13,7 +13,6 @@ arbitrary code. Every file is checked on load and a problem is reported as a ``M
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -22,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from kgem.atomic import atomic_dir, chmod_as_created, old_copies
-from kgem.data import Dataset, KnownTriples, Triples
+from kgem.atomic import old_copies
+from kgem.data import Dataset, KnownTriples, Triples, files
+from kgem.data.files import CONFIG, ENTITIES, RELATIONS, WEIGHTS
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, KgemError, ModelFileError
 from kgem.inference.predictor import LinkPredictor
@@ -36,8 +35,10 @@ from kgem.models.representation import Representation
 from kgem.models.rgcn import RGCN
 from kgem.version import __version__
 
+__all__ = ["BUILD_ERRORS", "CONFIG", "ENTITIES", "FORMAT_VERSION", "RELATIONS", "WEIGHTS", "LoadedModel",
+           "ModelFileError", "load_model", "save_model"]
+
 FORMAT_VERSION = 1
-CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
 CONFIG_KEYS = ("format", "kgem_version", "spec", "num_entities", "num_relations", "extra", "weights_sha256")
 SPEC_TYPES: dict[str, type] = {"name": str, "dim": int, "inverse": bool, "args": dict}
 # what building a model from bad arguments raises (torch reports some as RuntimeError, ArithmeticError or
@@ -106,36 +107,9 @@ def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Voc
         json.dumps(config)
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"cannot save to {target}: spec and extra must be JSON-serialisable ({e})") from e
-    _check_target(target)
-    with atomic_dir(target) as tmp:
-        _write_files(tmp, model, entities, relations, config)
+    # save_file is passed from here so that it is looked up in this module when the save runs
+    files.write_folder(target, model.state_dict(), entities, relations, config, what="model", save_weights=save_file)
     return target
-
-
-def _check_target(target: Path) -> None:
-    """Refuse to replace anything that is not a model directory: the swap deletes the old contents."""
-    if target.exists() and not target.is_dir():
-        raise ModelFileError(f"cannot save to {target}: it exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG).is_file():
-        raise ModelFileError(f"refusing to overwrite {target}: it is not empty and is not a kgem model directory "
-                             f"(no {CONFIG}); choose another directory or remove it")
-
-
-def _write_files(tmp: Path, model: Model, entities: Vocabulary, relations: Vocabulary,
-                 config: dict[str, Any]) -> None:
-    """Write the four files into ``tmp`` and make them durable before the swap publishes them."""
-    entities.save(tmp / ENTITIES)
-    relations.save(tmp / RELATIONS)
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    chmod_as_created(tmp / WEIGHTS)
-    _fsync(tmp / WEIGHTS)
-    config["weights_sha256"] = _sha256(tmp / WEIGHTS)
-    with open(tmp / CONFIG, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def load_model(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
@@ -149,9 +123,8 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
     if not root.is_dir():
         raise ModelFileError(f"model directory {root} does not exist{_backup_hint(root)}")
     config = _read_config(root / CONFIG)
-    entities = _read_vocab(root / ENTITIES, "entity", config["num_entities"])
-    relations = _read_vocab(root / RELATIONS, "relation", config["num_relations"])
-    weights = {key: value.to(target) for key, value in _read_weights(root / WEIGHTS, config["weights_sha256"]).items()}
+    entities, relations, saved = files.read_contents(root, config)
+    weights = {key: value.to(target) for key, value in saved.items()}
     model = _rebuild(config, weights, root)
     model.eval()
     return LoadedModel(model, entities, relations, config["spec"], config["extra"], config)
@@ -177,21 +150,9 @@ def _backup_hint(root: Path) -> str:
 
 def _read_config(path: Path) -> dict[str, Any]:
     """Parse and type-check config.json, so later steps can trust its fields."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: missing (not a kgem model directory?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    missing = [key for key in CONFIG_KEYS if key not in config]
-    if missing:
-        raise ModelFileError(f"{path}: missing keys {', '.join(missing)}")
-    if config["format"] != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: unknown format version {config['format']!r} (this kgem "
-                             f"{__version__} reads version {FORMAT_VERSION}; the model was saved by kgem "
-                             f"{config['kgem_version']!r})")
+    config = files.read_config_object(path, "model")
+    files.check_keys(path, config, CONFIG_KEYS)
+    files.check_format(path, config, FORMAT_VERSION, "model")
     for key in ("num_entities", "num_relations"):
         if not _is_int(config[key]) or config[key] < 0:
             raise ModelFileError(f"{path}: {key} must be a non-negative integer, got {config[key]!r}")
@@ -215,33 +176,6 @@ def _check_spec(spec: object, where: str) -> None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _read_vocab(path: Path, kind: str, expected: int) -> Vocabulary:
-    """Read one vocabulary and check its size against config.json."""
-    try:
-        vocab = Vocabulary.load(path, kind=kind)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, KgemError) as e:
-        raise ModelFileError(f"{path}: unreadable {kind} vocabulary ({e})") from e
-    if len(vocab) != expected:
-        raise ModelFileError(f"{path}: {len(vocab)} {kind} labels but {CONFIG} says {expected}")
-    return vocab
-
-
-def _read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
-    """Check the weights' hash (catches truncation and edits), then parse them with safetensors (no pickle)."""
-    if not path.is_file():
-        raise ModelFileError(f"{path}: missing")
-    actual = _sha256(path)
-    if actual != expected_sha256:
-        raise ModelFileError(f"{path}: sha256 {actual} does not match {CONFIG} ({expected_sha256}); "
-                             f"the file is corrupt, truncated or was modified")
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from e
 
 
 def _rebuild(config: dict[str, Any], weights: dict[str, torch.Tensor], root: Path) -> Model:
@@ -296,12 +230,10 @@ def _state_mismatch(model: Model, weights: dict[str, torch.Tensor]) -> str:
         return problem
     expected = model.state_dict()
     floats = {key: value.dtype for key, value in weights.items() if expected[key].is_floating_point()}
-    problems = [f"{key} has dtype {dtype}, expected a floating-point dtype" for key, dtype in floats.items()
-                if not dtype.is_floating_point]
+    problems = files.not_floating(floats)
     problems += [f"{key} has dtype {value.dtype}, expected {expected[key].dtype}" for key, value in weights.items()
                  if not expected[key].is_floating_point() and value.dtype != expected[key].dtype]
-    problems += [f"{key} holds NaN or infinite values" for key, value in weights.items()
-                 if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())]
+    problems += files.not_finite(weights)
     if not problems and len(set(floats.values())) > 1:
         groups = {str(dtype): [key for key, d in floats.items() if d == dtype] for dtype in set(floats.values())}
         problems = ["mixed floating-point dtypes: " + ", ".join(f"{dtype} ({', '.join(keys)})"
@@ -330,18 +262,4 @@ def _settings(model: Model) -> tuple[Any, ...]:
     plain = {k: v for k, v in vars(interaction).items() if not k.startswith("_") and k != "training"}
     tables = [(type(m).__name__, m.kind, m.normalize) for m in model.modules() if isinstance(m, Representation)]
     return type(interaction), plain, tables
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's data to disk before the swap publishes it."""
-    with open(path, "r+b") as f:
-        os.fsync(f.fileno())
 

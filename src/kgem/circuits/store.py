@@ -17,7 +17,6 @@ a forked RNG, so loading leaves torch's global random state alone) before the sa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from kgem.atomic import atomic_dir, chmod_as_created
 from kgem.circuits.base import Circuit
 from kgem.circuits.registry import CIRCUITS, build_circuit
+from kgem.data import files
+from kgem.data.files import CONFIG, WEIGHTS
+from kgem.data.files import sha256 as _sha256  # noqa: F401 (the tests recompute a tampered file's hash with it)
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError, ModelFileError
 from kgem.models.model import state_mismatch
@@ -38,7 +37,6 @@ from kgem.version import __version__
 
 FORMAT_VERSION = 1
 KIND = "circuit"
-CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
 CONFIG_KEYS = ("format", "kgem_version", "kind", "name", "dim", "args", "num_entities", "num_relations",
                "weights_sha256")
 BUILD_ERRORS = (KgemError, TypeError, ValueError, RuntimeError)
@@ -80,9 +78,7 @@ def save_circuit(circuit: Circuit, directory: str | os.PathLike[str], *, name: s
         json.dumps(config, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"{where}: args must be JSON-serialisable ({e})") from e
-    _check_target(target)
-    with atomic_dir(target) as tmp:
-        _write_files(tmp, circuit, entities, relations, config)
+    files.write_folder(target, circuit.state_dict(), entities, relations, config, what=KIND)
     return target
 
 
@@ -109,33 +105,6 @@ def _check_rebuilds(circuit: Circuit, config: dict[str, Any], where: str) -> Non
         raise ModelFileError(f"{where}: args {config['args']!r} do not describe this circuit ({problem})")
 
 
-def _check_target(target: Path) -> None:
-    """Refuse to replace anything that is not a saved directory: the swap deletes the old contents."""
-    if target.exists() and not target.is_dir():
-        raise ModelFileError(f"cannot save to {target}: it exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG).is_file():
-        raise ModelFileError(f"refusing to overwrite {target}: it is not empty and is not a kgem circuit directory "
-                             f"(no {CONFIG}); choose another directory or remove it")
-
-
-def _write_files(tmp: Path, circuit: Circuit, entities: Vocabulary, relations: Vocabulary,
-                 config: dict[str, Any]) -> None:
-    """Write the four files into ``tmp`` and make them durable before the swap publishes them."""
-    entities.save(tmp / ENTITIES)
-    relations.save(tmp / RELATIONS)
-    tensors = {key: value.detach().cpu().contiguous() for key, value in circuit.state_dict().items()}
-    save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    chmod_as_created(tmp / WEIGHTS)
-    with open(tmp / WEIGHTS, "r+b") as f:
-        os.fsync(f.fileno())
-    config["weights_sha256"] = _sha256(tmp / WEIGHTS)
-    with open(tmp / CONFIG, "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def load_circuit(directory: str | os.PathLike[str]) -> LoadedCircuit:
     """Load a directory written by ``save_circuit``, checking every file; the circuit is returned in eval mode, on
     the CPU. Only JSON, the vocabulary TSV reader and safetensors read the files, none of which can run code."""
@@ -143,9 +112,7 @@ def load_circuit(directory: str | os.PathLike[str]) -> LoadedCircuit:
     if not root.is_dir():
         raise ModelFileError(f"circuit directory {root} does not exist")
     config = _read_config(root / CONFIG)
-    entities = _read_vocab(root / ENTITIES, "entity", config["num_entities"])
-    relations = _read_vocab(root / RELATIONS, "relation", config["num_relations"])
-    weights = _read_weights(root / WEIGHTS, config["weights_sha256"])
+    entities, relations, weights = files.read_contents(root, config)
     circuit = _rebuild(config, weights, root)
     circuit.eval()
     return LoadedCircuit(circuit, entities, relations, config["name"], config["args"], config)
@@ -153,24 +120,13 @@ def load_circuit(directory: str | os.PathLike[str]) -> LoadedCircuit:
 
 def _read_config(path: Path) -> dict[str, Any]:
     """Parse and type-check config.json, so later steps can trust its fields."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: missing (not a kgem circuit directory?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    config = files.read_config_object(path, KIND)
     if "spec" in config and "kind" not in config:
         raise ModelFileError(f"{path}: a saved kgem model, not a circuit (use it with kgem predict or load_model)")
-    missing = [key for key in CONFIG_KEYS if key not in config]
-    if missing:
-        raise ModelFileError(f"{path}: missing keys {', '.join(missing)}")
+    files.check_keys(path, config, CONFIG_KEYS)
     if config["kind"] != KIND:
         raise ModelFileError(f"{path}: kind must be {KIND!r}, got {config['kind']!r}")
-    if config["format"] != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: unknown format version {config['format']!r} (this kgem {__version__} reads "
-                             f"version {FORMAT_VERSION}; the circuit was saved by kgem {config['kgem_version']!r})")
+    files.check_format(path, config, FORMAT_VERSION, KIND)
     _check_fields(config, str(path))
     if not isinstance(config["weights_sha256"], str):
         raise ModelFileError(f"{path}: weights_sha256 must be a string, got {config['weights_sha256']!r}")
@@ -191,33 +147,6 @@ def _check_fields(config: dict[str, Any], where: str) -> None:
             raise ModelFileError(f"{where}: {key} must be a positive integer, got {value!r}")
     if not isinstance(config["args"], dict):
         raise ModelFileError(f"{where}: args must be an object, got {config['args']!r}")
-
-
-def _read_vocab(path: Path, kind: str, expected: int) -> Vocabulary:
-    """Read one vocabulary and check its size against config.json."""
-    try:
-        vocab = Vocabulary.load(path, kind=kind)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, KgemError) as e:
-        raise ModelFileError(f"{path}: unreadable {kind} vocabulary ({e})") from e
-    if len(vocab) != expected:
-        raise ModelFileError(f"{path}: {len(vocab)} {kind} labels but {CONFIG} says {expected}")
-    return vocab
-
-
-def _read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
-    """Check the weights' hash (catches truncation and edits), then parse them with safetensors (no pickle)."""
-    if not path.is_file():
-        raise ModelFileError(f"{path}: missing")
-    actual = _sha256(path)
-    if actual != expected_sha256:
-        raise ModelFileError(f"{path}: sha256 {actual} does not match {CONFIG} ({expected_sha256}); "
-                             f"the file is corrupt, truncated or was modified")
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from e
 
 
 def _build(config: dict[str, Any], where: str) -> Circuit:
@@ -245,19 +174,10 @@ def _rebuild(config: dict[str, Any], weights: dict[str, torch.Tensor], root: Pat
 def _weights_problem(weights: dict[str, torch.Tensor]) -> str:
     """Non-floating, non-finite or mixed-dtype tensors; '' if there are none. A circuit's tensors are all
     floating point, saved in any one floating dtype."""
-    problems = [f"{key} has dtype {value.dtype}, expected a floating-point dtype" for key, value in weights.items()
-                if not value.dtype.is_floating_point]
-    problems += [f"{key} holds NaN or infinite values" for key, value in weights.items()
-                 if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())]
+    problems = files.not_floating({key: value.dtype for key, value in weights.items()})
+    problems += files.not_finite(weights)
     dtypes = sorted({str(value.dtype) for value in weights.values()})
     if not problems and len(dtypes) > 1:
         problems = [f"mixed floating-point dtypes: {', '.join(dtypes)}"]
     return "; ".join(problems)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
