@@ -211,7 +211,54 @@ class ComplExPlus(LogCP):
         return torch.cat([a, a, b, b], dim=-1)
 
 
-class RESCALPlus(Circuit):
+class EntityQueries(Circuit):
+    """What RESCAL+ and TuckER+ share: one entity logit table ``entity_logits (E, dim)`` for both roles, and a log
+    query vector for each entity slot (``tail_query``, ``head_query``) such that ``log phi = logsumexp(query +
+    entity_logits[entity])``. The entity conditionals follow from the queries; a marginalised entity slot is the
+    entity column sums."""
+
+    entity_logits: nn.Parameter
+    relation_logits: nn.Parameter
+
+    def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head_query(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_column_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log A, log B)``: the entity column sums ``(dim,)`` and the relation ones (the relation logits' shape
+        less its first dimension)."""
+        return torch.logsumexp(self.entity_logits, dim=0), torch.logsumexp(self.relation_logits, dim=0)
+
+    def log_score(self, hrt: torch.Tensor) -> torch.Tensor:
+        h, r, t = split_hrt(hrt)
+        return torch.logsumexp(self.tail_query(h, r) + self.entity_logits[t], dim=-1)
+
+    def log_tail(self, hrt: torch.Tensor) -> torch.Tensor:
+        h, r, t = split_hrt(hrt)
+        query = self.tail_query(h, r)
+        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1)
+        return torch.logsumexp(query + self.entity_logits[t], dim=-1) - norm
+
+    def log_head(self, hrt: torch.Tensor) -> torch.Tensor:
+        h, r, t = split_hrt(hrt)
+        query = self.head_query(r, t)
+        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1)
+        return torch.logsumexp(query + self.entity_logits[h], dim=-1) - norm
+
+    def log_tails(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        query = self.tail_query(h, r)
+        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1, keepdim=True)
+        return log_matmul_exp(query, self.entity_logits) - norm
+
+    def log_heads(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        query = self.head_query(r, t)
+        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1, keepdim=True)
+        return log_matmul_exp(query, self.entity_logits) - norm
+
+
+class RESCALPlus(EntityQueries):
     """RESCAL+: ``phi = sum_ij exp(theta[h, i] + rho[r, i, j] + theta[t, j])``, one entity logit table for both
     roles and a ``dim x dim`` logit matrix per relation, all unconstrained.
 
@@ -234,10 +281,6 @@ class RESCALPlus(Circuit):
         self.relation_logits = nn.Parameter(
             dirichlet_logits(self.num_relations, self.dim * self.dim, scale).reshape(-1, self.dim, self.dim))
 
-    def log_column_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log A, log B)``: entity column sums ``(dim,)`` and relation column sums ``(dim, dim)``."""
-        return torch.logsumexp(self.entity_logits, dim=0), torch.logsumexp(self.relation_logits, dim=0)
-
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """``log q_t``: ``(B,), (B,) -> (B, dim)``, so that ``log phi = logsumexp(q_t + theta[t])``."""
         return torch.logsumexp(self.entity_logits[h][:, :, None] + self.relation_logits[r], dim=1)
@@ -246,41 +289,15 @@ class RESCALPlus(Circuit):
         """``log q_h``: ``(B,), (B,) -> (B, dim)``, so that ``log phi = logsumexp(q_h + theta[h])``."""
         return torch.logsumexp(self.relation_logits[r] + self.entity_logits[t][:, None, :], dim=2)
 
-    def log_score(self, hrt: torch.Tensor) -> torch.Tensor:
-        h, r, t = split_hrt(hrt)
-        return torch.logsumexp(self.tail_query(h, r) + self.entity_logits[t], dim=-1)
-
     def log_partition(self) -> torch.Tensor:
         a, b = self.log_column_sums()
         return torch.logsumexp((a[:, None] + b + a[None, :]).flatten(), dim=0)
-
-    def log_tail(self, hrt: torch.Tensor) -> torch.Tensor:
-        h, r, t = split_hrt(hrt)
-        query = self.tail_query(h, r)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1)
-        return torch.logsumexp(query + self.entity_logits[t], dim=-1) - norm
-
-    def log_head(self, hrt: torch.Tensor) -> torch.Tensor:
-        h, r, t = split_hrt(hrt)
-        query = self.head_query(r, t)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1)
-        return torch.logsumexp(query + self.entity_logits[h], dim=-1) - norm
 
     def log_relation(self, hrt: torch.Tensor) -> torch.Tensor:
         h, _, t = split_hrt(hrt)
         pair = self.entity_logits[h][:, :, None] + self.entity_logits[t][:, None, :]
         norm = torch.logsumexp((pair + self.log_column_sums()[1]).flatten(1), dim=-1)
         return self.log_score(hrt) - norm
-
-    def log_tails(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        query = self.tail_query(h, r)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1, keepdim=True)
-        return log_matmul_exp(query, self.entity_logits) - norm
-
-    def log_heads(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        query = self.head_query(r, t)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1, keepdim=True)
-        return log_matmul_exp(query, self.entity_logits) - norm
 
     def log_marginal_head(self) -> torch.Tensor:
         """``log p(s)`` for every entity: ``(num_entities,)``; relation and object replaced by their column sums."""
@@ -310,7 +327,7 @@ def log_bilinear(x: torch.Tensor, y: torch.Tensor, core: torch.Tensor, equation:
     return out.clamp_min(torch.finfo(out.dtype).tiny).log() + mx + my + mc
 
 
-class TuckERPlus(Circuit):
+class TuckERPlus(EntityQueries):
     """TuckER+: ``phi = sum_ikj exp(tau[i, k, j] + theta[h, i] + rho[r, k] + theta[t, j])``: entity logits ``theta``
     (one table for both roles, width ``dim``), relation logits ``rho`` (width ``relation_dim``, default ``dim``) and
     a core tensor of logits ``tau`` of shape ``(dim, relation_dim, dim)``, all unconstrained.
@@ -335,10 +352,6 @@ class TuckERPlus(Circuit):
         core = dirichlet_logits(self.dim * self.relation_dim * self.dim, 1, scale)
         self.core_logits = nn.Parameter(core.reshape(self.dim, self.relation_dim, self.dim))
 
-    def log_column_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log A, log B)``: entity column sums ``(dim,)`` and relation column sums ``(relation_dim,)``."""
-        return torch.logsumexp(self.entity_logits, dim=0), torch.logsumexp(self.relation_logits, dim=0)
-
     def tail_query(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """``log q_t (B, dim)``: ``log phi = logsumexp(q_t + theta[t])``."""
         return log_bilinear(self.entity_logits[h], self.relation_logits[r], self.core_logits, "bi,bk,ikj->bj")
@@ -351,41 +364,15 @@ class TuckERPlus(Circuit):
         """``log q_r (B, relation_dim)``: ``log phi = logsumexp(q_r + rho[r])``."""
         return log_bilinear(self.entity_logits[h], self.entity_logits[t], self.core_logits, "bi,bj,ikj->bk")
 
-    def log_score(self, hrt: torch.Tensor) -> torch.Tensor:
-        h, r, t = split_hrt(hrt)
-        return torch.logsumexp(self.tail_query(h, r) + self.entity_logits[t], dim=-1)
-
     def log_partition(self) -> torch.Tensor:
         a, b = self.log_column_sums()
         return torch.logsumexp((a[:, None, None] + b[None, :, None] + a + self.core_logits).flatten(), dim=0)
-
-    def log_tail(self, hrt: torch.Tensor) -> torch.Tensor:
-        h, r, t = split_hrt(hrt)
-        query = self.tail_query(h, r)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1)
-        return torch.logsumexp(query + self.entity_logits[t], dim=-1) - norm
-
-    def log_head(self, hrt: torch.Tensor) -> torch.Tensor:
-        h, r, t = split_hrt(hrt)
-        query = self.head_query(r, t)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1)
-        return torch.logsumexp(query + self.entity_logits[h], dim=-1) - norm
 
     def log_relation(self, hrt: torch.Tensor) -> torch.Tensor:
         h, r, t = split_hrt(hrt)
         query = self.relation_query(h, t)
         norm = torch.logsumexp(query + self.log_column_sums()[1], dim=-1)
         return torch.logsumexp(query + self.relation_logits[r], dim=-1) - norm
-
-    def log_tails(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        query = self.tail_query(h, r)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1, keepdim=True)
-        return log_matmul_exp(query, self.entity_logits) - norm
-
-    def log_heads(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        query = self.head_query(r, t)
-        norm = torch.logsumexp(query + self.log_column_sums()[0], dim=-1, keepdim=True)
-        return log_matmul_exp(query, self.entity_logits) - norm
 
     def log_marginal_head(self) -> torch.Tensor:
         """``log p(s)`` for every entity: ``(num_entities,)``; relation and object replaced by their column sums."""
