@@ -10,11 +10,16 @@ wall-clock budget is spent (the step running when it runs out is finished). Then
 on ``--eval-limit`` test triples (circuits rank by ``log p(t | h, r)`` and ``log p(h | r, t)``, ComplEx by its
 score with reciprocal relations), the circuits' average test log-likelihood over the whole test split next to the
 uniform bar ``-log(E^2 R)``, and the Kernel Triple Distance of ``--ktd-samples`` exact samples against as many test
-triples, next to the KTD of uniform triples, both with the trained plain ComplEx as the feature model.
+triples, next to the KTD of uniform triples, both with the trained plain ComplEx as the feature model. And
+calibration on the same ranked test triples and filter: each query's distribution over every entity
+(``kgem.evaluation.query_probabilities``: the circuits' exact conditionals, ComplEx's softmax over its scores), with
+the expected calibration error (``ece``, 15 bins), the Brier score of the top answer (``brier``) and the filtered
+negative log-likelihood of the true answers (``nll_filtered``).
 
 Every run prints one JSON line; a run that raises (a NaN loss, a failed sample) or ends with a non-finite number is
 ``"status": "failed"`` with its ``error`` and no metrics. The JSON (settings and runs) and a markdown table go to
-``bench/out/gekc/results-<time>.{json,md}``.
+``bench/out/gekc/results-<time>.{json,md}``, and per dataset a reliability diagram of every successful run to
+``reliability-<dataset>-<time>.png`` beside them (skipped, with a note, without matplotlib).
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ import torch
 
 from kgem.circuits import (
     CP2,
+    CircuitModel,
     ComplEx2,
-    Ranker,
     average_log_likelihood,
     kernel_triple_distance,
     sample,
@@ -45,7 +50,8 @@ from kgem.circuits import (
 from kgem.circuits.fit import fit_epoch, objective_fn
 from kgem.circuits.squared import SquaredCircuit
 from kgem.data import Dataset, KnownTriples
-from kgem.evaluation import EvaluationResult, evaluate
+from kgem.errors import KgemError
+from kgem.evaluation import Calibration, EvaluationResult, evaluate, plot_reliability, query_probabilities
 from kgem.models import Model, build_model
 from kgem.training import LOSSES, REGULARIZERS, OneVsAll, build_optimizer, train_epoch
 
@@ -136,8 +142,8 @@ def ranking(result: EvaluationResult) -> dict[str, float]:
 
 @dataclass
 class Bench:
-    """One dataset's shared pieces: the data, the filter, the ranked test triples, the KTD reference triples and
-    the feature model (the trained plain ComplEx, once it exists)."""
+    """One dataset's shared pieces: the data, the filter, the ranked test triples, the KTD reference triples, the
+    feature model (the trained plain ComplEx, once it exists) and each evaluated run's calibration."""
 
     data: Dataset
     args: argparse.Namespace
@@ -145,6 +151,7 @@ class Bench:
     ranked: torch.Tensor = field(init=False)
     reference: torch.Tensor = field(init=False)
     features: Model | None = None
+    curves: dict[str, Calibration] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         test = self.data.test.hrt if self.data.test is not None else None
@@ -155,8 +162,13 @@ class Bench:
         self.ranked = test[order[: self.args.eval_limit]]
         self.reference = test[order[: self.args.ktd_samples]]
 
-    def evaluate(self, model: Model | Ranker) -> dict[str, float]:
-        return ranking(evaluate(model, self.ranked, known=self.known, filter_splits="train+valid+test"))
+    def evaluate(self, name: str, model: Model | CircuitModel) -> dict[str, float]:
+        """Filtered link prediction and calibration on the ranked test triples; the calibration is kept for the
+        reliability diagram under ``name``."""
+        curve = query_probabilities(model, self.ranked, known=self.known)
+        self.curves[name] = curve
+        return {**ranking(evaluate(model, self.ranked, known=self.known, filter_splits="train+valid+test")),
+                "ece": curve.ece(), "brier": curve.brier(), "nll_filtered": curve.nll()}
 
     def ktd(self, samples: torch.Tensor) -> float | None:
         return None if self.features is None else kernel_triple_distance(self.features, samples, self.reference)
@@ -166,7 +178,7 @@ class Bench:
         self.features = model
         uniform = uniform_triples(self.data.num_entities, self.data.num_relations, len(self.reference),
                                   self.args.seed)
-        return {**record, **self.evaluate(model), "ktd_uniform": self.ktd(uniform)}
+        return {**record, **self.evaluate("complex", model), "ktd_uniform": self.ktd(uniform)}
 
     def run_circuit(self, name: str) -> dict[str, Any]:
         circuit, record = train_circuit(name, self.data, self.args)
@@ -174,7 +186,7 @@ class Bench:
         uniform = uniform_triples(self.data.num_entities, self.data.num_relations, len(self.reference),
                                   self.args.seed)
         samples = sample(circuit, len(self.reference), seed=self.args.seed)
-        return {**record, **self.evaluate(Ranker(circuit)),
+        return {**record, **self.evaluate(name, CircuitModel(circuit)),
                 "test_log_likelihood": average_log_likelihood(circuit, self.data.test.hrt),
                 "uniform_log_likelihood": uniform_log_likelihood(circuit.num_entities, circuit.num_relations),
                 "ktd": self.ktd(samples), "ktd_uniform": self.ktd(uniform),
@@ -203,7 +215,8 @@ def guarded(dataset: str, model: str, args: argparse.Namespace, run: Callable[[]
     return {**head, "status": "ok", **record, "total_seconds": round(time.perf_counter() - start, 2)}
 
 
-def run_dataset(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_dataset(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Calibration]]:
+    """The dataset's records, and the calibration of each run that succeeded."""
     folder = Path(args.data_root) / name
     if not folder.is_dir():
         raise SystemExit(f"{folder}: no such dataset folder (expected train/valid/test.txt in it)")
@@ -213,7 +226,20 @@ def run_dataset(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     for circuit in CIRCUITS:
         records.append(guarded(name, circuit, args, partial(bench.run_circuit, circuit)))
         print(json.dumps(records[-1]), flush=True)
-    return records
+    ok = {r["model"] for r in records if r["status"] == "ok"}
+    return records, {model: curve for model, curve in bench.curves.items() if model in ok}
+
+
+def write_reliability(curves: dict[str, Calibration], dataset: str, path: Path) -> Path | None:
+    """The reliability diagram of the dataset's runs, or None (with a printed note) without matplotlib or runs."""
+    if not curves:
+        print(f"{dataset}: no successful run, no reliability diagram", flush=True)
+        return None
+    try:
+        return plot_reliability(curves, path, title=f"{dataset}: filtered link prediction")
+    except KgemError as error:
+        print(f"{dataset}: no reliability diagram ({error})", flush=True)
+        return None
 
 
 def cell(record: dict[str, Any], key: str, digits: int = 4) -> str:
@@ -226,16 +252,17 @@ def cell(record: dict[str, Any], key: str, digits: int = 4) -> str:
 def table(records: list[dict[str, Any]]) -> str:
     """The markdown table: one row per run; a failed run shows its error instead of numbers."""
     lines = ["| dataset | model | status | rank | batch | lr | epochs | s/epoch | s/step | MRR | H@1 | H@3 | H@10 "
-             "| test LL | uniform LL | KTD | KTD uniform |", "|" + "---|" * 17]
+             "| test LL | uniform LL | KTD | KTD uniform | ECE | Brier | NLL filt. |", "|" + "---|" * 20]
     for r in records:
         s = r.get("settings") or {}
         start = f"| {r['dataset']} | {r['model']} | {r['status']} | {s.get('rank', '–')} | " \
                 f"{s.get('batch_size', '–')} | {s.get('lr', '–')} |"
         if r["status"] != "ok":
-            lines.append(f"{start} {r['error']} |" + " |" * 10)
+            lines.append(f"{start} {r['error']} |" + " |" * 13)
             continue
         keys = ["epochs", "seconds_per_epoch", "seconds_per_step", "test_mrr", "test_hits@1", "test_hits@3",
-                "test_hits@10", "test_log_likelihood", "uniform_log_likelihood", "ktd", "ktd_uniform"]
+                "test_hits@10", "test_log_likelihood", "uniform_log_likelihood", "ktd", "ktd_uniform", "ece", "brier",
+                "nll_filtered"]
         lines.append(start + "".join(f" {cell(r, k)} |" for k in keys))
     return "\n".join(lines)
 
@@ -271,7 +298,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse(argv)
     torch.set_num_threads(args.threads)
     names = DATASETS.get(args.dataset, [args.dataset])
-    records = [record for name in names for record in run_dataset(name, args)]
+    records, curves = [], {}
+    for name in names:
+        runs, curves[name] = run_dataset(name, args)
+        records += runs
     markdown = table(records)
     print(markdown)
     out = Path(args.out)
@@ -279,6 +309,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"results-{stamp}.json").write_text(json.dumps({"settings": vars(args), "runs": records}, indent=1))
     (out / f"results-{stamp}.md").write_text(markdown + "\n")
+    for name in names:
+        write_reliability(curves[name], name, out / f"reliability-{name}-{stamp}.png")
     return records
 
 

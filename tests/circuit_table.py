@@ -39,3 +39,9 @@ class TableCircuit(Circuit):
     def log_relation(self, hrt: torch.Tensor) -> torch.Tensor:
         table = torch.log_softmax(self.logits[hrt[:, 0], :, hrt[:, 2]], -1)
         return table.gather(1, hrt[:, 1:2]).squeeze(1)
+
+    def log_marginal_head(self) -> torch.Tensor:
+        return torch.logsumexp(self.logits.flatten(1), 1) - self.log_partition()
+
+    def log_relation_given_head(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(torch.logsumexp(self.logits[h], -1), -1)

@@ -1,15 +1,18 @@
 """bench/gekc.py: its training loop stops at the budget, a failed run is a failed record (never numbers), and the
-quick path runs end to end on a tiny synthetic dataset folder, writing its JSON and markdown table."""
+quick path runs end to end on a tiny synthetic dataset folder, writing its JSON, markdown table and reliability
+diagram (or a note without matplotlib)."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,7 +65,7 @@ def test_a_failure_or_a_nan_is_a_failed_record_without_metrics(gekc) -> None:
     nan = gekc.guarded("tiny", "complex", args, lambda: {"test_mrr": float("nan"), "steps": 3, "settings": {}})
     assert nan["status"] == "failed" and nan["error"] == "non-finite test_mrr" and "test_mrr" not in nan
     row = gekc.table([failed]).splitlines()[-1]
-    assert "failed" in row and "the loss became nan" in row
+    assert "failed" in row and "the loss became nan" in row and row.count("|") == 21  # as many cells as the header
 
 
 def run_quick(gekc: ModuleType, folder: Path, out: Path) -> list[dict]:
@@ -80,10 +83,27 @@ def test_the_quick_path_runs_end_to_end_on_a_tiny_folder(gekc, folder: Path, tmp
         assert r["uniform_log_likelihood"] == pytest.approx(uniform)
         assert r["test_log_likelihood"] < 0 and 0 < r["test_mrr"] <= 1 and r["ktd"] is not None
         assert r["ktd_uniform"] == records[0]["ktd_uniform"]  # one feature model, one set of uniform triples
+    for r in records:  # calibration of every run, the plain ComplEx's included
+        assert 0 <= r["ece"] <= 1 and 0 <= r["brier"] <= 1 and 0 < r["nll_filtered"] < math.inf
     saved = json.loads(next((tmp_path / "out").glob("results-*.json")).read_text())
     assert [r["model"] for r in saved["runs"]] == [r["model"] for r in records]
     table = next((tmp_path / "out").glob("results-*.md")).read_text().splitlines()
     assert len(table) == 2 + len(records) and all("| ok |" in line for line in table[2:])
+    assert table[0].endswith("| ECE | Brier | NLL filt. |") and all(line.count("|") == 21 for line in table)
+    image = pytest.importorskip("matplotlib.image")
+    png = next((tmp_path / "out").glob(f"reliability-{folder.name}-*.png"))
+    pixels = image.imread(png)
+    assert pixels.shape[:2] == (500, 500) and len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 1
+
+
+def test_without_matplotlib_the_diagram_is_skipped_with_a_note(gekc, folder: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    records = run_quick(gekc, folder, tmp_path / "out")
+    assert all(r["status"] == "ok" and "ece" in r for r in records)
+    assert "no reliability diagram (plotting needs matplotlib" in capsys.readouterr().out
+    assert not list((tmp_path / "out").glob("reliability-*.png")) and list((tmp_path / "out").glob("results-*.md"))
 
 
 def test_without_a_feature_model_the_circuits_run_and_say_why_no_ktd(gekc, folder: Path, tmp_path: Path,

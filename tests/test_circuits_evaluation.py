@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from circuit_table import TableCircuit
-from kgem.circuits.evaluation import Ranker, average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.evaluation import average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.model import CircuitModel
 from kgem.data.known import KnownTriples
 from kgem.errors import EvaluationError
 from kgem.evaluation import DEFAULT_MEMORY_BUDGET, evaluate
@@ -48,7 +49,7 @@ def test_evaluator_ranks_equal_hand_ranks(filtered: bool, budget: int | None) ->
     circuit, (train, test) = TableCircuit(E, R, seed=3), split()
     known = torch.cat([train, test]) if filtered else None
     index = None if known is None else KnownTriples(known, E, R)
-    result = evaluate(Ranker(circuit), test, known=index, memory_budget_bytes=budget or DEFAULT_MEMORY_BUDGET,
+    result = evaluate(CircuitModel(circuit), test, known=index, memory_budget_bytes=budget or DEFAULT_MEMORY_BUDGET,
                       batch_size=None if budget is None else 4)
     expected = hand_ranks(circuit, test, known)
     for rank_type in ("optimistic", "pessimistic", "realistic"):  # no ties among random float64 logits
@@ -65,7 +66,7 @@ def test_filtered_ranks_differ_from_raw_ones() -> None:
 
 
 def test_candidate_subsets_are_columns_of_the_conditionals() -> None:
-    circuit, ranker = TableCircuit(E, R, seed=2), Ranker(TableCircuit(E, R, seed=2))
+    circuit, ranker = TableCircuit(E, R, seed=2), CircuitModel(TableCircuit(E, R, seed=2))
     h, r, t = torch.tensor([0, 5, 3]), torch.tensor([1, 0, 1]), torch.tensor([2, 2, 4])
     ids = torch.tensor([4, 0, 3])
     tails, heads = circuit.log_tails(h, r), circuit.log_heads(r, t)
@@ -83,13 +84,13 @@ def test_candidate_subsets_are_columns_of_the_conditionals() -> None:
 
 def test_ranker_follows_the_circuit() -> None:
     circuit = TableCircuit(E, R)
-    ranker = Ranker(circuit)
+    ranker = CircuitModel(circuit)
     assert (ranker.num_entities, ranker.num_relations) == (E, R)
     assert list(ranker.parameters()) == [circuit.logits]
     ranker.eval()
     assert not circuit.training
     with pytest.raises(TypeError, match="Circuit"):
-        Ranker(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+        CircuitModel(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
 
 
 def test_all_mass_on_the_test_triples_gives_mrr_one() -> None:
@@ -99,7 +100,7 @@ def test_all_mass_on_the_test_triples_gives_mrr_one() -> None:
     with torch.no_grad():
         circuit.logits.fill_(-30.0)
         circuit.logits[test[:, 0], test[:, 1], test[:, 2]] = 0.0
-    result = evaluate(Ranker(circuit), test, known=KnownTriples(test, E, R), rank_type="pessimistic")
+    result = evaluate(CircuitModel(circuit), test, known=KnownTriples(test, E, R), rank_type="pessimistic")
     assert result.mrr == 1.0
     assert result.hits_at(1) == 1.0
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from circuit_table import TableCircuit
-from kgem.circuits.evaluation import Ranker
+from kgem.circuits.model import CircuitModel
 from kgem.data import KnownTriples
 from kgem.evaluation import evaluate
 from kgem.evaluation.circuits import evaluate_circuit
@@ -18,7 +18,7 @@ def test_evaluate_circuit_reports_ranks_likelihood_and_the_uniform_bar() -> None
     test = torch.tensor([[0, 0, 1], [2, 1, 3], [4, 0, 5], [5, 1, 0]])
     known = KnownTriples(test, 6, 2)
     report = evaluate_circuit(circuit, test, known=known)
-    assert report.ranking.mrr == evaluate(Ranker(circuit), test, known=known).mrr
+    assert report.ranking.mrr == evaluate(CircuitModel(circuit), test, known=known).mrr
     with torch.no_grad():
         brute = float(circuit.log_prob(test).mean())
     assert math.isclose(report.log_likelihood, brute, rel_tol=1e-12)

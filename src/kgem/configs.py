@@ -84,6 +84,11 @@ class TrainingConfig:
                                        "(warmup_epochs + 1), then the schedule starts at lr")
     clip_grad_norm: float | None = help_field(None, "clip the gradients' joint L2 norm to this (sparse ones too), "
                                                     "or null")
+    objective: Literal["pll", "mle"] = help_field("pll", "generative circuits (--model complex2, cp2, ...) train on "
+                                                  "this instead of approach/loss/regularizer: pll (pseudo-"
+                                                  "log-likelihood) or mle (exact log-likelihood)")
+    objective_weights: list[float] = help_field([1.0, 1.0, 1.0], "pll's weights of log p(t|h,r), log p(r|h,t) "
+                                                                 "and log p(h|r,t)")
     regularizer: str | None = help_field("n3", "lp or n3, or null")
     regularizer_args: dict[str, Any] = help_field({"weight": 0.01}, "regularizer arguments")
     epochs: int = help_field(50, "maximum number of epochs")

@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgem.circuits.model import AnyModel, CircuitModel
+from kgem.circuits.objectives import check_weights, objective, pll
+from kgem.circuits.registry import CIRCUITS, build_circuit
 from kgem.config import coerce
 from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
 from kgem.data import Dataset, KnownTriples, load_dataset
@@ -26,8 +29,10 @@ from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
 from kgem.models import INITIALIZERS, Model, build_model, model_info
+from kgem.models.builders import model_names
 from kgem.models.model import interaction_model
 from kgem.pretrained import warm_start
+from kgem.registry import unknown
 from kgem.saving import BUILD_ERRORS
 from kgem.training import (
     LOSSES,
@@ -37,6 +42,7 @@ from kgem.training import (
     Approach,
     EarlyStopping,
     EpochSchedule,
+    Generative,
     KvsAll,
     NegativeSampler,
     OneVsAll,
@@ -82,14 +88,31 @@ def sparse_lookups(cfg: PipelineConfig) -> bool:
     """Sparse embedding gradients for the optimizers that update only the rows a batch touches (not for an
     encoder, which propagates over the whole graph)."""
     optimizer = cfg.training.optimizer.lower()
+    if is_circuit(cfg.model.name):
+        return False
     return optimizer in ("sparseadam", "rowadagrad") and not model_info(cfg.model.name).dense_gradients
+
+
+def is_circuit(name: str) -> bool:
+    """Whether model ``name`` is a generative circuit (``kgem.circuits.CIRCUITS``: complex2, cp2, complex+, ...)."""
+    return name.lower() in CIRCUITS
+
+
+def check_model_name(name: str) -> None:
+    """An unknown model name is a ConfigError listing every model and circuit."""
+    if not is_circuit(name) and name.lower() not in model_names():
+        raise unknown("model", name, [*model_names(), *CIRCUITS.names()])
 
 
 def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool = False,
                       graph: torch.Tensor | None = None, entities: Vocabulary | None = None,
-                      relations: Vocabulary | None = None) -> Model:
+                      relations: Vocabulary | None = None) -> AnyModel:
     """``sparse``: lookups give sparse gradients (for ``sparseadam``); ``graph``: the training triples, for
-    encoders (R-GCN); ``entities`` and ``relations``: the labels of the ids, which ``init_from`` matches."""
+    encoders (R-GCN); ``entities`` and ``relations``: the labels of the ids, which ``init_from`` matches.
+    A circuit's name gives a ``CircuitModel`` (``circuit_from_config``)."""
+    check_model_name(cfg.name)
+    if is_circuit(cfg.name):
+        return circuit_from_config(cfg, num_entities, num_relations)
     model = _build_from_config(cfg, num_entities, num_relations, sparse=sparse, graph=graph)
     if cfg.init_from is not None:
         if entities is None or relations is None:
@@ -115,14 +138,36 @@ def _build_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, 
     return model
 
 
-def approach_from_config(cfg: TrainingConfig) -> Approach:
+def circuit_from_config(cfg: ModelConfig, num_entities: int, num_relations: int) -> CircuitModel:
+    """The generative circuit ``cfg.name`` of rank ``cfg.dim``, its ``model.args`` checked by name and type.
+    ``model.inverse`` does not apply (a circuit models the triples as given); ``init`` and ``init_from`` are refused:
+    a circuit starts at its own (near-uniform) initialisation, or from a model by ``squared_from_model``."""
+    name = cfg.name.lower()
+    for key in ("init", "init_from"):
+        if getattr(cfg, key) is not None:
+            raise ConfigError(f"model.{key}: circuit {name} starts from its own initialisation; to start from a "
+                              f"trained ComplEx or CP use kgem.circuits.squared_from_model")
+    known = arguments(CIRCUITS.get(name).__init__, skip=("num_entities", "num_relations", "dim"))
+    args = checked("model.args", name, cfg.args, known)
+    circuit = construct("model.args", name, build_circuit, name, num_entities, num_relations, cfg.dim, **args)
+    return CircuitModel(circuit, name, args)
+
+
+def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> Approach:
+    """How batches are trained: ``cfg.approach`` for an embedding model, ``cfg.objective`` for a circuit."""
+    if isinstance(model, CircuitModel):
+        weights = construct("training.objective_weights", "pll", check_weights, cfg.objective_weights)
+        return Generative(functools.partial(pll, weights=weights) if cfg.objective == "pll" else
+                          objective(cfg.objective))
     if cfg.approach == "slcwa":
         return SLCWA(NegativeSampler(cfg.num_negatives, bernoulli=cfg.sampler == "bernoulli", filtered=cfg.filtered,
                                      shared=cfg.shared_negatives))
     return KvsAll() if cfg.approach == "kvsall" else OneVsAll()
 
 
-def trainer_from_config(cfg: TrainingConfig, model: Model, progress: bool = True) -> Trainer:
+def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = True) -> Trainer:
+    """The trainer ``cfg`` describes. A circuit trains on ``cfg.objective``: approach, loss and regularizer do not
+    apply to it, and sparse optimizers are refused (its objective touches every row each step)."""
     loss_cls = LOSSES.get(cfg.loss)
     loss = construct("training.loss_args", cfg.loss, loss_cls,
                      **checked("training.loss_args", cfg.loss, cfg.loss_args, arguments(loss_cls.__init__)))
@@ -133,14 +178,18 @@ def trainer_from_config(cfg: TrainingConfig, model: Model, progress: bool = True
         for name, value in optimizer_args.items():  # torch checks some only by sign: momentum=nan passes
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"training.optimizer_args.{name} must be finite, got {value}")
+    circuit = isinstance(model, CircuitModel)
+    if circuit and cfg.optimizer.lower() in ("sparseadam", "rowadagrad"):
+        raise ConfigError(f"training.optimizer: {cfg.optimizer} updates the rows a batch touches; a circuit's "
+                          f"objective normalises over every row each step: use adam, adamw, adagrad or sgd")
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, **optimizer_args)
     regularizer = None
-    if cfg.regularizer:
+    if cfg.regularizer and not circuit:
         reg_cls = REGULARIZERS.get(cfg.regularizer)
         regularizer = construct("training.regularizer_args", cfg.regularizer, reg_cls,
                                 **checked("training.regularizer_args", cfg.regularizer, cfg.regularizer_args,
                                           arguments(reg_cls.__init__)))
-    return Trainer(model, approach_from_config(cfg), loss, optimizer, regularizer=regularizer,
+    return Trainer(model, approach_from_config(cfg, model), loss, optimizer, regularizer=regularizer,
                    scheduler=scheduler_from_config(cfg, optimizer), batch_size=cfg.batch_size, seed=cfg.seed,
                    progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm)
 

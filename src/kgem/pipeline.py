@@ -14,6 +14,9 @@ import pandas as pd
 import torch
 
 from kgem.atomic import atomic_write
+from kgem.circuits.evaluation import average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.model import AnyModel, CircuitModel
+from kgem.circuits.store import save_circuit
 from kgem.config import apply_overrides, from_dict, load_config, save_config, to_dict
 from kgem.configs import DataConfig, EvaluationConfig, PipelineConfig
 from kgem.data import Dataset, KnownTriples, Vocabulary, relation_categories
@@ -33,7 +36,6 @@ from kgem.factory import (
 from kgem.factory import evaluation_options as evaluation_options  # this module's name for it too
 from kgem.inference.predictor import LinkPredictor
 from kgem.lock import FolderLock
-from kgem.models import Model
 from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
 from kgem.training import Checkpoints, History
@@ -42,14 +44,16 @@ from kgem.training import Checkpoints, History
 @dataclass
 class PipelineResult(LinkPredictor):
     """The trained model with its data, training history, test evaluation and timings (seconds), plus the
-    prediction methods of ``LinkPredictor`` (known triples = all splits of the dataset)."""
+    prediction methods of ``LinkPredictor`` (known triples = all splits of the dataset). A generative circuit's
+    result also holds ``likelihood``: the average test log-likelihood and the uniform distribution's bar."""
 
     config: PipelineConfig
-    model: Model
+    model: AnyModel
     dataset: Dataset
     history: History
     evaluation: EvaluationResult | None
     timings: dict[str, float] = field(default_factory=dict)
+    likelihood: dict[str, float] | None = None
     output: Path | None = None
     known_cache: KnownTriples | None = field(default=None, repr=False)
 
@@ -67,8 +71,12 @@ class PipelineResult(LinkPredictor):
         return self.known_cache
 
     def metrics(self) -> pd.DataFrame:
-        """The test metrics table (rows head / tail / both), empty without a test split."""
-        return self.evaluation.to_df() if self.evaluation is not None else pd.DataFrame()
+        """The test metrics table (rows head / tail / both), empty without a test split; a circuit's has the
+        columns ``log_likelihood`` and ``uniform_log_likelihood`` too (the same on every row: they are per triple)."""
+        frame = self.evaluation.to_df() if self.evaluation is not None else pd.DataFrame()
+        for key, value in (self.likelihood or {}).items():
+            frame[key] = value
+        return frame
 
     def losses(self) -> pd.DataFrame:
         """Training loss per epoch and validation MRR where validated, for plotting."""
@@ -81,6 +89,11 @@ class PipelineResult(LinkPredictor):
         extra: dict[str, Any] = {"pipeline": to_dict(self.config), "timings": self.timings}
         if self.evaluation is not None:
             extra["evaluation"] = self.evaluation.to_dict()
+        if self.likelihood is not None:
+            extra["likelihood"] = self.likelihood
+        if isinstance(self.model, CircuitModel):
+            return save_circuit(self.model.circuit, directory, name=self.model.name, args=self.model.args,
+                                entities=self.dataset.entities, relations=self.dataset.relations, extra=extra)
         return save_model(self.model, directory, entities=self.dataset.entities, relations=self.dataset.relations,
                           spec=self.config.model.spec(**self.model.spec_args()), extra=extra)
 
@@ -104,7 +117,7 @@ def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
     return dataset_from_config(cfg, data)
 
 
-def run_evaluation(model: Model, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
+def run_evaluation(model: AnyModel, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
     """``hrt`` ranked as ``cfg`` says, with the relation categories of the training triples (the test split)."""
     evaluator = evaluator_from_config(cfg, known_from_config(cfg, dataset),
                                       relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations))
@@ -172,10 +185,18 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
     test = dataset.test
     result = run_evaluation(model, dataset, test.hrt, cfg.evaluation) if test is not None else None
     timings["evaluate"] = time.perf_counter() - start
-    outcome = PipelineResult(cfg, model, dataset, history, result, timings)
+    likelihood = test_likelihood(model, test.hrt) if test is not None and isinstance(model, CircuitModel) else None
+    outcome = PipelineResult(cfg, model, dataset, history, result, timings, likelihood=likelihood)
     if run is not None:
         run.finish(outcome)
     return outcome
+
+
+def test_likelihood(model: CircuitModel, hrt: torch.Tensor) -> dict[str, float]:
+    """A circuit's average log-likelihood of ``hrt`` (nats per triple) and the uniform distribution's."""
+    circuit = model.circuit
+    return {"log_likelihood": average_log_likelihood(circuit, hrt),
+            "uniform_log_likelihood": uniform_log_likelihood(circuit.num_entities, circuit.num_relations)}
 
 
 def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True) -> PipelineResult:

@@ -32,6 +32,9 @@ def warm_start(model: Model, directory: str | os.PathLike[str], *, entities: Voc
     except ModelFileError as e:
         raise ConfigError(f"{where}: {e}") from e
     source = saved.model
+    if not isinstance(source, Model):
+        raise ConfigError(f"{where}: holds the generative circuit {saved.spec['name']}; a warm start copies the "
+                          f"rows of an embedding model")
     _check_compatible(model, source, saved.spec["name"], where)
     entity_rows = torch.from_numpy(saved.entities.lookup(entities.labels))
     relation_rows = _relation_rows(saved.relations.lookup(relations.labels), model, source)

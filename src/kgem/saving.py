@@ -24,6 +24,9 @@ import torch
 from safetensors.torch import save_file
 
 from kgem.atomic import old_copies
+from kgem.circuits.model import AnyModel, CircuitModel
+from kgem.circuits.store import KIND as CIRCUIT_KIND
+from kgem.circuits.store import load_circuit, save_circuit
 from kgem.data import Dataset, KnownTriples, Triples, files
 from kgem.data.files import CONFIG, ENTITIES, RELATIONS, WEIGHTS
 from kgem.data.vocab import Vocabulary
@@ -49,9 +52,10 @@ BUILD_ERRORS = (KgemError, TypeError, ValueError, RuntimeError, ArithmeticError,
 @dataclass(frozen=True)
 class LoadedModel(LinkPredictor):
     """What ``load_model`` returns: the model (in eval mode), its vocabularies and the saved metadata, with the
-    prediction methods of ``LinkPredictor``. ``with_known(dataset)`` attaches the facts to mark or remove."""
+    prediction methods of ``LinkPredictor``. ``with_known(dataset)`` attaches the facts to mark or remove. A saved
+    generative circuit loads as a ``CircuitModel``, its ``spec`` the circuit's name, dim and args."""
 
-    model: Model
+    model: AnyModel
     entities: Vocabulary
     relations: Vocabulary
     spec: dict[str, Any]
@@ -82,6 +86,9 @@ class LoadedModel(LinkPredictor):
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Save again (e.g. after fine-tuning ``model``) with the same spec and metadata."""
+        if isinstance(self.model, CircuitModel):
+            return save_circuit(self.model.circuit, directory, name=self.model.name, args=self.model.args,
+                                entities=self.entities, relations=self.relations, extra=self.extra)
         return save_model(self.model, directory, entities=self.entities, relations=self.relations, spec=self.spec,
                           extra=self.extra)
 
@@ -122,12 +129,22 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
     root = Path(directory)
     if not root.is_dir():
         raise ModelFileError(f"model directory {root} does not exist{_backup_hint(root)}")
+    if files.read_config_object(root / CONFIG, "model").get("kind") == CIRCUIT_KIND:
+        return _load_circuit(root, target)
     config = _read_config(root / CONFIG)
     entities, relations, saved = files.read_contents(root, config)
     weights = {key: value.to(target) for key, value in saved.items()}
     model = _rebuild(config, weights, root)
     model.eval()
     return LoadedModel(model, entities, relations, config["spec"], config["extra"], config)
+
+
+def _load_circuit(root: Path, device: torch.device) -> LoadedModel:
+    """A saved generative circuit (``kgem.circuits.store``) as a loaded model."""
+    loaded = load_circuit(root, device=device)
+    model = CircuitModel(loaded.circuit, loaded.name, loaded.args).eval()
+    spec = {"name": loaded.name, "dim": loaded.config["dim"], "args": loaded.args}
+    return LoadedModel(model, loaded.entities, loaded.relations, spec, loaded.config["extra"], loaded.config)
 
 
 def _usable_device(device: str | torch.device) -> torch.device:

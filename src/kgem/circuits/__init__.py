@@ -9,9 +9,10 @@ matrices (squared models, ``squared``): the partition function costs time linear
 
 from kgem.circuits.base import Circuit
 from kgem.circuits.distill import squared_from_model
-from kgem.circuits.evaluation import Ranker, average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.evaluation import average_log_likelihood, uniform_log_likelihood
 from kgem.circuits.fit import fit
 from kgem.circuits.ktd import kernel_triple_distance, triple_features, uniform_triples
+from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
 from kgem.circuits.objectives import OBJECTIVES, Objective, mle, objective, pll
 from kgem.circuits.registry import CIRCUITS, build_circuit, circuit_arguments
@@ -24,14 +25,15 @@ __all__ = [
     "CIRCUITS",
     "CP2",
     "OBJECTIVES",
+    "AnyModel",
     "CPPlus",
     "Circuit",
+    "CircuitModel",
     "ComplEx2",
     "ComplExPlus",
     "LoadedCircuit",
     "Objective",
     "RESCALPlus",
-    "Ranker",
     "SquaredCircuit",
     "SquaredGrams",
     "TuckERPlus",

@@ -43,10 +43,25 @@ class Circuit(nn.Module):
         """``log p(r | h, t)`` at the given relations: ``(B,)``."""
         raise NotImplementedError
 
+    def log_relations(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``log p(r | h, t)`` for every relation: ``(B,), (B,) -> (B, num_relations)``. This default asks
+        ``log_relation`` about every (pair, relation), ``B * R`` triples; circuits with a closed form override it."""
+        r = torch.arange(self.num_relations, device=h.device)
+        grid = torch.stack([h.repeat_interleave(len(r)), r.repeat(len(h)), t.repeat_interleave(len(r))], 1)
+        return self.log_relation(grid).view(len(h), len(r))
+
     def log_tails(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """``log p(o | h, r)`` for every entity ``o``: ``(B,), (B,) -> (B, num_entities)``."""
         raise NotImplementedError
 
     def log_heads(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``log p(s | r, t)`` for every entity ``s``: ``(B,), (B,) -> (B, num_entities)``."""
+        raise NotImplementedError
+
+    def log_marginal_head(self) -> torch.Tensor:
+        """``log p(h)`` for every entity, relation and tail summed out: ``(num_entities,)``."""
+        raise NotImplementedError
+
+    def log_relation_given_head(self, h: torch.Tensor) -> torch.Tensor:
+        """``log p(r | h)`` for every relation, the tail summed out: ``(B,) -> (B, num_relations)``."""
         raise NotImplementedError

@@ -1,12 +1,11 @@
 """Evaluating a generative circuit: link prediction through the library's evaluator, and the average log-likelihood.
 
 Link prediction ranks a query's candidates by their conditional probability: ``log p(t | h, r)`` for a hidden tail,
-``log p(h | r, t)`` for a hidden head. ``Ranker`` wraps a circuit as a scoring model (``kgem.models.scan``), so
-``kgem.evaluation.evaluate(Ranker(circuit), test, known=known)`` yields filtered (or raw) ranks, MRR and Hits@k
-exactly as for any model, every rank type included (``rank_type="pessimistic"`` counts every tie against the true
-answer). A circuit models the triples as given: no reciprocal relations are added, so each head query is answered
-by the circuit's own head conditional. ``EvaluationResult`` has no field for that setting; a report comparing a
-circuit with a baseline trained with reciprocal relations should say so.
+``log p(h | r, t)`` for a hidden head. ``CircuitModel`` (``kgem.circuits.model``) wraps a circuit as a scoring
+model, so ``kgem.evaluation.evaluate(CircuitModel(circuit), test, known=known)`` yields filtered (or raw) ranks,
+MRR and Hits@k exactly as for any model, every rank type included (``rank_type="pessimistic"`` counts every tie
+against the true answer). A circuit models the triples as given: no reciprocal relations are added, so each head
+query is answered by the circuit's own head conditional (the result records ``reciprocal=False``).
 
 The density itself is judged by ``average_log_likelihood``: the mean of ``log p(h, r, t)`` over a split's triples,
 reported next to MRR, against the bar of the uniform distribution over every triple, ``uniform_log_likelihood``.
@@ -17,63 +16,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from kgem.checks import positive_int
 from kgem.circuits.base import Circuit
 from kgem.errors import EvaluationError
 
 DEFAULT_LIKELIHOOD_BATCH = 65536  # triples scored at once by average_log_likelihood
-
-
-class Ranker(nn.Module):
-    """A circuit as a scoring model: the score of a candidate is its log conditional probability given the query.
-
-    ``score_t(h, r)`` is ``circuit.log_tails(h, r)`` (``(B, E)``); with ``tails`` ids ``(C,)`` it is those columns.
-    A subset costs the full row, since its normaliser sums over every entity anyway. Scores keep the circuit's dtype
-    (float64 stays float64, so no ties appear by rounding; the evaluator's memory budget assumes float32 blocks).
-    The circuit is a submodule: its parameters give the device, ``train``/``eval`` reach it.
-    """
-
-    def __init__(self, circuit: Circuit) -> None:
-        if not isinstance(circuit, Circuit):
-            raise TypeError(f"Ranker wraps a kgem.circuits.Circuit, got {type(circuit).__name__}")
-        super().__init__()
-        self.circuit = circuit
-
-    @property
-    def num_entities(self) -> int:
-        return self.circuit.num_entities
-
-    @property
-    def num_relations(self) -> int:
-        return self.circuit.num_relations
-
-    def score_t(self, h: torch.Tensor, r: torch.Tensor, tails: torch.Tensor | None = None) -> torch.Tensor:
-        """``log p(t | h, r)``: ``(B, E)``, or ``(B, C)`` at the candidate ``tails (C,)``."""
-        return _columns(self.circuit.log_tails(h, r), tails)
-
-    def score_h(self, r: torch.Tensor, t: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
-        """``log p(h | r, t)``: ``(B, E)``, or ``(B, C)`` at the candidate ``heads (C,)``."""
-        return _columns(self.circuit.log_heads(r, t), heads)
-
-    def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
-        """``log p(t | h, r)`` at one candidate set per query, ``tails (B, C) -> (B, C)``."""
-        return self.circuit.log_tails(h, r).gather(1, tails)
-
-    def score_h_sampled(self, r: torch.Tensor, t: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
-        """``log p(h | r, t)`` at one candidate set per query, ``heads (B, C) -> (B, C)``."""
-        return self.circuit.log_heads(r, t).gather(1, heads)
-
-
-def _columns(table: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
-    """The whole ``(B, E)`` table, or its columns at ``ids (C,)``."""
-    if ids is None:
-        return table
-    if ids.ndim != 1:
-        raise EvaluationError(f"candidate ids must be (C,) here, got shape {tuple(ids.shape)}; (B, C) candidates "
-                              f"go to score_t_sampled/score_h_sampled")
-    return table[:, ids.to(table.device)]
 
 
 def average_log_likelihood(circuit: Circuit, hrt: torch.Tensor, batch_size: int = DEFAULT_LIKELIHOOD_BATCH) -> float:

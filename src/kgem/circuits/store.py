@@ -3,7 +3,7 @@
 Layout of a circuit directory (the same files as a saved model, with a circuit's config)::
 
     config.json          format version, kgem version, kind "circuit", registered name, dim, args, sizes,
-                         sha256 of the weights
+                         extra (e.g. the pipeline config and test metrics), sha256 of the weights
     entities.tsv         the entity vocabulary (``Vocabulary.save``)
     relations.tsv        the relation vocabulary
     weights.safetensors  ``circuit.state_dict()``
@@ -37,7 +37,7 @@ from kgem.version import __version__
 
 FORMAT_VERSION = 1
 KIND = "circuit"
-CONFIG_KEYS = ("format", "kgem_version", "kind", "name", "dim", "args", "num_entities", "num_relations",
+CONFIG_KEYS = ("format", "kgem_version", "kind", "name", "dim", "args", "num_entities", "num_relations", "extra",
                "weights_sha256")
 BUILD_ERRORS = (KgemError, TypeError, ValueError, RuntimeError)
 
@@ -55,9 +55,9 @@ class LoadedCircuit:
 
 
 def save_circuit(circuit: Circuit, directory: str | os.PathLike[str], *, name: str, args: dict[str, Any],
-                 entities: Vocabulary, relations: Vocabulary) -> Path:
+                 entities: Vocabulary, relations: Vocabulary, extra: dict[str, Any] | None = None) -> Path:
     """Save ``circuit`` so that ``load_circuit(directory)`` rebuilds it as ``build_circuit(name, ..., **args)``
-    and restores its tensors.
+    and restores its tensors; ``extra`` is any JSON object kept with it (a run saves its config and metrics).
 
     ``name`` and ``args`` are checked against ``circuit`` now (same class, same tensor shapes), so a wrong
     description fails at save time rather than when the circuit is loaded later. The directory is written beside
@@ -70,14 +70,14 @@ def save_circuit(circuit: Circuit, directory: str | os.PathLike[str], *, name: s
     dim = getattr(circuit, "dim", None)
     config = {"format": FORMAT_VERSION, "kgem_version": __version__, "kind": KIND, "name": name, "dim": dim,
               "args": args, "num_entities": circuit.num_entities, "num_relations": circuit.num_relations,
-              "weights_sha256": ""}
+              "extra": {} if extra is None else extra, "weights_sha256": ""}
     _check_fields(config, where)
     _check_vocabularies(circuit, entities, relations, where)
     _check_rebuilds(circuit, config, where)
     try:
         json.dumps(config, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise ModelFileError(f"{where}: args must be JSON-serialisable ({e})") from e
+        raise ModelFileError(f"{where}: args and extra must be JSON-serialisable ({e})") from e
     files.write_folder(target, circuit.state_dict(), entities, relations, config, what=KIND)
     return target
 
@@ -105,15 +105,15 @@ def _check_rebuilds(circuit: Circuit, config: dict[str, Any], where: str) -> Non
         raise ModelFileError(f"{where}: args {config['args']!r} do not describe this circuit ({problem})")
 
 
-def load_circuit(directory: str | os.PathLike[str]) -> LoadedCircuit:
+def load_circuit(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedCircuit:
     """Load a directory written by ``save_circuit``, checking every file; the circuit is returned in eval mode, on
-    the CPU. Only JSON, the vocabulary TSV reader and safetensors read the files, none of which can run code."""
+    ``device``. Only JSON, the vocabulary TSV reader and safetensors read the files, none of which can run code."""
     root = Path(directory)
     if not root.is_dir():
         raise ModelFileError(f"circuit directory {root} does not exist")
     config = _read_config(root / CONFIG)
     entities, relations, weights = files.read_contents(root, config)
-    circuit = _rebuild(config, weights, root)
+    circuit = _rebuild(config, weights, root).to(device)
     circuit.eval()
     return LoadedCircuit(circuit, entities, relations, config["name"], config["args"], config)
 
@@ -130,6 +130,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     _check_fields(config, str(path))
     if not isinstance(config["weights_sha256"], str):
         raise ModelFileError(f"{path}: weights_sha256 must be a string, got {config['weights_sha256']!r}")
+    if not isinstance(config["extra"], dict):
+        raise ModelFileError(f"{path}: extra must be an object, got {config['extra']!r}")
     return config
 
 

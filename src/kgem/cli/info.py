@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from kgem.circuits.registry import CIRCUITS, circuit_arguments
 from kgem.config import to_commented_yaml
 from kgem.data.sources import DATASETS, load_dataset
 from kgem.errors import KgemError
@@ -50,9 +51,19 @@ def argument_defaults(name: str) -> str:
                      if p.default is not inspect.Parameter.empty)
 
 
+def circuits_table() -> pd.DataFrame:
+    """Every generative circuit (trained with ``training.objective``) with its arguments and defaults."""
+    rows = [{"circuit": name, "class": CIRCUITS.get(name).__name__,
+             "arguments": ", ".join(f"{key}={value!r}" for key, value in circuit_arguments(name).items())}
+            for name in CIRCUITS.names()]
+    return pd.DataFrame(rows).set_index("circuit")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     with pd.option_context("display.max_colwidth", 90, "display.width", 250):
         print(models_table().to_string())
+        print("\ngenerative circuits (exact probabilities; --objective pll|mle; kgem sample RUN/model):")
+        print(circuits_table().to_string())
 
 
 def cmd_config(args: argparse.Namespace) -> None:

@@ -25,6 +25,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
     (("--dim", "--hidden-dim", "--hidden_dim"), "model.dim", int, "embedding dimension"),
     (("--approach",), "training.approach", str, "slcwa (negative sampling), kvsall or 1vsall"),
+    (("--objective",), "training.objective", str,
+     "generative circuits (--model complex2, cp2, ...): pll (pseudo-log-likelihood) or mle (exact likelihood)"),
     (("--loss",), "training.loss", str, "loss name, e.g. margin_ranking, softplus, bce, cross_entropy"),
     (("--margin", "--gamma"), "training.loss_args.margin", float, "margin of margin losses"),
     (("--num-negatives", "--neg-sample-size", "--neg_sample_size"), "training.num_negatives", int,
@@ -96,6 +98,9 @@ def report(result: Any) -> None:
     print(f"trained {result.config.model.name} for {epochs} epochs in {result.timings['train']:.1f} s{best}")
     if result.evaluation is not None:
         print(result.evaluation)
+    if result.likelihood is not None:
+        print(f"test log-likelihood {result.likelihood['log_likelihood']:.4f} nats per triple (uniform "
+              f"{result.likelihood['uniform_log_likelihood']:.4f})")
     print(f"run folder {result.output}: model/ (load with kgem.load), config.yaml, metrics.csv, losses.csv, "
           f"environment.json")
 
@@ -121,6 +126,8 @@ examples:
              --num-negatives 64 --optimizer adam --lr 0.001 --dim 200 --batch-size 1024 --epochs 100
   kgem train --config my.yaml --set model.args.p=1 --output runs/transe-l1
   kgem train --data_path my_graph/ --format raw_udd_htr --model_name distmult --hidden_dim 400 --max_step 20000
+  kgem train --dataset fb15k237 --model complex2 --objective pll --dim 200 --optimizer adam --lr 0.001 \
+             --batch-size 500    # a generative circuit: exact probabilities, then kgem sample RUN/model
 Stop with Ctrl-C (a checkpoint is saved after the current batch) and continue with 'kgem resume RUN'."""
 
 

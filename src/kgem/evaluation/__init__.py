@@ -1,5 +1,13 @@
-"""Rank-based link-prediction evaluation: filtered ranks, tie-aware rank types and metrics."""
+"""Rank-based link-prediction evaluation: filtered ranks, tie-aware rank types and metrics; calibration of the
+models' probabilities."""
 
+from kgem.evaluation.calibration import (
+    Calibration,
+    expected_calibration_error,
+    plot_reliability,
+    query_probabilities,
+    reliability_table,
+)
 from kgem.evaluation.evaluator import (
     DEFAULT_MEMORY_BUDGET,
     ScoringModel,
@@ -23,8 +31,9 @@ from kgem.evaluation.result import EvaluationResult
 from kgem.evaluation.semantic import semantic_at_k
 
 __all__ = [
-    "DEFAULT_MEMORY_BUDGET", "HITS_AT", "RANK_TYPES", "EvaluationError", "EvaluationResult", "RankCounts", "RankType",
-    "Ranks", "ScoringModel", "adjusted_mean_rank", "adjusted_mean_rank_index", "evaluate", "evaluate_sampled",
-    "expected_mean_rank", "fraction_indices", "hits_at", "mean_rank", "mean_reciprocal_rank", "plan_full",
-    "rank_metrics", "ranks_from_scores", "semantic_at_k",
+    "DEFAULT_MEMORY_BUDGET", "HITS_AT", "RANK_TYPES", "Calibration", "EvaluationError", "EvaluationResult",
+    "RankCounts", "RankType", "Ranks", "ScoringModel", "adjusted_mean_rank", "adjusted_mean_rank_index", "evaluate",
+    "evaluate_sampled", "expected_calibration_error", "expected_mean_rank", "fraction_indices", "hits_at", "mean_rank",
+    "mean_reciprocal_rank", "plan_full", "plot_reliability", "query_probabilities", "rank_metrics", "ranks_from_scores",
+    "reliability_table", "semantic_at_k",
 ]

@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 
 from kgem.circuits.base import Circuit
-from kgem.circuits.evaluation import Ranker, average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.evaluation import average_log_likelihood, uniform_log_likelihood
+from kgem.circuits.model import CircuitModel
 from kgem.data.known import KnownTriples
 from kgem.evaluation.evaluator import evaluate
 from kgem.evaluation.result import EvaluationResult
@@ -38,6 +39,6 @@ def evaluate_circuit(circuit: Circuit, triples: torch.Tensor, *, known: KnownTri
                      **options: Any) -> CircuitEvaluation:
     """Rank ``triples`` (filtered by ``known`` if given; ``options`` as ``kgem.evaluation.evaluate`` takes them) and
     score their average log-likelihood."""
-    ranking = evaluate(Ranker(circuit), triples, known=known, **options)
+    ranking = evaluate(CircuitModel(circuit), triples, known=known, **options)
     return CircuitEvaluation(ranking, average_log_likelihood(circuit, triples),
                              uniform_log_likelihood(circuit.num_entities, circuit.num_relations))

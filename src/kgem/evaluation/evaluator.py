@@ -245,4 +245,4 @@ def _result(model: ScoringModel, triples: torch.Tensor, chosen: tuple[Side, ...]
     return EvaluationResult(ranks, query_side, query_relation, num_entities=model.num_entities,
                             filtered=known is not None, filter_splits=filter_splits, rank_type=rank_type,
                             sampled=strategy.sampled, num_negatives=strategy.num_negatives,
-                            relation_categories=relation_categories)
+                            relation_categories=relation_categories, reciprocal=getattr(model, "inverse", None))

@@ -36,6 +36,7 @@ class EvaluationResult:
     sampled: bool = False
     num_negatives: int | None = None
     relation_categories: np.ndarray | None = None
+    reciprocal: bool | None = None  # head queries answered through reciprocal relations (None: not recorded)
 
     def __post_init__(self) -> None:
         check_rank_type(self.rank_type)
@@ -110,7 +111,7 @@ class EvaluationResult:
                           for rt in RANK_TYPES} for side in self._sides_present()}
         return {"filtered": self.filtered, "filter_splits": self.filter_splits, "rank_type": self.rank_type,
                 "sampled": self.sampled, "num_negatives": self.num_negatives, "num_entities": self.num_entities,
-                "num_queries": len(self.ranks), "metrics": metrics}
+                "num_queries": len(self.ranks), "reciprocal": self.reciprocal, "metrics": metrics}
 
     def describe(self) -> str:
         """One line: filtered or raw, full or sampled ranking, rank type and query count."""
@@ -118,7 +119,9 @@ class EvaluationResult:
             "filtered" if self.filtered else "raw")
         against = (f"vs {self.num_negatives} sampled negatives" if self.sampled
                    else f"vs all {self.num_entities} entities")
-        return f"{setting} link prediction {against}, {self.rank_type} ranks, {len(self.ranks)} queries"
+        heads = {True: ", heads via reciprocal relations", False: ", heads by their own scores", None: ""}[
+            self.reciprocal]
+        return f"{setting} link prediction {against}, {self.rank_type} ranks, {len(self.ranks)} queries{heads}"
 
     def __str__(self) -> str:
         return f"{self.describe()}\n{self.to_df().to_string(float_format=lambda x: f'{x:.4f}')}"

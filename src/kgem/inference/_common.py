@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgem.circuits.model import AnyModel
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.evaluation.evaluator import eval_mode, model_device
-from kgem.models.model import Model
 
 Queries = Sequence[Sequence[str]] | pd.DataFrame
 
@@ -23,7 +23,7 @@ inference = eval_mode  # model.eval() + no_grad, the previous mode restored afte
 device_of = model_device
 
 
-def check_vocab(model: Model, entities: Vocabulary | None, relations: Vocabulary | None) -> None:
+def check_vocab(model: AnyModel, entities: Vocabulary | None, relations: Vocabulary | None) -> None:
     """The vocabularies must have one label per row of the model's (forward) tables."""
     if entities is not None and len(entities) != model.num_entities:
         raise DataError(f"entity vocabulary has {len(entities)} labels, the model {model.num_entities} entities")

@@ -1,6 +1,10 @@
 """Link prediction with labels in and labels out: the top-k tails, heads or relations of label queries, and the
 scores of label triples, as pandas DataFrames.
 
+A generative circuit's scores are log-probabilities (``log p(t | h, r)`` for tails, ``log p(h | r, t)`` for
+heads, ``log p(r | h, t)`` for relations, ``log p(h, r, t)`` for triples): its tables get a ``probability`` column,
+``exp(score)``, next to the score.
+
 Queries are scored in batches by the entity scan (``kgem.models.scan``), one block of candidates at a time, and
 reduced by its running top-k, so one score block stays within ``memory_budget_bytes`` (default: the scan's
 ``DEFAULT_MEMORY_BUDGET``) whatever the number of entities. Among tied scores the lower id ranks first.
@@ -12,17 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgem.circuits.model import AnyModel
 from kgem.data.known import KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.inference._common import Queries, check_k, check_vocab, device_of, inference, label_columns, to_ids
-from kgem.models.model import Model
 from kgem.models.scan import RunningTopK, Side, budget_elements, plan, scan, topk
 
 TRIPLE_BATCH = 2**16
 
 
-def predict_tails(model: Model, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
+def predict_tails(model: AnyModel, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
                   known: KnownTriples | None = None, remove_known: bool = False,
                   memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best tails of each ``(head, relation)`` query (a list of label pairs, or a DataFrame with ``head``
@@ -32,7 +36,7 @@ def predict_tails(model: Model, entities: Vocabulary, relations: Vocabulary, que
     return _predict_entities(model, entities, relations, "tail", h, r, k, known, remove_known, memory_budget_bytes)
 
 
-def predict_heads(model: Model, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
+def predict_heads(model: AnyModel, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
                   known: KnownTriples | None = None, remove_known: bool = False,
                   memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best heads of each ``(relation, tail)`` query (label pairs, or a DataFrame with ``relation`` and
@@ -42,7 +46,7 @@ def predict_heads(model: Model, entities: Vocabulary, relations: Vocabulary, que
     return _predict_entities(model, entities, relations, "head", t, r, k, known, remove_known, memory_budget_bytes)
 
 
-def predict_relations(model: Model, entities: Vocabulary, relations: Vocabulary, pairs: Queries, *, k: int = 10,
+def predict_relations(model: AnyModel, entities: Vocabulary, relations: Vocabulary, pairs: Queries, *, k: int = 10,
                       known: KnownTriples | None = None, remove_known: bool = False,
                       memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best relations linking each ``(head, tail)`` pair (label pairs, or a DataFrame with ``head`` and
@@ -72,10 +76,10 @@ def predict_relations(model: Model, entities: Vocabulary, relations: Vocabulary,
     hrt = torch.stack([h.cpu()[query], cand, t.cpu()[query]], 1)
     frame = pd.DataFrame({"query_head": h_labels[query], "query_tail": t_labels[query], "rank": 0,
                           "relation": relations.to_labels(cand.numpy()), "score": score.numpy()})
-    return _finish(frame, query, hrt, known, remove_known)
+    return _finish(with_probability(frame, model), query, hrt, known, remove_known)
 
 
-def score_triples(model: Model, entities: Vocabulary, relations: Vocabulary, triples: Queries, *,
+def score_triples(model: AnyModel, entities: Vocabulary, relations: Vocabulary, triples: Queries, *,
                   known: KnownTriples | None = None) -> pd.DataFrame:
     """Scores of label triples (a list of ``(head, relation, tail)`` or a DataFrame with those columns), in input
     order. Columns: head, relation, tail, score (and ``known``)."""
@@ -88,12 +92,13 @@ def score_triples(model: Model, entities: Vocabulary, relations: Vocabulary, tri
         scores = [model.score_hrt(hrt[i : i + TRIPLE_BATCH]).cpu() for i in range(0, len(hrt), TRIPLE_BATCH)]
     frame = pd.DataFrame({"head": h_labels, "relation": r_labels, "tail": t_labels,
                           "score": torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)})
+    frame = with_probability(frame, model)
     if known is not None:
         frame["known"] = known.contains(hrt.cpu()).numpy()
     return frame
 
 
-def _predict_entities(model: Model, entities: Vocabulary, relations: Vocabulary, side: Side,
+def _predict_entities(model: AnyModel, entities: Vocabulary, relations: Vocabulary, side: Side,
                       anchor_labels: np.ndarray, r_labels: np.ndarray, k: int, known: KnownTriples | None,
                       remove_known: bool, memory_budget_bytes: int | None) -> pd.DataFrame:
     """Top-k entities for the hidden ``side`` ("tail" or "head"); ``anchor`` is the given entity of each query."""
@@ -122,7 +127,15 @@ def _predict_entities(model: Model, entities: Vocabulary, relations: Vocabulary,
                           side: entities.to_labels(cand.numpy()), "score": score_values.numpy()})
     if side == "head":
         frame = frame[["query_relation", "query_tail", "rank", "head", "score"]]
-    return _finish(frame, query, hrt, known, remove_known)
+    return _finish(with_probability(frame, model), query, hrt, known, remove_known)
+
+
+def with_probability(frame: pd.DataFrame, model: AnyModel) -> pd.DataFrame:
+    """``frame`` with a ``probability`` column, ``exp(score)``, when the model's scores are log-probabilities (a
+    generative circuit); unchanged otherwise."""
+    if not getattr(model, "log_probabilities", False):
+        return frame
+    return frame.assign(probability=np.exp(frame["score"].to_numpy(np.float64)))
 
 
 def _known_answers(known: KnownTriples, side: Side, anchor: torch.Tensor,

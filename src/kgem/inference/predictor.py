@@ -10,9 +10,11 @@ from typing import Literal
 
 import pandas as pd
 
+from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.data.known import KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
+from kgem.inference import generative
 from kgem.inference._common import Queries
 from kgem.inference.export import export_embeddings
 from kgem.inference.predict import predict_heads, predict_relations, predict_tails, score_triples
@@ -25,7 +27,7 @@ class LinkPredictor:
     """Mixin: subclasses provide ``model``, ``entities``, ``relations`` and ``known_triples()`` (the facts to mark
     as known or remove, or None when they are not at hand)."""
 
-    model: Model
+    model: AnyModel
     entities: Vocabulary
     relations: Vocabulary
 
@@ -75,9 +77,30 @@ class LinkPredictor:
                 kind: Literal["entity", "relation"] = "entity", memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Nearest entities (or relations) of each label by cosine, dot or (negative) L2."""
         vocab = self.entities if kind == "entity" else self.relations
-        return similar(self.model, vocab, labels, k=k, metric=metric, kind=kind,
+        return similar(self._embedding_model("similar"), vocab, labels, k=k, metric=metric, kind=kind,
                        memory_budget_bytes=memory_budget_bytes)
 
     def export(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
         """Embeddings as .npy + TSV labels + TensorBoard projector files."""
-        return export_embeddings(self.model, self.entities, self.relations, directory)
+        return export_embeddings(self._embedding_model("export"), self.entities, self.relations, directory)
+
+    def _embedding_model(self, what: str) -> Model:
+        if isinstance(self.model, CircuitModel):
+            raise DataError(f"{what} compares embedding rows; the generative circuit {self.model.name} keeps its "
+                            f"own factors (use conditional, log_prob or sample)")
+        return self.model
+
+    def log_prob(self, triples: Queries) -> pd.DataFrame:
+        """Exact ``log p(h, r, t)`` and ``p(h, r, t)`` of label triples (generative circuits)."""
+        return generative.log_prob(self.model, self.entities, self.relations, triples)
+
+    def conditional(self, *, head: str | None = None, relation: str | None = None, tail: str | None = None,
+                    k: int | None = None) -> pd.DataFrame:
+        """The exact distribution of the missing slot (``p(t | h, r)``, ``p(h | r, t)``, ``p(r | h, t)``,
+        ``p(r | h)`` or ``p(h)``), most probable first (generative circuits); see ``kgem.inference.generative``."""
+        return generative.conditional(self.model, self.entities, self.relations, head=head, relation=relation,
+                                      tail=tail, k=k)
+
+    def sample(self, n: int, *, seed: int = 0) -> pd.DataFrame:
+        """``n`` label triples drawn exactly from the circuit's distribution (generative circuits)."""
+        return generative.sample(self.model, self.entities, self.relations, n, seed=seed)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
+from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.data.known import KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.inference._common import check_k, check_vocab, device_of, inference, to_ids
-from kgem.models.model import Model
+from kgem.inference.predict import with_probability
 from kgem.models.scan import RunningTopK, block_topk, plan, scan, within
 
 
-def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k: int = 100,
+def top_triples(model: AnyModel, entities: Vocabulary, relations: Vocabulary, *, k: int = 100,
                 relation: str | None = None, known: KnownTriples | None = None, remove_known: bool = False,
                 batch_size: int | None = None, memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` highest-scoring triples ``(h, r, t)`` over all heads and tails, of ``relation`` or of every relation.
@@ -23,6 +24,9 @@ def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k:
     merging into a running top-k, so one score block stays within the budget. Among tied scores the triple with the
     lower head id, then relation, then tail id ranks first. ``remove_known`` masks the triples in ``known`` out of
     the scan. Columns: head, relation, tail, score (best first), and ``known`` when ``known`` is given.
+
+    A generative circuit's triples are ranked by their joint probability: its score is ``log p(h, r, t) = log p(h)
+    + log p(r | h) + log p(t | h, r)``, the tail conditional of the scan plus each row's exact prior.
     """
     check_k(k)
     check_vocab(model, entities, relations)
@@ -41,6 +45,7 @@ def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k:
     frame = pd.DataFrame({"head": entities.to_labels(hrt[:, 0].numpy()),
                           "relation": relations.to_labels(hrt[:, 1].numpy()),
                           "tail": entities.to_labels(hrt[:, 2].numpy()), "score": values.numpy()})
+    frame = with_probability(frame, model)
     if known is not None:
         flags = known.contains(hrt).numpy()
         frame["known"] = flags
@@ -49,7 +54,7 @@ def top_triples(model: Model, entities: Vocabulary, relations: Vocabulary, *, k:
     return frame
 
 
-def _scan(model: Model, rel_ids: torch.Tensor, mask_known: KnownTriples | None, k: int, batch_size: int | None,
+def _scan(model: AnyModel, rel_ids: torch.Tensor, mask_known: KnownTriples | None, k: int, batch_size: int | None,
           memory_budget_bytes: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Running top-k over rows ``head * len(rel_ids) + j`` x all tails: ``(scores, row * num_entities + tail)``.
     Each block is first cut to each row's top-k, then the rows' survivors merge into the one running top-k."""
@@ -57,15 +62,21 @@ def _scan(model: Model, rel_ids: torch.Tensor, mask_known: KnownTriples | None, 
     rows = num * len(rel_ids)
     batch, _ = plan(rows, num, memory_budget_bytes, batch_size)
     best = RunningTopK(1, k, device)
+    head_prior = model.circuit.log_marginal_head() if isinstance(model, CircuitModel) else None
     for start in range(0, rows, batch):
         row = torch.arange(start, min(start + batch, rows), device=device)
         h, r = row // len(rel_ids), rel_ids[row % len(rel_ids)]
+        prior = None
+        if isinstance(model, CircuitModel) and head_prior is not None:  # log p(h, r) of each row
+            prior = head_prior[h] + model.circuit.log_relation_given_head(h).gather(1, r[:, None]).squeeze(1)
         known = None
         if mask_known is not None:
             local, tails = mask_known.tail_pairs(h.cpu(), r.cpu())
             known = local.to(device), tails.to(device)
         for block in scan(model, "tail", h, r, memory_budget_bytes=memory_budget_bytes):
             scores = block.scores  # (b, C)
+            if prior is not None:
+                scores = scores + prior[:, None]
             if known is not None:
                 scores[within(known, block.start, block.stop)] = float("-inf")
             values, cols = block_topk(scores, k)  # each row's best, by score, then column

@@ -1,6 +1,6 @@
 """Training: approaches (batch builders), samplers, losses, regularizers, optimizers and the Trainer."""
 
-from kgem.training.approaches import SLCWA, Approach, KvsAll, OneVsAll
+from kgem.training.approaches import SLCWA, Approach, Generative, KvsAll, OneVsAll
 from kgem.training.checkpoint import CheckpointError, Checkpoints
 from kgem.training.losses import LOSSES, Loss
 from kgem.training.optim import build_optimizer, clip_grad_norm
@@ -19,6 +19,7 @@ __all__ = [
            "Checkpoints",
            "EarlyStopping",
            "EpochSchedule",
+           "Generative",
            "History",
            "KvsAll",
            "Loss",

@@ -4,6 +4,7 @@
 - ``KvsAll``: distinct (h, r) queries (and (r, t) without reciprocal relations) against the multi-hot of all
   their true answers (LCWA, Dettmers et al. 2018).
 - ``OneVsAll``: each triple against all entities, softmax over the true one (Lacroix et al. 2018).
+- ``Generative``: a generative circuit's own objective on each batch of triples (pseudo- or exact log-likelihood).
 
 With a model built with ``inverse=True`` the training triples get their reciprocals and only tails are predicted.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from kgem.circuits.model import AnyModel, CircuitModel
+from kgem.circuits.objectives import Objective
 from kgem.data.known import KnownTriples
 from kgem.data.triples import with_inverse
 from kgem.models.model import Model
@@ -25,11 +28,18 @@ Step = tuple[torch.Tensor, list[torch.Tensor]]  # (fit loss, factors for the reg
 class Approach:
     """Base: ``prepare`` the training rows once, then ``step`` on each batch of them."""
 
-    def prepare(self, hrt: torch.Tensor, model: Model) -> torch.Tensor:
+    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
         return with_inverse(hrt, model.num_relations) if model.inverse else hrt
 
-    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
         raise NotImplementedError
+
+
+def embedding_model(model: AnyModel, approach: str) -> Model:
+    """``model``, which must be an embedding model: a circuit trains on its objective (``Generative``) alone."""
+    if not isinstance(model, Model):
+        raise TypeError(f"approach {approach} trains embedding models; a generative circuit trains with Generative")
+    return model
 
 
 class SLCWA(Approach):
@@ -38,12 +48,14 @@ class SLCWA(Approach):
     def __init__(self, sampler: NegativeSampler) -> None:
         self.sampler = sampler
 
-    def prepare(self, hrt: torch.Tensor, model: Model) -> torch.Tensor:
+    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
+        model = embedding_model(model, "slcwa")
         hrt = super().prepare(hrt, model)
         self.sampler.prepare(hrt, model.num_entities, model.relation.num, tails_only=model.inverse)
         return hrt
 
-    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        model = embedding_model(model, "slcwa")
         neg = self.sampler.sample(batch, generator)
         pos, neg_scores, factors = score_sampled(model, batch, neg.ids, neg.corrupt_head)
         if neg.known is not None:  # true triples the filter could not replace do not count as negatives
@@ -54,7 +66,8 @@ class SLCWA(Approach):
 class KvsAll(Approach):
     """Each distinct query against the multi-hot of its known answers in the training graph."""
 
-    def prepare(self, hrt: torch.Tensor, model: Model) -> torch.Tensor:
+    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
+        model = embedding_model(model, "kvsall")
         hrt = super().prepare(hrt, model)
         self.known = KnownTriples(hrt, model.num_entities, model.relation.num)
         side = torch.zeros(len(hrt), 1, dtype=torch.long)
@@ -63,7 +76,8 @@ class KvsAll(Approach):
             queries.append(torch.cat([side + 1, hrt[:, [2, 1]]], 1))  # (1, t, r): predict heads
         return torch.unique(torch.cat(queries), dim=0)
 
-    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        model = embedding_model(model, "kvsall")
         tails = batch[batch[:, 0] == 0]
         heads = batch[batch[:, 0] == 1]
         scores, rows, cols = [], [], []
@@ -85,7 +99,8 @@ class KvsAll(Approach):
 class OneVsAll(Approach):
     """Each triple scores all tails (and all heads without reciprocal relations); its true entity is the label."""
 
-    def step(self, model: Model, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        model = embedding_model(model, "1vsall")
         h, r, t = batch.unbind(1)
         scores, targets = [model.score_t(h, r)], [t]
         if not model.inverse:
@@ -93,3 +108,26 @@ class OneVsAll(Approach):
             targets.append(h)
         block = scores[0] if len(scores) == 1 else torch.cat(scores)
         return loss.multi_label(block, torch.arange(len(block)), torch.cat(targets)), model.factors(batch)
+
+
+class Generative(Approach):
+    """A generative circuit (``CircuitModel``) trained on ``objective(circuit, batch)`` (``kgem.circuits.objectives``:
+    the pseudo-log-likelihood or the exact log-likelihood, normalised per triple): no negatives, no loss function,
+    no regularizer factors, and no reciprocal relations, as a circuit models the triples as given. The loss the
+    trainer passes is not used."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.objective = objective
+
+    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
+        circuit_model(model)
+        return hrt
+
+    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+        return self.objective(circuit_model(model).circuit, batch), []
+
+
+def circuit_model(model: AnyModel) -> CircuitModel:
+    if not isinstance(model, CircuitModel):
+        raise TypeError(f"the generative approach trains circuits (CircuitModel), got {type(model).__name__}")
+    return model

@@ -22,15 +22,15 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from kgem.errors import ConfigError, TrainingError
-from kgem.models.model import Model
 from kgem.training.optim import Adagrad, RowAdagrad
 
 T = TypeVar("T")
 
 
-def share(model: Model, optimizer: torch.optim.Optimizer) -> None:
+def share(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Move the parameters and the optimizer's state to shared memory, where every worker updates them."""
     if not hogwild_optimizer(optimizer):
         raise ConfigError(f"HOGWILD workers need an optimizer with state fixed up front and a step safe without "

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from kgem.models.model import Model, state_mismatch
+from kgem.models.model import state_mismatch
 from kgem.ops.process import retain_freed_memory
 from kgem.training.approaches import Approach
 from kgem.training.checkpoint import Checkpoints
@@ -40,7 +41,7 @@ class Tally:
         return self.total / max(self.count, 1)
 
 
-def train_epoch(model: Model, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
+def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
                 optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
                 epoch: int = 0, tally: Tally | None = None, clip_grad_norm: float | None = None) -> float:
     """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
@@ -79,7 +80,7 @@ class EarlyStopping:
     """Every ``frequency`` epochs call ``validate(model)`` (higher is better, e.g. filtered MRR); stop after
     ``patience`` validations without an improvement of more than ``min_delta``; restore the best weights."""
 
-    validate: Callable[[Model], float]
+    validate: Callable[[AnyModel], float]
     frequency: int = 1
     patience: int = 3
     min_delta: float = 0.0
@@ -88,7 +89,7 @@ class EarlyStopping:
     bad_rounds: int = 0
     best_state: dict[str, torch.Tensor] | None = None
 
-    def check(self, model: Model, epoch: int) -> tuple[float, bool]:
+    def check(self, model: AnyModel, epoch: int) -> tuple[float, bool]:
         """Validate; return (metric, should_stop)."""
         value = self.validate(model)
         if value > self.best + self.min_delta:
@@ -114,7 +115,7 @@ class History:
 class Trainer:
     """Trains a model with one approach, loss and optimizer (config stops at the factory that builds this)."""
 
-    def __init__(self, model: Model, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
+    def __init__(self, model: AnyModel, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
                  regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
                  seed: int = 0, progress: bool = True, workers: int = 1,
                  clip_grad_norm: float | None = None) -> None:
@@ -129,6 +130,9 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
+        if workers > 1 and isinstance(model, CircuitModel):
+            raise ConfigError("generative circuits train in one process: set workers to 1 (their objective "
+                              "normalises over every entity each step, which HOGWILD workers would race on)")
         self.workers = workers
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ConfigError(f"clip_grad_norm must be positive or None, got {clip_grad_norm}")
