@@ -14,7 +14,12 @@ triples, next to the KTD of uniform triples, both with the trained plain ComplEx
 calibration on the same ranked test triples and filter: each query's distribution over every entity
 (``kgem.evaluation.query_probabilities``: the circuits' exact conditionals, ComplEx's softmax over its scores), with
 the expected calibration error (``ece``, 15 bins), the Brier score of the top answer (``brier``) and the filtered
-negative log-likelihood of the true answers (``nll_filtered``).
+negative log-likelihood of the true answers (``nll_filtered``). And Sem@1, Sem@3 and Sem@10 (``sem@k``,
+``kgem.evaluation.semantic_at_k``) on the same ranked test triples: the share of each query's k best entities (all
+entities ranked, no filter) allowed in its slot. FB15k-237 and WN18RR ship no type files, so this is Sem@k against
+domains/ranges observed in train (``kgem.data.derive_types``): an entity fits a relation's head (tail) slot when it is
+the head (tail) of one of its training triples, and a relation without a training triple allows no entity. A k
+above the number of entities is left out. The markdown output says so under its table.
 
 Every run prints one JSON line; a run that raises (a NaN loss, a failed sample) or ends with a non-finite number is
 ``"status": "failed"`` with its ``error`` and no metrics. The JSON (settings and runs) and a markdown table go to
@@ -49,9 +54,17 @@ from kgem.circuits import (
 )
 from kgem.circuits.fit import fit_epoch, objective_fn
 from kgem.circuits.squared import SquaredCircuit
-from kgem.data import Dataset, KnownTriples
+from kgem.data import Dataset, DomainConstraints, KnownTriples, derive_types
 from kgem.errors import KgemError
-from kgem.evaluation import Calibration, EvaluationResult, evaluate, plot_reliability, query_probabilities
+from kgem.evaluation import (
+    Calibration,
+    EvaluationResult,
+    evaluate,
+    plot_reliability,
+    query_probabilities,
+    semantic_at_k,
+)
+from kgem.evaluation.semantic import SEM_AT
 from kgem.models import Model, build_model
 from kgem.training import LOSSES, REGULARIZERS, OneVsAll, build_optimizer, train_epoch
 
@@ -61,6 +74,7 @@ OUT = ROOT / "bench" / "out" / "gekc"
 DATASETS = {"fb15k237": ["fb15k237"], "wn18rr": ["wn18rr"], "both": ["fb15k237", "wn18rr"]}
 CIRCUITS: dict[str, tuple[type[SquaredCircuit], str]] = {
     "complex2-pll": (ComplEx2, "pll"), "complex2-mle": (ComplEx2, "mle"), "cp2-pll": (CP2, "pll")}
+SEM_NOTE = "Sem@k against domains/ranges observed in train (the datasets ship no type files)."
 QUICK = {"budget_seconds": 2.0, "rank": 16, "eval_limit": 100, "ktd_samples": 200}
 
 
@@ -142,13 +156,15 @@ def ranking(result: EvaluationResult) -> dict[str, float]:
 
 @dataclass
 class Bench:
-    """One dataset's shared pieces: the data, the filter, the ranked test triples, the KTD reference triples, the
-    feature model (the trained plain ComplEx, once it exists) and each evaluated run's calibration."""
+    """One dataset's shared pieces: the data, the filter, the ranked test triples, the domain constraints observed
+    in train (for Sem@k), the KTD reference triples, the feature model (the trained plain ComplEx, once it exists)
+    and each evaluated run's calibration."""
 
     data: Dataset
     args: argparse.Namespace
     known: KnownTriples = field(init=False)
     ranked: torch.Tensor = field(init=False)
+    constraints: DomainConstraints = field(init=False)
     reference: torch.Tensor = field(init=False)
     features: Model | None = None
     curves: dict[str, Calibration] = field(default_factory=dict)
@@ -158,17 +174,24 @@ class Bench:
         if test is None or len(test) < 2:
             raise SystemExit(f"{self.data.name}: the benchmark needs a test split of at least 2 triples")
         self.known = self.data.known()
+        self.constraints = derive_types(self.data.train.hrt, self.data.num_entities, self.data.num_relations)
         order = torch.randperm(len(test), generator=torch.Generator().manual_seed(self.args.seed))
         self.ranked = test[order[: self.args.eval_limit]]
         self.reference = test[order[: self.args.ktd_samples]]
 
     def evaluate(self, name: str, model: Model | CircuitModel) -> dict[str, float]:
-        """Filtered link prediction and calibration on the ranked test triples; the calibration is kept for the
-        reliability diagram under ``name``."""
+        """Filtered link prediction, Sem@k and calibration on the ranked test triples; the calibration is kept for
+        the reliability diagram under ``name``."""
         curve = query_probabilities(model, self.ranked, known=self.known)
         self.curves[name] = curve
         return {**ranking(evaluate(model, self.ranked, known=self.known, filter_splits="train+valid+test")),
-                "ece": curve.ece(), "brier": curve.brier(), "nll_filtered": curve.nll()}
+                **self.semantic(model), "ece": curve.ece(), "brier": curve.brier(), "nll_filtered": curve.nll()}
+
+    def semantic(self, model: Model | CircuitModel) -> dict[str, float]:
+        """``sem@k`` (both sides averaged) for each k of ``SEM_AT`` that does not exceed the number of entities."""
+        ks = [k for k in SEM_AT if k <= self.data.num_entities]
+        result = semantic_at_k(model, self.ranked, self.constraints, ks=ks)
+        return {f"sem@{k}": result[f"sem@{k}"] for k in ks}
 
     def ktd(self, samples: torch.Tensor) -> float | None:
         return None if self.features is None else kernel_triple_distance(self.features, samples, self.reference)
@@ -252,17 +275,18 @@ def cell(record: dict[str, Any], key: str, digits: int = 4) -> str:
 def table(records: list[dict[str, Any]]) -> str:
     """The markdown table: one row per run; a failed run shows its error instead of numbers."""
     lines = ["| dataset | model | status | rank | batch | lr | epochs | s/epoch | s/step | MRR | H@1 | H@3 | H@10 "
-             "| test LL | uniform LL | KTD | KTD uniform | ECE | Brier | NLL filt. |", "|" + "---|" * 20]
+             "| Sem@1 | Sem@3 | Sem@10 | test LL | uniform LL | KTD | KTD uniform | ECE | Brier | NLL filt. |",
+             "|" + "---|" * 23]
     for r in records:
         s = r.get("settings") or {}
         start = f"| {r['dataset']} | {r['model']} | {r['status']} | {s.get('rank', '–')} | " \
                 f"{s.get('batch_size', '–')} | {s.get('lr', '–')} |"
         if r["status"] != "ok":
-            lines.append(f"{start} {r['error']} |" + " |" * 13)
+            lines.append(f"{start} {r['error']} |" + " |" * 16)
             continue
         keys = ["epochs", "seconds_per_epoch", "seconds_per_step", "test_mrr", "test_hits@1", "test_hits@3",
-                "test_hits@10", "test_log_likelihood", "uniform_log_likelihood", "ktd", "ktd_uniform", "ece", "brier",
-                "nll_filtered"]
+                "test_hits@10", *(f"sem@{k}" for k in SEM_AT), "test_log_likelihood", "uniform_log_likelihood", "ktd",
+                "ktd_uniform", "ece", "brier", "nll_filtered"]
         lines.append(start + "".join(f" {cell(r, k)} |" for k in keys))
     return "\n".join(lines)
 
@@ -302,7 +326,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for name in names:
         runs, curves[name] = run_dataset(name, args)
         records += runs
-    markdown = table(records)
+    markdown = f"{table(records)}\n\n{SEM_NOTE}"
     print(markdown)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

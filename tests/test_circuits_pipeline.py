@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import kgem
-from kgem.circuits import CircuitModel, ComplEx2, average_log_likelihood, fit, load_circuit, pll
+from kgem.circuits import CircuitModel, ComplEx2, TypedSquared, average_log_likelihood, fit, load_circuit, pll
 from kgem.cli import main
+from kgem.data.types import derive_types
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, DataError
 from kgem.pipeline import pipeline
@@ -188,3 +189,67 @@ def test_kgem_train_and_predict_a_circuit(tmp_path, capsys) -> None:
     assert "probability" in printed.splitlines()[0]
     assert main(["sample", str(out / "model"), "-n", "4"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_a_typed_circuit_trains_saves_and_loads_with_its_constraints(tmp_path) -> None:
+    """model.constraints=derived: triples outside the domains and ranges seen in train get exactly 0, before and
+    after saving (the masks travel in the weights file), and the test likelihood says how many test triples that
+    excludes."""
+    config = {"data": {"dataset": "nations"}, "model": {"name": "cp2", "dim": 4, "constraints": "derived"},
+              "training": {"epochs": 2, "optimizer": "adam", "lr": 0.02, "early_stopping": False}}
+    result = pipeline(config, progress=False, output=tmp_path / "run")
+    circuit = result.model.circuit
+    assert isinstance(circuit, TypedSquared)
+    domains = derive_types(result.dataset.train.hrt, result.dataset.num_entities, result.dataset.num_relations)
+    test = result.dataset.test.hrt
+    allowed = domains.check(test)
+    assert result.likelihood is not None and result.likelihood["excluded_triples"] == int((~allowed).sum()) > 0
+    assert result.likelihood["log_likelihood"] == -math.inf
+    assert result.likelihood["log_likelihood_allowed"] == pytest.approx(average_log_likelihood(circuit, test[allowed]))
+    loaded = kgem.load(tmp_path / "run" / "model")
+    assert isinstance(loaded.model.circuit, TypedSquared) and loaded.extra["likelihood"]["log_likelihood"] is None
+    with torch.no_grad():
+        before, after = circuit.log_prob(test), loaded.model.circuit.log_prob(test)
+    assert torch.equal(torch.isinf(after), ~allowed)
+    torch.testing.assert_close(after[allowed], before[allowed])
+    tails = loaded.conditional(head="usa", relation="embassy")
+    embassy = loaded.relations.lookup(["embassy"])[0]
+    expected_zero = {loaded.entities.labels[e] for e in range(14) if not domains.allowed_tails[embassy, e]}
+    assert set(tails.loc[tails["probability"] == 0, "tail"]) == expected_zero
+    assert tails["probability"].sum() == pytest.approx(1.0)
+
+
+def test_constraints_are_refused_where_they_do_not_apply(tmp_path) -> None:
+    base = {"data": {"dataset": "nations"}, "training": {"epochs": 1}}
+    for model, message in [({"name": "complex", "constraints": "derived"}, "restricts a squared generative"),
+                           ({"name": "cp+", "constraints": "derived"}, "only squared circuits"),
+                           ({"name": "cp2", "constraints": str(tmp_path)}, "entity_types.tsv is missing")]:
+        with pytest.raises(ConfigError, match=message):
+            pipeline({**base, "model": {"dim": 4, **model}}, progress=False)
+
+
+def test_constraints_from_type_files(tmp_path) -> None:
+    """A folder of entity_types.tsv and relation_signatures.tsv: two types, and relation 'economicaid' allows only
+    'donor' heads (its heads in train); every other slot allows both types. Type files that the training triples
+    break are refused before training, naming a breaking triple."""
+    dataset = kgem.load_dataset("nations")
+    donors = {"china", "uk", "usa", "ussr"}
+
+    def write(restricted: str) -> None:
+        (tmp_path / "entity_types.tsv").write_text("".join(f"{e}\t{'donor' if e in donors else 'other'}\n"
+                                                           for e in dataset.entities.labels))
+        lines = [f"{r}\t{s}\t{o}\n" for r in dataset.relations.labels for s in ("donor", "other")
+                 for o in ("donor", "other") if r != restricted or s == "donor"]
+        (tmp_path / "relation_signatures.tsv").write_text("".join(lines))
+
+    write("economicaid")
+    config = {"data": {"dataset": "nations"}, "model": {"name": "complex2", "dim": 4, "constraints": str(tmp_path)},
+              "training": {"epochs": 1, "optimizer": "adam", "lr": 0.01, "early_stopping": False}}
+    result = pipeline(config, progress=False)
+    heads = result.conditional(relation="economicaid", tail="india")
+    assert set(heads.loc[heads["probability"] > 0, "head"]) == donors
+    assert heads["probability"].sum() == pytest.approx(1.0)
+    write("embassy")  # 'embassy' has heads of both types in train
+    with pytest.raises(ConfigError, match=r"^model\.constraints: \d+ training triples break the domains and "
+                                          r"ranges of .*, e\.g\. \(\w+, embassy, \w+\)"):
+        pipeline(config, progress=False)

@@ -18,7 +18,9 @@ from kgem.circuits.registry import CIRCUITS, build_circuit, circuit_arguments
 from kgem.circuits.sampling import sample_labels
 from kgem.circuits.squared import CP2, ComplEx2
 from kgem.circuits.store import _sha256, load_circuit, save_circuit
+from kgem.circuits.typed import TypedSquared, typed_complex2
 from kgem.cli import main
+from kgem.data.types import DomainConstraints
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, ModelFileError
 
@@ -246,3 +248,24 @@ def test_sample_bad_model_dir_from_the_shell(tmp_path) -> None:
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"kgem: error: circuit directory {tmp_path / 'none'} does not exist"]
+
+
+def test_a_typed_circuit_round_trips_with_its_masks_and_refuses_bad_ones(tmp_path) -> None:
+    heads = torch.tensor([[True, True, False, True], [False, True, True, True]])
+    tails = torch.tensor([[True, False, True, True], [True, True, True, False]])
+    typed = typed_complex2(DomainConstraints(heads, tails), 3, init_sigma=0.5).double()
+    folder = save_circuit(typed, tmp_path / "typed", name="complex2", args={"init_sigma": 0.5},
+                          entities=Vocabulary([f"e{i}" for i in range(4)]), relations=Vocabulary(["r0", "r1"]))
+    assert json.loads((folder / "config.json").read_text())["typed"] is True
+    loaded = load_circuit(folder).circuit
+    assert isinstance(loaded, TypedSquared)
+    grid = torch.cartesian_prod(torch.arange(4), torch.arange(2), torch.arange(4))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.log_prob(grid), typed.log_prob(grid))
+    weights = {key: value for key, value in typed.state_dict().items() if key != "allowed_tails"}
+    replace_weights(folder, weights)
+    with pytest.raises(ModelFileError, match=r"missing allowed_tails \(a typed circuit's constraint mask\)$"):
+        load_circuit(folder)
+    replace_weights(folder, {**weights, "allowed_tails": tails.double()})
+    with pytest.raises(ModelFileError, match=r"allowed_tails has dtype torch.float64, expected torch.bool$"):
+        load_circuit(folder)

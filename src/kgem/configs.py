@@ -51,6 +51,10 @@ class ModelConfig:
     init_args: dict[str, Any] = help_field({}, "initializer arguments, e.g. {std: 0.001}")
     init_from: str | None = help_field(None, "warm start from a saved model directory: rows of entities and relations "
                                              "it knows (by label) are copied, the others keep the fresh init")
+    constraints: str | None = help_field(None, "squared circuits (cp2, complex2) only: give probability exactly 0 "
+                                               "to triples outside each relation's domain and range, 'derived' "
+                                               "(those seen in the training triples) or a folder holding "
+                                               "entity_types.tsv and relation_signatures.tsv")
 
     def __post_init__(self) -> None:
         if self.dim <= 0:

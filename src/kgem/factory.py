@@ -21,10 +21,13 @@ import torch
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.objectives import check_weights, objective, pll
 from kgem.circuits.registry import CIRCUITS, build_circuit
+from kgem.circuits.squared import SquaredCircuit
+from kgem.circuits.typed import TypedSquared
 from kgem.config import coerce
 from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
 from kgem.data import Dataset, KnownTriples, load_dataset
 from kgem.data.readers import order_to_columns
+from kgem.data.types import DomainConstraints, derive_types, read_types
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
@@ -112,7 +115,11 @@ def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *
     A circuit's name gives a ``CircuitModel`` (``circuit_from_config``)."""
     check_model_name(cfg.name)
     if is_circuit(cfg.name):
-        return circuit_from_config(cfg, num_entities, num_relations)
+        return circuit_from_config(cfg, num_entities, num_relations, graph=graph, entities=entities,
+                                   relations=relations)
+    if cfg.constraints is not None:
+        raise ConfigError(f"model.constraints: restricts a squared generative circuit (cp2, complex2), not "
+                          f"model {cfg.name}")
     model = _build_from_config(cfg, num_entities, num_relations, sparse=sparse, graph=graph)
     if cfg.init_from is not None:
         if entities is None or relations is None:
@@ -138,10 +145,14 @@ def _build_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, 
     return model
 
 
-def circuit_from_config(cfg: ModelConfig, num_entities: int, num_relations: int) -> CircuitModel:
-    """The generative circuit ``cfg.name`` of rank ``cfg.dim``, its ``model.args`` checked by name and type.
-    ``model.inverse`` does not apply (a circuit models the triples as given); ``init`` and ``init_from`` are refused:
-    a circuit starts at its own (near-uniform) initialisation, or from a model by ``squared_from_model``."""
+def circuit_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *,
+                        graph: torch.Tensor | None = None, entities: Vocabulary | None = None,
+                        relations: Vocabulary | None = None) -> CircuitModel:
+    """The generative circuit ``cfg.name`` of rank ``cfg.dim``, its ``model.args`` checked by name and type, and
+    restricted to ``cfg.constraints`` (derived from ``graph``, the training triples, or read from type files of
+    the labels in ``entities`` and ``relations``). ``model.inverse`` does not apply (a circuit models the triples
+    as given); ``init`` and ``init_from`` are refused: a circuit starts at its own (near-uniform) initialisation,
+    or from a model by ``squared_from_model``."""
     name = cfg.name.lower()
     for key in ("init", "init_from"):
         if getattr(cfg, key) is not None:
@@ -150,7 +161,49 @@ def circuit_from_config(cfg: ModelConfig, num_entities: int, num_relations: int)
     known = arguments(CIRCUITS.get(name).__init__, skip=("num_entities", "num_relations", "dim"))
     args = checked("model.args", name, cfg.args, known)
     circuit = construct("model.args", name, build_circuit, name, num_entities, num_relations, cfg.dim, **args)
+    if cfg.constraints is not None:
+        if not isinstance(circuit, SquaredCircuit):
+            raise ConfigError(f"model.constraints: only squared circuits (cp2, complex2) can be typed, not {name}")
+        domains = constraints_from_config(cfg.constraints, num_entities, num_relations, graph, entities, relations)
+        check_graph_fits(domains, graph, cfg.constraints, entities, relations)
+        circuit = construct("model.constraints", name, TypedSquared, circuit, domains)
     return CircuitModel(circuit, name, args)
+
+
+def check_graph_fits(domains: DomainConstraints, graph: torch.Tensor | None, source: str,
+                     entities: Vocabulary | None, relations: Vocabulary | None) -> None:
+    """Every training triple must be allowed: the typed circuit gives a breaking one probability 0, an infinite
+    loss. A ConfigError counts them and names the first (by label where the vocabularies are given)."""
+    if graph is None:
+        return
+    broken = graph[~domains.check(graph)]
+    if not len(broken):
+        return
+    h, r, t = broken[0].tolist()
+    if entities is not None and relations is not None:
+        h, r, t = entities.labels[h], relations.labels[r], entities.labels[t]
+    raise ConfigError(f"model.constraints: {len(broken)} training triples break the domains and ranges of {source}, "
+                      f"e.g. ({h}, {r}, {t}); fix the type files or leave those triples out")
+
+
+TYPE_FILES = ("entity_types.tsv", "relation_signatures.tsv")  # a constraints folder (formats: kgem.data.types)
+
+
+def constraints_from_config(source: str, num_entities: int, num_relations: int, graph: torch.Tensor | None,
+                            entities: Vocabulary | None, relations: Vocabulary | None) -> DomainConstraints:
+    """``derived``: the domains and ranges of the training triples ``graph``; else a folder of ``TYPE_FILES``."""
+    if source == "derived":
+        if graph is None:
+            raise ConfigError("model.constraints: derived needs the training triples")
+        return derive_types(graph, num_entities, num_relations)
+    folder = Path(source)
+    missing = [name for name in TYPE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(f"model.constraints: {source} must be 'derived' or a folder holding "
+                          f"{' and '.join(TYPE_FILES)}; {folder / missing[0]} is missing")
+    if entities is None or relations is None:
+        raise ConfigError("model.constraints: type files name labels: give the entity and relation vocabularies")
+    return read_types(folder / TYPE_FILES[0], folder / TYPE_FILES[1], entities, relations)
 
 
 def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> Approach:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,7 @@ from kgem.atomic import atomic_write
 from kgem.circuits.evaluation import average_log_likelihood, uniform_log_likelihood
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.store import save_circuit
+from kgem.circuits.typed import TypedSquared
 from kgem.config import apply_overrides, from_dict, load_config, save_config, to_dict
 from kgem.configs import DataConfig, EvaluationConfig, PipelineConfig
 from kgem.data import Dataset, KnownTriples, Vocabulary, relation_categories
@@ -89,8 +91,9 @@ class PipelineResult(LinkPredictor):
         extra: dict[str, Any] = {"pipeline": to_dict(self.config), "timings": self.timings}
         if self.evaluation is not None:
             extra["evaluation"] = self.evaluation.to_dict()
-        if self.likelihood is not None:
-            extra["likelihood"] = self.likelihood
+        if self.likelihood is not None:  # -inf (a typed circuit's excluded test triple) is JSON's null
+            extra["likelihood"] = {key: value if math.isfinite(value) else None
+                                   for key, value in self.likelihood.items()}
         if isinstance(self.model, CircuitModel):
             return save_circuit(self.model.circuit, directory, name=self.model.name, args=self.model.args,
                                 entities=self.dataset.entities, relations=self.dataset.relations, extra=extra)
@@ -149,7 +152,8 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
 
 
 def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
-    """The config with its local paths (a dataset folder or file, ``data.path``, ``model.init_from``) made absolute,
+    """The config with its local paths (a dataset folder or file, ``data.path``, ``model.init_from``, a constraints
+    folder) made absolute,
     so that the run folder's config and the saved model find them from any working directory (resume, evaluate,
     predict --remove-known). Registered dataset names stay names, as ``load_dataset`` prefers them."""
     def absolute(path: str) -> str:
@@ -158,7 +162,8 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     data, model = cfg.data, cfg.model
     dataset = data.dataset if data.dataset in DATASETS else absolute(data.dataset)
     return replace(cfg, data=replace(data, dataset=dataset, path=data.path and absolute(data.path)),
-                   model=replace(model, init_from=model.init_from and absolute(model.init_from)))
+                   model=replace(model, init_from=model.init_from and absolute(model.init_from),
+                                 constraints=model.constraints and absolute(model.constraints)))
 
 
 def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None, resume: bool) -> PipelineResult:
@@ -193,10 +198,20 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
 
 
 def test_likelihood(model: CircuitModel, hrt: torch.Tensor) -> dict[str, float]:
-    """A circuit's average log-likelihood of ``hrt`` (nats per triple) and the uniform distribution's."""
+    """A circuit's average log-likelihood of ``hrt`` (nats per triple) and the uniform distribution's. A typed
+    circuit gives probability 0 to a triple outside its constraints, so its average is ``-inf`` as soon as one test
+    triple breaks them: it also reports how many do (``excluded_triples``) and the average over the others
+    (``log_likelihood_allowed``)."""
     circuit = model.circuit
-    return {"log_likelihood": average_log_likelihood(circuit, hrt),
-            "uniform_log_likelihood": uniform_log_likelihood(circuit.num_entities, circuit.num_relations)}
+    result = {"log_likelihood": average_log_likelihood(circuit, hrt),
+              "uniform_log_likelihood": uniform_log_likelihood(circuit.num_entities, circuit.num_relations)}
+    if isinstance(circuit, TypedSquared):
+        h, r, t = hrt.to(circuit.allowed_heads.device).unbind(1)
+        allowed = (circuit.allowed_heads[r, h] & circuit.allowed_tails[r, t]).cpu()
+        result["excluded_triples"] = int((~allowed).sum())
+        if bool(allowed.any()):
+            result["log_likelihood_allowed"] = average_log_likelihood(circuit, hrt[allowed])
+    return result
 
 
 def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True) -> PipelineResult:

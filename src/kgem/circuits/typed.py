@@ -87,7 +87,8 @@ class TypedSquared(Circuit):
     """A ``SquaredCircuit`` restricted to the triples a ``DomainConstraints`` allows (see the module docstring).
 
     ``base`` keeps its parameters (they are this module's); the masks and the domain and class structure are
-    buffers, so ``.to(device)`` moves them along."""
+    buffers, so ``.to(device)`` moves them along. Only the masks are saved in the state dict: the structure is
+    derived from them again when the circuit is rebuilt."""
 
     allowed_heads: torch.Tensor
     allowed_tails: torch.Tensor
@@ -128,11 +129,13 @@ class TypedSquared(Circuit):
         self.heads_by_class = partition(head_class, len(head_patterns))
         self.tails_by_class = partition(tail_class, len(tail_patterns))
         relations_per_domain = torch.tensor(self.relations_by_domain.sizes)
-        self.register_buffer("relation_domain", relation_domain.to(device))
-        self.register_buffer("head_members", head_patterns.T.to(device))  # (D, A_h): class a's heads allowed in d
-        self.register_buffer("tail_members", tail_patterns.T.to(device))
+        self.register_buffer("relation_domain", relation_domain.to(device), persistent=False)
+        # (D, A_h): class a's heads allowed in domain d
+        self.register_buffer("head_members", head_patterns.T.to(device), persistent=False)
+        self.register_buffer("tail_members", tail_patterns.T.to(device), persistent=False)
         # (D,): allowed (r, t) pairs per head of the domain, the uniform component's share of p(h) in units of eps
-        self.register_buffer("domain_triples", (relations_per_domain * domain_tails.sum(1)).to(device))
+        self.register_buffer("domain_triples", (relations_per_domain * domain_tails.sum(1)).to(device),
+                             persistent=False)
 
     def extra_repr(self) -> str:
         return f"domains={self.num_domains}, allowed_triples={self.num_allowed}"
@@ -232,8 +235,10 @@ class TypedSquared(Circuit):
         return masked_log(phi.square() + self.epsilon, norm.unsqueeze(-1), self.allowed_heads[r])
 
     # --- relation conditionals ----------------------------------------------------------------------------------------
-    def log_relations(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``log p(r | h, t)`` for every relation ``(B, R)``, over the relations allowing both ``h`` and ``t``."""
+    def log_relations(self, h: torch.Tensor, t: torch.Tensor, grams: TypedGrams | None = None) -> torch.Tensor:
+        """``log p(r | h, t)`` for every relation ``(B, R)``, over the relations allowing both ``h`` and ``t``. It
+        needs no Gram (the candidates are the R relations themselves): ``grams`` is accepted, as objectives share
+        them with every conditional, and not used."""
         b = self.base
         q = b.relation_query(b.subject_keys()[h], b.object_keys()[t])
         value = (q @ b.relation_keys().T).square() + self.epsilon
@@ -241,7 +246,7 @@ class TypedSquared(Circuit):
         norm = torch.where(allowed, value, torch.zeros_like(value)).sum(-1, keepdim=True)
         return masked_log(value, norm, allowed)
 
-    def log_relation(self, hrt: torch.Tensor) -> torch.Tensor:
+    def log_relation(self, hrt: torch.Tensor, grams: TypedGrams | None = None) -> torch.Tensor:
         h, r, t = check_triples(hrt).unbind(-1)
         return self.log_relations(h, t).gather(1, r.unsqueeze(1)).squeeze(1)
 
