@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,11 @@ import torch
 import kgem
 from kgem.circuits import CircuitModel, ComplEx2, TypedSquared, average_log_likelihood, fit, load_circuit, pll
 from kgem.cli import main
+from kgem.configs import ModelConfig
 from kgem.data.types import derive_types
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, DataError
+from kgem.factory import model_from_config
 from kgem.pipeline import pipeline
 from kgem.saving import LoadedModel
 from kgem.training import Generative, Trainer, build_optimizer
@@ -253,3 +256,36 @@ def test_constraints_from_type_files(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"^model\.constraints: \d+ training triples break the domains and "
                                           r"ranges of .*, e\.g\. \(\w+, embassy, \w+\)"):
         pipeline(config, progress=False)
+
+
+def test_a_squared_circuit_starts_from_a_saved_complex_model(tmp_path) -> None:
+    """model.init_from: a ComplEx trained without reciprocal relations distils into complex2 (phi equals its score
+    on every triple), a saved complex2 continues, and what cannot be distilled is a one-line ConfigError."""
+    data = {"dataset": "nations"}
+    complex_run = pipeline({"data": data, "model": {"name": "complex", "dim": 4, "inverse": False},
+                            "training": {"epochs": 1, "early_stopping": False}}, progress=False,
+                           output=tmp_path / "complex")
+    dataset = complex_run.dataset
+    config = ModelConfig(name="complex2", dim=4, init_from=str(tmp_path / "complex" / "model"))
+    model = model_from_config(config, dataset.num_entities, dataset.num_relations, graph=dataset.train.hrt,
+                              entities=dataset.entities, relations=dataset.relations)
+    assert isinstance(model, CircuitModel)
+    grid = dataset.test.hrt
+    with torch.no_grad():
+        torch.testing.assert_close(model.circuit.phi(grid), complex_run.model.score_hrt(grid))
+    one_epoch = {"epochs": 1, "optimizer": "adam", "lr": 0.01, "early_stopping": False}
+    again = pipeline({"data": data, "model": {"name": "complex2", "dim": 4, "init_from": config.init_from},
+                      "training": one_epoch}, progress=False, output=tmp_path / "c2")
+    continued = model_from_config(replace(config, init_from=str(tmp_path / "c2" / "model")), dataset.num_entities,
+                                  dataset.num_relations, entities=dataset.entities, relations=dataset.relations)
+    with torch.no_grad():
+        torch.testing.assert_close(continued.circuit.log_prob(grid), again.model.circuit.log_prob(grid))
+    pipeline({"data": data, "model": {"name": "complex", "dim": 4}, "training": one_epoch}, progress=False,
+             output=tmp_path / "reciprocal")
+    for name, source, message in [("complex2", "reciprocal", "train the model with inverse=False"),
+                                  ("cp2", "complex", "gives a ComplEx2, this circuit is a CP2"),
+                                  ("cp+", "complex", "only squared circuits")]:
+        with pytest.raises(ConfigError, match=f"^model.init_from.*{message}"):
+            model_from_config(ModelConfig(name=name, dim=4, init_from=str(tmp_path / source / "model")),
+                              dataset.num_entities, dataset.num_relations, entities=dataset.entities,
+                              relations=dataset.relations)

@@ -34,7 +34,7 @@ from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
 from kgem.models import INITIALIZERS, Model, build_model, model_info
 from kgem.models.builders import model_names
 from kgem.models.model import interaction_model
-from kgem.pretrained import warm_start
+from kgem.pretrained import warm_start, warm_start_circuit
 from kgem.registry import unknown
 from kgem.saving import BUILD_ERRORS
 from kgem.training import (
@@ -151,16 +151,22 @@ def circuit_from_config(cfg: ModelConfig, num_entities: int, num_relations: int,
     """The generative circuit ``cfg.name`` of rank ``cfg.dim``, its ``model.args`` checked by name and type, and
     restricted to ``cfg.constraints`` (derived from ``graph``, the training triples, or read from type files of
     the labels in ``entities`` and ``relations``). ``model.inverse`` does not apply (a circuit models the triples
-    as given); ``init`` and ``init_from`` are refused: a circuit starts at its own (near-uniform) initialisation,
-    or from a model by ``squared_from_model``."""
+    as given); ``init`` is refused (a circuit starts at its own near-uniform initialisation), and ``init_from`` a
+    squared circuit takes from a saved CP / ComplEx model or circuit of its kind (``warm_start_circuit``)."""
     name = cfg.name.lower()
-    for key in ("init", "init_from"):
-        if getattr(cfg, key) is not None:
-            raise ConfigError(f"model.{key}: circuit {name} starts from its own initialisation; to start from a "
-                              f"trained ComplEx or CP use kgem.circuits.squared_from_model")
+    if cfg.init is not None:
+        raise ConfigError(f"model.init: circuit {name} starts from its own initialisation (or from a saved model: "
+                          f"model.init_from)")
     known = arguments(CIRCUITS.get(name).__init__, skip=("num_entities", "num_relations", "dim"))
     args = checked("model.args", name, cfg.args, known)
     circuit = construct("model.args", name, build_circuit, name, num_entities, num_relations, cfg.dim, **args)
+    if cfg.init_from is not None:
+        if not isinstance(circuit, SquaredCircuit):
+            raise ConfigError(f"model.init_from: only squared circuits (cp2, complex2) start from a saved model, "
+                              f"not {name}")
+        if entities is None or relations is None:
+            raise ConfigError("model.init_from matches rows by label: give the entity and relation vocabularies")
+        warm_start_circuit(circuit, cfg.init_from, entities=entities, relations=relations)
     if cfg.constraints is not None:
         if not isinstance(circuit, SquaredCircuit):
             raise ConfigError(f"model.constraints: only squared circuits (cp2, complex2) can be typed, not {name}")

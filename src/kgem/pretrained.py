@@ -1,6 +1,10 @@
 """Warm start from a saved model (``model.init_from``): rows of entities and relations both vocabularies know are
 copied by label, every other row keeps its fresh initialisation, and the rest of the state (a core tensor,
-convolution weights) is copied whole, as it does not depend on the vocabularies."""
+convolution weights) is copied whole, as it does not depend on the vocabularies.
+
+A squared generative circuit (``cp2``, ``complex2``) starts from a saved CP or ComplEx model (distillation:
+``kgem.circuits.squared_from_model`` lays its tables out as the circuit's, so ``phi`` equals the model's score) or
+from a saved circuit of its own kind, row by row in the same way (``warm_start_circuit``)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,10 @@ import os
 import numpy as np
 import torch
 
+from kgem.circuits.distill import squared_from_model
+from kgem.circuits.model import CircuitModel
+from kgem.circuits.squared import SquaredCircuit
+from kgem.circuits.typed import TypedSquared
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, ModelFileError
 from kgem.models import Model
@@ -51,6 +59,47 @@ def warm_start(model: Model, directory: str | os.PathLike[str], *, entities: Voc
     log.info("warm start from %s: %d of %d entity rows and %d of %d relation rows", directory, copied["entities"],
              model.num_entities, copied["relations"], len(relation_rows))
     return copied
+
+
+def warm_start_circuit(circuit: SquaredCircuit, directory: str | os.PathLike[str], *, entities: Vocabulary,
+                       relations: Vocabulary) -> dict[str, int]:
+    """Fill the squared ``circuit`` (built for ``entities`` and ``relations``) from the model saved in
+    ``directory``: a CP model for ``CP2`` or a ComplEx model for ``ComplEx2`` (trained without reciprocal
+    relations), or a saved circuit of the same kind; rows matched by label. Returns the rows copied."""
+    where = f"model.init_from {directory}"
+    try:
+        saved = load_model(directory)
+    except ModelFileError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    try:
+        source = _source_circuit(saved.model)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    if type(source) is not type(circuit):
+        raise ConfigError(f"{where}: gives a {type(source).__name__}, this circuit is a {type(circuit).__name__}")
+    if source.entities.shape[1] != circuit.entities.shape[1]:
+        raise ConfigError(f"{where}: its rows have width {source.entities.shape[1]}, this circuit's "
+                          f"{circuit.entities.shape[1]} (check model.dim)")
+    entity_rows = torch.from_numpy(saved.entities.lookup(entities.labels))
+    relation_rows = torch.from_numpy(saved.relations.lookup(relations.labels))
+    if not bool((entity_rows >= 0).any() or (relation_rows >= 0).any()):
+        raise ConfigError(f"{where}: shares no entity or relation label with this dataset")
+    with torch.no_grad():
+        copied = {"entities": copy_rows(circuit.entities, source.entities.to(circuit.entities), entity_rows),
+                  "relations": copy_rows(circuit.relations, source.relations.to(circuit.relations), relation_rows)}
+    log.info("circuit warm start from %s: %d of %d entity rows and %d of %d relation rows", directory,
+             copied["entities"], circuit.num_entities, copied["relations"], circuit.num_relations)
+    return copied
+
+
+def _source_circuit(model: Model | CircuitModel) -> SquaredCircuit:
+    """The squared circuit a saved model gives: its own (a typed one's base), or a CP / ComplEx model's copy."""
+    if isinstance(model, CircuitModel):
+        circuit = model.circuit.base if isinstance(model.circuit, TypedSquared) else model.circuit
+        if not isinstance(circuit, SquaredCircuit):
+            raise ConfigError(f"holds the circuit {model.name}, not a squared one (cp2, complex2)")
+        return circuit
+    return squared_from_model(model)
 
 
 def _check_compatible(model: Model, source: Model, name: str, where: str) -> None:
