@@ -12,6 +12,15 @@ from kgem.errors import ConfigError
 FLOAT32_MAX = 3.4028234663852886e38  # a larger learning rate overflows the float32 parameters' update
 
 
+def check_device_name(name: str) -> None:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; anything else is a ConfigError (whether the GPU exists is checked
+    when the model is built)."""
+    kind, _, index = name.partition(":")
+    if name == "auto" or (kind in ("cpu", "cuda") and (not index or (kind == "cuda" and index.isdigit()))):
+        return
+    raise ConfigError(f"training.device must be cpu, cuda, cuda:N or auto, got {name!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     dataset: str = help_field("nations", "registered dataset name, or a folder with train/valid/test files")
@@ -98,6 +107,8 @@ class TrainingConfig:
     epochs: int = help_field(50, "maximum number of epochs")
     batch_size: int = help_field(256, "positives (or queries) per batch")
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
+    device: str = help_field("cpu", "where the model trains and computes: cpu, cuda, cuda:N, or auto (the first GPU "
+                                    "if there is one, else the CPU)")
     workers: int = help_field(1, "HOGWILD processes of one thread each; >1 is not reproducible and needs "
                                  "rowadagrad, adagrad or sgd")
     retain_memory: bool = help_field(False, "keep memory freed in training and evaluation for reuse (glibc's mallopt) "
@@ -120,6 +131,7 @@ class TrainingConfig:
             raise ConfigError(f"training.clip_grad_norm must be positive or null, got {self.clip_grad_norm}")
         if not 0 < self.lr < FLOAT32_MAX:  # NaN fails too
             raise ConfigError(f"training.lr must be positive and finite, got {self.lr}")
+        check_device_name(self.device)
         if not 0 <= self.min_delta < math.inf:
             raise ConfigError(f"training.min_delta must be zero or positive, got {self.min_delta}")
         sampling = [name for name in ("filtered", "shared_negatives") if getattr(self, name)]

@@ -38,6 +38,7 @@ from kgem.factory import (
 from kgem.factory import evaluation_options as evaluation_options  # this module's name for it too
 from kgem.inference.predictor import LinkPredictor
 from kgem.lock import FolderLock
+from kgem.ops.devices import resolve_device
 from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
 from kgem.training import Checkpoints, History
@@ -177,7 +178,7 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
     model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
     model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
                               sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
-                              relations=dataset.relations)
+                              relations=dataset.relations).to(resolve_device(cfg.training.device, "training.device"))
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
     stopper = early_stopping_from_config(cfg, dataset)  # the trainer refuses plateau without it, before training
@@ -214,13 +215,16 @@ def test_likelihood(model: CircuitModel, hrt: torch.Tensor) -> dict[str, float]:
     return result
 
 
-def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True) -> PipelineResult:
+def resume(output: str | os.PathLike[str], *, data: Data = None, progress: bool = True,
+           device: str | None = None) -> PipelineResult:
     """Continue the run in folder ``output`` (started by ``pipeline(..., output=...)``) from its newest checkpoint,
-    with the config saved there."""
+    with the config saved there; ``device`` moves it (a run started on a GPU continues on the CPU and back: the
+    checkpoints hold CPU tensors, loaded onto whichever device trains)."""
     config = Path(output) / RunFolder.CONFIG
     if not config.is_file():
         raise ConfigError(f"{output} is not a run folder: {config} is missing (start it with kgem train --output)")
-    return pipeline(config, data=data, progress=progress, output=output, resume=True)
+    overrides = [f"training.device={device}"] if device is not None else []
+    return pipeline(config, data=data, progress=progress, output=output, resume=True, overrides=overrides)
 
 
 class RunFolder:

@@ -30,12 +30,13 @@ from kgem.circuits.store import load_circuit, save_circuit
 from kgem.data import Dataset, KnownTriples, Triples, files
 from kgem.data.files import CONFIG, ENTITIES, RELATIONS, WEIGHTS
 from kgem.data.vocab import Vocabulary
-from kgem.errors import ConfigError, KgemError, ModelFileError
+from kgem.errors import KgemError, ModelFileError
 from kgem.inference.predictor import LinkPredictor
 from kgem.models.builders import build_model
 from kgem.models.model import Model, state_mismatch
 from kgem.models.representation import Representation
 from kgem.models.rgcn import RGCN
+from kgem.ops.devices import resolve_device
 from kgem.version import __version__
 
 __all__ = ["BUILD_ERRORS", "CONFIG", "ENTITIES", "FORMAT_VERSION", "RELATIONS", "WEIGHTS", "LoadedModel",
@@ -125,7 +126,7 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
 
     Only JSON, the vocabulary TSV reader and safetensors are used, none of which can execute code from the files.
     """
-    target = _usable_device(device)
+    target = resolve_device(device)
     root = Path(directory)
     if not root.is_dir():
         raise ModelFileError(f"model directory {root} does not exist{_backup_hint(root)}")
@@ -145,18 +146,6 @@ def _load_circuit(root: Path, device: torch.device) -> LoadedModel:
     model = CircuitModel(loaded.circuit, loaded.name, loaded.args).eval()
     spec = {"name": loaded.name, "dim": loaded.config["dim"], "args": loaded.args}
     return LoadedModel(model, loaded.entities, loaded.relations, spec, loaded.config["extra"], loaded.config)
-
-
-def _usable_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device that can hold tensors here (a CUDA device needs a CUDA build and that GPU)."""
-    try:
-        resolved = torch.device(device)
-        if resolved.type == "meta":
-            raise ValueError("the meta device holds no data")
-        torch.empty(0, device=resolved)
-    except (RuntimeError, AssertionError, ValueError, TypeError, NotImplementedError) as e:
-        raise ConfigError(f"device {device!r} cannot hold the model: {_first_line(e)}") from e
-    return resolved
 
 
 def _backup_hint(root: Path) -> str:

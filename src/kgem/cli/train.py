@@ -47,6 +47,7 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--epochs",), "training.epochs", int, "maximum number of epochs"),
     (("--batch-size", "--batch_size"), "training.batch_size", int, "positives (or queries) per batch"),
     (("--seed",), "training.seed", int, "random seed (initialisation, order, sampling)"),
+    (("--device",), "training.device", str, "cpu (default), cuda, cuda:N or auto (the first GPU if any)"),
     (("--workers", "--num-proc", "--num_proc"), "training.workers", int,
      "HOGWILD processes of one thread each (not reproducible; rowadagrad, adagrad or sgd)"),
     (("--retain-memory", "--retain_memory"), "training.retain_memory", bool,
@@ -89,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_resume(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    report(resume(args.run, progress=not args.quiet))
+    report(resume(args.run, progress=not args.quiet, device=args.device))
 
 
 def report(result: Any) -> None:
@@ -153,6 +154,7 @@ def add_parsers(sub: Any) -> None:
                        description="Continue the run in RUN (a folder written by 'kgem train') from its newest "
                                    "checkpoint; the result is exactly that of an uninterrupted run.")
     p.add_argument("run", help="the run folder")
+    p.add_argument("--device", help="continue on this device instead of the run's (cpu, cuda, cuda:N, auto)")
     p.add_argument("--threads", type=positive, help="CPU threads for PyTorch")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_resume)

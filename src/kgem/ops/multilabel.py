@@ -34,7 +34,8 @@ class BCEMultiLabel(torch.autograd.Function):
         out = torch.sigmoid(scores)
         if ctx.smoothing:
             out.sub_(ctx.smoothing / scores.shape[1])
-        out.index_put_((rows, cols), torch.tensor(ctx.smoothing - 1, dtype=out.dtype), accumulate=True)
+        step = torch.tensor(ctx.smoothing - 1, dtype=out.dtype, device=out.device)
+        out.index_put_((rows, cols), step, accumulate=True)
         return out.mul_(grad / scores.numel()), None, None, None
 
 

@@ -56,7 +56,7 @@ class SLCWA(Approach):
 
     def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
         model = embedding_model(model, "slcwa")
-        neg = self.sampler.sample(batch, generator)
+        neg = self.sampler.sample(batch.cpu(), generator).to(batch.device)  # drawn on the CPU: same draws anywhere
         pos, neg_scores, factors = score_sampled(model, batch, neg.ids, neg.corrupt_head)
         if neg.known is not None:  # true triples the filter could not replace do not count as negatives
             neg_scores = neg_scores.masked_fill(neg.known, float("-inf"))
@@ -83,17 +83,17 @@ class KvsAll(Approach):
         scores, rows, cols = [], [], []
         if len(tails):
             scores.append(model.score_t(tails[:, 1], tails[:, 2]))
-            row, col = self.known.tail_pairs(tails[:, 1], tails[:, 2])
+            row, col = self.known.tail_pairs(tails[:, 1].cpu(), tails[:, 2].cpu())  # the index lives on the CPU
             rows.append(row)
             cols.append(col)
         if len(heads):
             scores.append(model.score_h(heads[:, 2], heads[:, 1]))
-            row, col = self.known.head_pairs(heads[:, 2], heads[:, 1])
+            row, col = self.known.head_pairs(heads[:, 2].cpu(), heads[:, 1].cpu())
             rows.append(row + len(tails))
             cols.append(col)
         block = scores[0] if len(scores) == 1 else torch.cat(scores)  # no copy of the (B, E) block when one side
         factors = [model.entity(batch[:, 1]), model.relation(batch[:, 2])]
-        return loss.multi_label(block, torch.cat(rows), torch.cat(cols)), factors
+        return loss.multi_label(block, torch.cat(rows).to(block.device), torch.cat(cols).to(block.device)), factors
 
 
 class OneVsAll(Approach):
@@ -107,7 +107,8 @@ class OneVsAll(Approach):
             scores.append(model.score_h(r, t))
             targets.append(h)
         block = scores[0] if len(scores) == 1 else torch.cat(scores)
-        return loss.multi_label(block, torch.arange(len(block)), torch.cat(targets)), model.factors(batch)
+        return (loss.multi_label(block, torch.arange(len(block), device=block.device), torch.cat(targets)),
+                model.factors(batch))
 
 
 class Generative(Approach):

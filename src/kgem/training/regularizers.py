@@ -16,7 +16,8 @@ class Regularizer:
         self.weight = non_negative("weight", weight)  # a negative weight would reward large embeddings
 
     def __call__(self, factors: list[torch.Tensor]) -> torch.Tensor:
-        return self.weight * sum((self.penalty(f) for f in factors), torch.tensor(0.0)) / max(len(factors[0]), 1)
+        start = torch.zeros((), device=factors[0].device)
+        return self.weight * sum((self.penalty(f) for f in factors), start) / max(len(factors[0]), 1)
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

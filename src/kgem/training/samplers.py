@@ -21,6 +21,12 @@ class Negatives:
     ids: torch.Tensor
     known: torch.Tensor | None = None
 
+    def to(self, device: torch.device) -> Negatives:
+        """The same negatives on ``device`` (no copy where they are already there)."""
+        known = None if self.known is None else self.known.to(device, non_blocking=True)
+        return Negatives(self.corrupt_head.to(device, non_blocking=True), self.ids.to(device, non_blocking=True),
+                         known)
+
 
 class NegativeSampler:
     """Uniform: each positive corrupts its head or its tail with probability 1/2. ``bernoulli``: per relation,

@@ -130,6 +130,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(seed)
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
+        if workers > 1 and model.device.type != "cpu":
+            raise ConfigError(f"HOGWILD workers share CPU memory: train on {model.device} with workers=1")
         if workers > 1 and isinstance(model, CircuitModel):
             raise ConfigError("generative circuits train in one process: set workers to 1 (their objective "
                               "normalises over every entity each step, which HOGWILD workers would race on)")
@@ -201,11 +203,13 @@ class Trainer:
         if self.workers > 1:
             return order, self._run_hogwild(rows, order, epoch, tally)
 
+        device = self.model.device  # the rows and their order stay on the CPU; each batch goes to the model
+
         def batches() -> Iterator[torch.Tensor]:
             for begin in range(tally.batches * size, len(rows), size):
                 if signals.received:
                     return
-                yield rows[order[begin : begin + size]]
+                yield rows[order[begin : begin + size]].to(device, non_blocking=True)
 
         total = (len(rows) + size - 1) // size
         bar = tqdm(batches(), total=total, initial=tally.batches, leave=False, unit="batch",
