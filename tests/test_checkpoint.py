@@ -115,11 +115,11 @@ class SignalAt(OneVsAll):
         super().__init__()
         self.calls, self.at = 0, at
 
-    def step(self, model, batch, loss, generator):
+    def step(self, model, batch, loss, generator, part=slice(None)):
         self.calls += 1
         if self.calls == self.at:
             os.kill(os.getpid(), signal.SIGTERM)
-        return super().step(model, batch, loss, generator)
+        return super().step(model, batch, loss, generator, part)
 
 
 def test_sigterm_mid_epoch_checkpoints_the_batch_and_resume_matches(tmp_path) -> None:

@@ -70,9 +70,9 @@ def test_hogwild_training_covers_every_batch_and_learns(optimizer: str) -> None:
     seen = torch.zeros(2, dtype=torch.int64).share_memory_()  # rows trained on, per worker
 
     class Counting(SLCWA):
-        def step(self, model, batch, loss, generator):  # type: ignore[no-untyped-def]
+        def step(self, model, batch, loss, generator, part=slice(None)):  # type: ignore[no-untyped-def]
             seen[int(multiprocessing.current_process().name.rsplit("-", 1)[1])] += len(batch)
-            return super().step(model, batch, loss, generator)
+            return super().step(model, batch, loss, generator, part)
 
     trainer = Trainer(model, Counting(NegativeSampler(8, shared=True)), LOSSES.get("margin_ranking")(),
                       build_optimizer(optimizer, model.parameters(), lr=0.1), batch_size=200, progress=False,

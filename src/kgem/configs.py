@@ -107,6 +107,8 @@ class TrainingConfig:
     epochs: int = help_field(50, "maximum number of epochs")
     batch_size: int = help_field(256, "positives (or queries) per batch")
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
+    peer_timeout: float = help_field(600.0, "multi-process training (torchrun, --nproc): seconds a process waits "
+                                            "for the others before it stops with an error")
     device: str = help_field("cpu", "where the model trains and computes: cpu, cuda, cuda:N, or auto (the first GPU "
                                     "if there is one, else the CPU)")
     workers: int = help_field(1, "HOGWILD processes of one thread each; >1 is not reproducible and needs "
@@ -132,6 +134,8 @@ class TrainingConfig:
         if not 0 < self.lr < FLOAT32_MAX:  # NaN fails too
             raise ConfigError(f"training.lr must be positive and finite, got {self.lr}")
         check_device_name(self.device)
+        if not 0 < self.peer_timeout < math.inf:
+            raise ConfigError(f"training.peer_timeout must be a positive number of seconds, got {self.peer_timeout}")
         if not 0 <= self.min_delta < math.inf:
             raise ConfigError(f"training.min_delta must be zero or positive, got {self.min_delta}")
         sampling = [name for name in ("filtered", "shared_negatives") if getattr(self, name)]

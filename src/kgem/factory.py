@@ -53,6 +53,7 @@ from kgem.training import (
 )
 from kgem.training import build_optimizer as make_optimizer
 from kgem.training import build_scheduler as make_scheduler
+from kgem.training.distributed import Replicas
 from kgem.training.optim import OPTIMIZERS
 from kgem.training.schedule import RULES, Plateau
 
@@ -224,7 +225,8 @@ def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> 
     return KvsAll() if cfg.approach == "kvsall" else OneVsAll()
 
 
-def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = True) -> Trainer:
+def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = True,
+                        replicas: Replicas | None = None) -> Trainer:
     """The trainer ``cfg`` describes. A circuit trains on ``cfg.objective``: approach, loss and regularizer do not
     apply to it, and sparse optimizers are refused (its objective touches every row each step)."""
     loss_cls = LOSSES.get(cfg.loss)
@@ -250,7 +252,7 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
                                           arguments(reg_cls.__init__)))
     return Trainer(model, approach_from_config(cfg, model), loss, optimizer, regularizer=regularizer,
                    scheduler=scheduler_from_config(cfg, optimizer), batch_size=cfg.batch_size, seed=cfg.seed,
-                   progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm)
+                   progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm, replicas=replicas)
 
 
 def scheduler_from_config(cfg: TrainingConfig, optimizer: torch.optim.Optimizer) -> EpochSchedule | None:

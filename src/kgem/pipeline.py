@@ -42,6 +42,7 @@ from kgem.ops.devices import resolve_device
 from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
 from kgem.training import Checkpoints, History
+from kgem.training.distributed import from_environment, local_device
 
 
 @dataclass
@@ -148,6 +149,8 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     cfg = absolute_paths(resolve_config(config, overrides))
     if output is None:
         return _run(cfg, data, progress, None, resume)
+    if follower():  # rank > 0 of a multi-process run: rank 0 owns the folder, this one reads its checkpoints
+        return _run(cfg, data, progress, FollowerFolder(Path(output), checkpoint_every), resume)
     with RunFolder(Path(output), cfg, resume, checkpoint_every) as run:  # locked first: a second run fails at once
         return _run(cfg, data, progress, run, resume)
 
@@ -167,8 +170,12 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
                                  constraints=model.constraints and absolute(model.constraints)))
 
 
-def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None, resume: bool) -> PipelineResult:
+def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | FollowerFolder | None,
+         resume: bool) -> PipelineResult:
     retain_freed_memory(cfg.training.retain_memory)
+    device = local_device(resolve_device(cfg.training.device, "training.device"))
+    replicas = from_environment(device, cfg.training.peer_timeout)
+    progress = progress and (replicas is None or replicas.leader)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = load_data(cfg.data, data)
@@ -178,17 +185,24 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | None,
     model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
     model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
                               sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
-                              relations=dataset.relations).to(resolve_device(cfg.training.device, "training.device"))
+                              relations=dataset.relations).to(device)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
-    trainer = trainer_from_config(cfg.training, model, progress=progress) if trainable else None
+    trainer = trainer_from_config(cfg.training, model, progress=progress, replicas=replicas) if trainable else None
     stopper = early_stopping_from_config(cfg, dataset)  # the trainer refuses plateau without it, before training
     checkpoints = run.checkpoints() if run is not None else None
     start = time.perf_counter()
-    history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
-                                                            checkpoints=checkpoints, resume=resume)
+    try:
+        history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
+                                                                checkpoints=checkpoints, resume=resume)
+    except BaseException:
+        if replicas is not None:
+            replicas.leave()
+        raise
+    if replicas is not None:
+        replicas.close()
     timings["train"] = time.perf_counter() - start
     start = time.perf_counter()
-    test = dataset.test
+    test = dataset.test if replicas is None or replicas.leader else None  # one rank reports the test metrics
     result = run_evaluation(model, dataset, test.hrt, cfg.evaluation) if test is not None else None
     timings["evaluate"] = time.perf_counter() - start
     likelihood = test_likelihood(model, test.hrt) if test is not None and isinstance(model, CircuitModel) else None
@@ -277,6 +291,26 @@ class RunFolder:
         write_csv(result.metrics(), self.path / "metrics.csv")
         write_csv(result.losses(), self.path / "losses.csv")
         write_json(settings(*result.model.parameters()), self.path / self.ENVIRONMENT)
+
+
+def follower() -> bool:
+    """Whether this process is a rank other than 0 of a multi-process run (torchrun's ``RANK``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
+
+
+class FollowerFolder:
+    """What a rank other than 0 sees of the run folder: the checkpoints it resumes from. It writes nothing (its
+    trainer saves no checkpoint) and takes no lock: rank 0 holds the folder for the whole run."""
+
+    def __init__(self, path: Path, checkpoint_every: int = 1) -> None:
+        self.path, self.every = path, checkpoint_every
+        self.resuming = bool(Checkpoints(path / RunFolder.CHECKPOINTS).all())
+
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.path / RunFolder.CHECKPOINTS, every=self.every)
+
+    def finish(self, result: PipelineResult) -> None:
+        result.output = self.path
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kgem.cli.use import check_folder
-from kgem.config import yaml_value
+from kgem.config import save_config, yaml_value
+from kgem.configs import PipelineConfig
+from kgem.errors import KgemError
 from kgem.factory import dataset_from_config
-from kgem.pipeline import pipeline, resolve_config, resume
+from kgem.pipeline import follower, pipeline, resolve_config, resume
 
 # (option strings, config key, type, help); DGL-KE's spelling is accepted next to ours
 FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
@@ -83,8 +89,35 @@ def cmd_train(args: argparse.Namespace) -> None:
         epochs = max(1, math.ceil(args.max_step * cfg.training.batch_size / max(rows, 1)))
         cfg = resolve_config(cfg, [f"training.epochs={epochs}"])
     output = Path(args.output) if args.output else next_run_folder(cfg.model.name, cfg.data.dataset)
+    if args.nproc is not None or args.nnodes is not None:
+        launch(args, cfg, output)
+        return
     result = pipeline(cfg, data=data, progress=not args.quiet, output=output, checkpoint_every=args.checkpoint_every)
-    report(result)
+    if not follower():
+        report(result)
+
+
+def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
+    """Start ``--nproc`` processes (on each of ``--nnodes`` machines) with torchrun, each training its part of every
+    batch (``kgem.training.distributed``); they read the resolved config from a file, so every flag has applied."""
+    if "WORLD_SIZE" in os.environ:
+        raise KgemError("--nproc starts the processes itself: under torchrun, leave --nproc and --nnodes out")
+    nodes = args.nnodes or 1
+    if nodes > 1 and not args.rdzv_endpoint:
+        raise KgemError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT, the same on every machine")
+    with tempfile.TemporaryDirectory(prefix="kgem-launch-") as folder:
+        config = Path(folder) / "config.yaml"
+        save_config(cfg, config)
+        rendezvous = (["--standalone"] if nodes == 1 else
+                      ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint,
+                       "--rdzv-id", args.rdzv_id])
+        command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node",
+                   str(args.nproc or 1), "-m", "kgem", "train", "--config", str(config), "--output", str(output),
+                   "--checkpoint-every", str(args.checkpoint_every), *(["-q"] if args.quiet else [])]
+        code = subprocess.run(command, check=False).returncode
+    if code:
+        raise KgemError(f"the training processes failed (exit code {code}; each rank's error is printed above); "
+                        f"kgem resume {output} continues from the last checkpoint")
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
@@ -148,6 +181,12 @@ def add_parsers(sub: Any) -> None:
                    help="run folder (default: runs/{model}_{dataset}_{n}, the first unused n)")
     p.add_argument("--checkpoint-every", type=positive, default=1, metavar="N", help="checkpoint every N epochs")
     p.add_argument("--threads", "--num-thread", "--num_thread", type=positive, help="CPU threads for PyTorch")
+    p.add_argument("--nproc", type=positive, metavar="N",
+                   help="train with N processes on this machine (torchrun; each trains its part of every batch, the "
+                        "gradients are summed: the same result as one process)")
+    p.add_argument("--nnodes", type=positive, metavar="M", help="machines taking part (each runs the same command)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet (with --nnodes > 1)")
+    p.add_argument("--rdzv-id", default="kgem", help="the run's name at the rendezvous (default kgem)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("resume", help="continue an interrupted 'kgem train' run from its newest checkpoint",

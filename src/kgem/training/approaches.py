@@ -20,18 +20,34 @@ from kgem.data.triples import with_inverse
 from kgem.models.model import Model
 from kgem.training.losses import Loss
 from kgem.training.negatives import score_sampled
-from kgem.training.samplers import NegativeSampler
+from kgem.training.samplers import Negatives, NegativeSampler
 
 Step = tuple[torch.Tensor, list[torch.Tensor]]  # (fit loss, factors for the regularizer)
 
 
 class Approach:
-    """Base: ``prepare`` the training rows once, then ``step`` on each batch of them."""
+    """Base: ``prepare`` the training rows once, then ``step`` on each batch of them.
+
+    ``step`` draws what the whole batch needs (``draw``: negatives) and computes on the rows ``part`` of it
+    (``compute``): a process of a replicated run (``training.distributed``) trains its part of the global batch
+    with exactly the draws a single process would make."""
 
     def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
         return with_inverse(hrt, model.num_relations) if model.inverse else hrt
 
-    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator,
+             part: slice = slice(None)) -> Step:
+        drawn = self.draw(batch, generator)
+        local = batch[part]
+        if not len(local):  # nothing to compute here, but the draws kept the generator in step with the others
+            return torch.zeros((), device=batch.device), []
+        return self.compute(model, local, loss, drawn, part)
+
+    def draw(self, batch: torch.Tensor, generator: torch.Generator) -> object:
+        """The randomness of the whole batch (nothing by default)."""
+        return None
+
+    def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         raise NotImplementedError
 
 
@@ -54,9 +70,13 @@ class SLCWA(Approach):
         self.sampler.prepare(hrt, model.num_entities, model.relation.num, tails_only=model.inverse)
         return hrt
 
-    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def draw(self, batch: torch.Tensor, generator: torch.Generator) -> Negatives:
+        return self.sampler.sample(batch.cpu(), generator).to(batch.device)  # drawn on the CPU: same draws anywhere
+
+    def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         model = embedding_model(model, "slcwa")
-        neg = self.sampler.sample(batch.cpu(), generator).to(batch.device)  # drawn on the CPU: same draws anywhere
+        assert isinstance(drawn, Negatives)
+        neg = drawn.rows(part)
         pos, neg_scores, factors = score_sampled(model, batch, neg.ids, neg.corrupt_head)
         if neg.known is not None:  # true triples the filter could not replace do not count as negatives
             neg_scores = neg_scores.masked_fill(neg.known, float("-inf"))
@@ -76,7 +96,7 @@ class KvsAll(Approach):
             queries.append(torch.cat([side + 1, hrt[:, [2, 1]]], 1))  # (1, t, r): predict heads
         return torch.unique(torch.cat(queries), dim=0)
 
-    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         model = embedding_model(model, "kvsall")
         tails = batch[batch[:, 0] == 0]
         heads = batch[batch[:, 0] == 1]
@@ -99,7 +119,7 @@ class KvsAll(Approach):
 class OneVsAll(Approach):
     """Each triple scores all tails (and all heads without reciprocal relations); its true entity is the label."""
 
-    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         model = embedding_model(model, "1vsall")
         h, r, t = batch.unbind(1)
         scores, targets = [model.score_t(h, r)], [t]
@@ -124,7 +144,7 @@ class Generative(Approach):
         circuit_model(model)
         return hrt
 
-    def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator) -> Step:
+    def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         return self.objective(circuit_model(model).circuit, batch), []
 
 

@@ -21,6 +21,12 @@ class Negatives:
     ids: torch.Tensor
     known: torch.Tensor | None = None
 
+    def rows(self, part: slice) -> Negatives:
+        """The negatives of the rows ``part`` of the batch (a shared ``(1, K)`` set stays whole)."""
+        ids = self.ids if self.ids.shape[0] == 1 and len(self.corrupt_head) != 1 else self.ids[part]
+        known = None if self.known is None else self.known[part]
+        return Negatives(self.corrupt_head[part], ids, known)
+
     def to(self, device: torch.device) -> Negatives:
         """The same negatives on ``device`` (no copy where they are already there)."""
         known = None if self.known is None else self.known.to(device, non_blocking=True)

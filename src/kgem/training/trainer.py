@@ -21,6 +21,7 @@ from kgem.models.model import state_mismatch
 from kgem.ops.process import retain_freed_memory
 from kgem.training.approaches import Approach
 from kgem.training.checkpoint import Checkpoints
+from kgem.training.distributed import Replicas
 from kgem.training.hogwild import run_workers, share
 from kgem.training.losses import Loss
 from kgem.training.optim import clip_grad_norm as clip_gradients
@@ -43,22 +44,28 @@ class Tally:
 
 def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
                 optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
-                epoch: int = 0, tally: Tally | None = None, clip_grad_norm: float | None = None) -> float:
+                epoch: int = 0, tally: Tally | None = None, clip_grad_norm: float | None = None,
+                replicas: Replicas | None = None, signals: _StopOnSignal | None = None) -> float:
     """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
     ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean;
-    ``clip_grad_norm`` bounds the gradients' joint L2 norm before each step (``optim.clip_grad_norm``)."""
+    ``clip_grad_norm`` bounds the gradients' joint L2 norm before each step (``optim.clip_grad_norm``).
+    With ``replicas`` each batch is the global batch: this rank trains its part, and the loss, the gradients and
+    ``signals`` (a signal on any rank stops every rank after this batch) are reduced over the ranks."""
     tally = tally if tally is not None else Tally()
     retain_freed_memory()
     model.train()
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
-        fit, factors = approach.step(model, batch, loss, generator)
-        value = fit + regularizer(factors) if regularizer is not None else fit
-        current = float(value.detach())
+        part = replicas.part(len(batch)) if replicas is not None else slice(None)
+        current = local_step(model, approach, batch, part, loss, regularizer, generator)
+        if replicas is not None:
+            current, stop = replicas.sum([current, float(signals is not None and signals.received)], model.device)
+            replicas.sum_gradients(model.parameters())
+            if stop and signals is not None:
+                signals.received = True
         if not math.isfinite(current):
             raise TrainingError(f"the loss became {current} at epoch {epoch}, batch {tally.batches}; "
                                 f"try a lower learning rate or a regularizer")
-        value.backward()
         if clip_grad_norm is not None:
             clip_gradients(model.parameters(), clip_grad_norm)
         try:
@@ -73,6 +80,23 @@ def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Ten
         tally.total += current * len(batch)
         tally.count += len(batch)
     return tally.mean
+
+
+def local_step(model: AnyModel, approach: Approach, batch: torch.Tensor, part: slice, loss: Loss,
+               regularizer: Regularizer | None, generator: torch.Generator) -> float:
+    """Forward and backward on ``batch[part]`` (the approach draws its randomness for the whole batch), the loss
+    weighted by the part's share of the batch; returns the weighted loss (the whole batch's mean loss when the
+    parts' values are summed). An empty part computes nothing but still draws."""
+    fit, factors = approach.step(model, batch, loss, generator, part)
+    rows = len(batch[part])
+    if not rows:
+        return 0.0
+    value = fit + regularizer(factors) if regularizer is not None else fit
+    weighted = value * (rows / len(batch))
+    current = float(weighted.detach())
+    if math.isfinite(current):  # a non-finite loss is reported (after the ranks agree on it), never stepped on
+        weighted.backward()
+    return current
 
 
 @dataclass
@@ -118,18 +142,24 @@ class Trainer:
     def __init__(self, model: AnyModel, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
                  regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
                  seed: int = 0, progress: bool = True, workers: int = 1,
-                 clip_grad_norm: float | None = None) -> None:
+                 clip_grad_norm: float | None = None, replicas: Replicas | None = None) -> None:
         """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
         a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
         ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
         ``workers`` > 1 trains HOGWILD (``kgem.training.hogwild``): that many processes of one thread each share
         every epoch's batches and update the parameters, moved to shared memory, without locks (not
-        reproducible; needs ``rowadagrad``, ``adagrad`` or ``sgd``)."""
+        reproducible; needs ``rowadagrad``, ``adagrad`` or ``sgd``).
+        ``replicas``: this process's place in a replicated multi-process run (``kgem.training.distributed``): each
+        batch is the global batch, of which this rank trains its part; only rank 0 writes checkpoints."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
+        if workers > 1 and replicas is not None:
+            raise ConfigError("HOGWILD workers and multi-process training are two ways to use several cores: "
+                              "choose one (workers=1 with --nproc)")
+        self.replicas = replicas
         if workers > 1 and model.device.type != "cpu":
             raise ConfigError(f"HOGWILD workers share CPU memory: train on {model.device} with workers=1")
         if workers > 1 and isinstance(model, CircuitModel):
@@ -172,13 +202,14 @@ class Trainer:
                 history.seconds = time.perf_counter() - start
                 if checkpoints is not None and tally.count < len(rows):  # a signal stopped the epoch
                     partial_state = {"order": order, **dataclasses.asdict(tally)}
-                    checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
+                    if self.writes:
+                        checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
                     raise TrainingInterrupted(f"stopped by signal in epoch {epoch} after batch {tally.batches}; "
                                               f"resume to continue")
                 stop = self._end_epoch(tally.mean, epoch, history, early_stopping, bar)
                 history.seconds = time.perf_counter() - start
                 last = stop or epoch == epochs or signals.received
-                if checkpoints is not None and (epoch % checkpoints.every == 0 or last):
+                if checkpoints is not None and self.writes and (epoch % checkpoints.every == 0 or last):
                     checkpoints.save(self.state(epoch, history, early_stopping))
                 if signals.received:
                     raise TrainingInterrupted(f"stopped by signal after epoch {epoch}; resume to continue")
@@ -190,6 +221,11 @@ class Trainer:
             self.model.invalidate_cache()
             history.best_epoch = early_stopping.best_epoch
         return history
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the checkpoints: a single process, or rank 0 of a replicated run."""
+        return self.replicas is None or self.replicas.leader
 
     def _run_batches(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None,
                      signals: _StopOnSignal) -> tuple[torch.Tensor, Tally]:
@@ -215,7 +251,7 @@ class Trainer:
         bar = tqdm(batches(), total=total, initial=tally.batches, leave=False, unit="batch",
                    disable=not self.progress)
         train_epoch(self.model, self.approach, bar, self.loss, self.optimizer, self.regularizer, self.generator,
-                    epoch, tally, self.clip_grad_norm)
+                    epoch, tally, self.clip_grad_norm, self.replicas, signals)
         return order, tally
 
     def _run_hogwild(self, rows: torch.Tensor, order: torch.Tensor, epoch: int, tally: Tally) -> Tally:

@@ -1,0 +1,5 @@
+import sys
+
+from kgem.cli import main
+
+sys.exit(main())
