@@ -93,8 +93,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         launch(args, cfg, output)
         return
     result = pipeline(cfg, data=data, progress=not args.quiet, output=output, checkpoint_every=args.checkpoint_every)
-    if not follower():
-        report(result)
+    if follower():  # rank 0 reports; the others are done once the group is closed. Skipping the interpreter's
+        sys.stdout.flush()  # teardown avoids an abort that collective libraries' threads can cause in it
+        sys.stderr.flush()
+        os._exit(0)
+    report(result)
 
 
 def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
@@ -114,7 +117,8 @@ def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
         command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node",
                    str(args.nproc or 1), "-m", "kgem", "train", "--config", str(config), "--output", str(output),
                    "--checkpoint-every", str(args.checkpoint_every), *(["-q"] if args.quiet else [])]
-        code = subprocess.run(command, check=False).returncode
+        # a process that dies in C++ (an abort in a collective library) prints its Python stack too
+        code = subprocess.run(command, check=False, env={**os.environ, "PYTHONFAULTHANDLER": "1"}).returncode
     if code:
         raise KgemError(f"the training processes failed (exit code {code}; each rank's error is printed above); "
                         f"kgem resume {output} continues from the last checkpoint")
