@@ -90,7 +90,9 @@ class PipelineResult(LinkPredictor):
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Save the model directory (config.json + vocabularies TSV + safetensors), with config and metrics."""
-        extra: dict[str, Any] = {"pipeline": to_dict(self.config), "timings": self.timings}
+        extra: dict[str, Any] = {"pipeline": to_dict(self.config), "timings": self.timings,
+                                 "training": {"epochs": len(self.history.losses), "seconds": self.history.seconds,
+                                              "examples_per_second": self.history.examples_per_second}}
         if self.evaluation is not None:
             extra["evaluation"] = self.evaluation.to_dict()
         if self.likelihood is not None:  # -inf (a typed circuit's excluded test triple) is JSON's null
