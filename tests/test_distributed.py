@@ -4,6 +4,7 @@ process with the same global batch; a rank that dies must stop the others with a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -55,6 +56,22 @@ def test_two_processes_train_as_one_does(model, tmp_path) -> None:
     assert not (tmp_path / "two" / "model" / "rank1").exists()
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own: a process group kill
+    would miss them)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,11 +79,11 @@ def free_port() -> int:
 
 
 def two_nodes(out: Path, extra: list[str]) -> list[subprocess.Popen[str]]:
-    """Two 'machines' of one process each, meeting at a c10d rendezvous on 127.0.0.1."""
+    """Two 'machines' of one process each, meeting at machine 0's endpoint on 127.0.0.1."""
     endpoint = f"127.0.0.1:{free_port()}"
     args = [*TRAIN, *extra, "--nnodes", "2", "--nproc", "1", "--rdzv-endpoint", endpoint, "--output", str(out)]
-    return [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True) for _ in range(2)]
+    return [subprocess.Popen([*args, "--node-rank", str(rank)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True) for rank in range(2)]
 
 
 def test_two_machines_meet_at_a_rendezvous_and_train_as_one(tmp_path) -> None:
@@ -80,24 +97,26 @@ def test_two_machines_meet_at_a_rendezvous_and_train_as_one(tmp_path) -> None:
 
 def test_a_dead_machine_stops_the_other_with_an_error_and_the_run_resumes(tmp_path) -> None:
     """Kill one 'machine' mid-training: the other's next collective fails within training.peer_timeout, it exits
-    with an error naming the lost peer, and ``kgem resume`` (one process) finishes the run from the checkpoint."""
+    with an error naming the lost peer, and ``kgem resume --nproc 2`` finishes the run from the checkpoint."""
     out = tmp_path / "run"
     nodes = two_nodes(out, ["--epochs", "150", "--set", "training.peer_timeout=10"])
     checkpoints = out / "checkpoints"
     deadline = time.monotonic() + 120
     while not (checkpoints.exists() and any(checkpoints.iterdir())):  # training is under way
         assert time.monotonic() < deadline and all(node.poll() is None for node in nodes), \
-            [node.communicate() for node in nodes]
+            [node.communicate(timeout=30) for node in nodes]
         time.sleep(0.2)
     victim, survivor = nodes
-    os.killpg(victim.pid, signal.SIGKILL)
+    for pid in [victim.pid, *descendants(victim.pid)]:  # the machine: its kgem, its torchrun agent, its worker
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     victim.wait()
     start = time.monotonic()
     _, err = survivor.communicate(timeout=120)
     assert survivor.returncode != 0
     assert time.monotonic() - start < 60
     assert "another rank stopped answering" in err or "failed" in err
-    resumed = subprocess.run([sys.executable, "-m", "kgem", "resume", str(out), "-q"], capture_output=True,
-                             text=True, timeout=300, check=False)
+    resumed = subprocess.run([sys.executable, "-m", "kgem", "resume", str(out), "-q", "--nproc", "2"],
+                             capture_output=True, text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert len((out / "losses.csv").read_text().splitlines()) == 151

@@ -93,10 +93,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         launch(args, cfg, output)
         return
     result = pipeline(cfg, data=data, progress=not args.quiet, output=output, checkpoint_every=args.checkpoint_every)
-    if follower():  # rank 0 reports; the others are done once the group is closed. Skipping the interpreter's
-        sys.stdout.flush()  # teardown avoids an abort that collective libraries' threads can cause in it
-        sys.stderr.flush()
-        os._exit(0)
+    if follower():
+        leave_quietly()
     report(result)
 
 
@@ -111,14 +109,10 @@ def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="kgem-launch-") as folder:
         config = Path(folder) / "config.yaml"
         save_config(cfg, config)
-        rendezvous = (["--standalone"] if nodes == 1 else
-                      ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint,
-                       "--rdzv-id", args.rdzv_id])
-        command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node",
-                   str(args.nproc or 1), "-m", "kgem", "train", "--config", str(config), "--output", str(output),
-                   "--checkpoint-every", str(args.checkpoint_every), *(["-q"] if args.quiet else [])]
-        # a process that dies in C++ (an abort in a collective library) prints its Python stack too
-        code = subprocess.run(command, check=False, env={**os.environ, "PYTHONFAULTHANDLER": "1"}).returncode
+        rendezvous = ["--standalone"] if nodes == 1 else meeting(args, nodes)
+        code = torchrun(rendezvous, args.nproc or 1, ["train", "--config", str(config), "--output", str(output),
+                                                      "--checkpoint-every", str(args.checkpoint_every),
+                                                      *(["-q"] if args.quiet else [])])
     if code:
         raise KgemError(f"the training processes failed (exit code {code}; each rank's error is printed above); "
                         f"kgem resume {output} continues from the last checkpoint")
@@ -127,7 +121,48 @@ def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
 def cmd_resume(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    report(resume(args.run, progress=not args.quiet, device=args.device))
+    if args.nproc is not None:
+        if "WORLD_SIZE" in os.environ:
+            raise KgemError("--nproc starts the processes itself: under torchrun, leave it out")
+        device = ["--device", args.device] if args.device else []
+        code = torchrun(["--standalone"], args.nproc, ["resume", args.run, *device, *(["-q"] if args.quiet else [])])
+        if code:
+            raise KgemError(f"the training processes failed (exit code {code}; each rank's error is printed above)")
+        return
+    result = resume(args.run, progress=not args.quiet, device=args.device)
+    if follower():
+        leave_quietly()
+    report(result)
+
+
+def meeting(args: argparse.Namespace, nodes: int) -> list[str]:
+    """torchrun's rendezvous flags for ``nodes`` machines: static with ``--node-rank`` (machine 0 hosts the meeting
+    at the endpoint), else torchrun's c10d rendezvous, which numbers the machines itself."""
+    if args.node_rank is None:
+        return ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint,
+                "--rdzv-id", args.rdzv_id]
+    if args.node_rank >= nodes:
+        raise KgemError(f"--node-rank must lie in [0, {nodes}) for --nnodes {nodes}, got {args.node_rank}")
+    host, _, port = args.rdzv_endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise KgemError(f"--rdzv-endpoint must be HOST:PORT, got {args.rdzv_endpoint!r}")
+    return ["--nnodes", str(nodes), "--node-rank", str(args.node_rank), "--master-addr", host, "--master-port", port]
+
+
+def torchrun(rendezvous: list[str], nproc: int, kgem_args: list[str]) -> int:
+    """Run ``kgem KGEM_ARGS`` in ``nproc`` processes under torchrun; its exit code. A process that dies in C++ (an
+    abort in a collective library) prints its Python stack too (faulthandler)."""
+    command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(nproc),
+               "-m", "kgem", *kgem_args]
+    return subprocess.run(command, check=False, env={**os.environ, "PYTHONFAULTHANDLER": "1"}).returncode
+
+
+def leave_quietly() -> None:
+    """End a rank other than 0 once its work is done: rank 0 reports, and skipping the interpreter's teardown
+    avoids an abort that collective libraries' threads can cause in it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def report(result: Any) -> None:
@@ -191,6 +226,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--nnodes", type=positive, metavar="M", help="machines taking part (each runs the same command)")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet (with --nnodes > 1)")
     p.add_argument("--rdzv-id", default="kgem", help="the run's name at the rendezvous (default kgem)")
+    p.add_argument("--node-rank", type=int, metavar="K",
+                   help="this machine's number, 0 to M-1 (machine 0 hosts the rendezvous); without it torchrun "
+                        "numbers the machines")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("resume", help="continue an interrupted 'kgem train' run from its newest checkpoint",
@@ -198,6 +236,7 @@ def add_parsers(sub: Any) -> None:
                                    "checkpoint; the result is exactly that of an uninterrupted run.")
     p.add_argument("run", help="the run folder")
     p.add_argument("--device", help="continue on this device instead of the run's (cpu, cuda, cuda:N, auto)")
+    p.add_argument("--nproc", type=positive, metavar="N", help="continue with N processes (torchrun)")
     p.add_argument("--threads", type=positive, help="CPU threads for PyTorch")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_resume)
