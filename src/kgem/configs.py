@@ -109,6 +109,9 @@ class TrainingConfig:
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
     peer_timeout: float = help_field(600.0, "multi-process training (torchrun, --nproc): seconds a process waits "
                                             "for the others before it stops with an error")
+    mixed: bool = help_field(False, "mixed CPU-GPU (DGL-KE's mix_cpu_gpu): the entity table and its optimizer state "
+                                    "stay in CPU memory, everything else on the device; negative sampling with "
+                                    "rowadagrad only")
     device: str = help_field("cpu", "where the model trains and computes: cpu, cuda, cuda:N, or auto (the first GPU "
                                     "if there is one, else the CPU)")
     workers: int = help_field(1, "HOGWILD processes of one thread each; >1 is not reproducible and needs "

@@ -34,6 +34,7 @@ from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
 from kgem.models import INITIALIZERS, Model, build_model, model_info
 from kgem.models.builders import model_names
 from kgem.models.model import interaction_model
+from kgem.models.representation import Embedding
 from kgem.pretrained import warm_start, warm_start_circuit
 from kgem.registry import unknown
 from kgem.saving import BUILD_ERRORS
@@ -54,6 +55,7 @@ from kgem.training import (
 from kgem.training import build_optimizer as make_optimizer
 from kgem.training import build_scheduler as make_scheduler
 from kgem.training.distributed import Replicas
+from kgem.training.mixed import HostTable, trainable_tensors
 from kgem.training.optim import OPTIMIZERS
 from kgem.training.schedule import RULES, Plateau
 
@@ -213,6 +215,25 @@ def constraints_from_config(source: str, num_entities: int, num_relations: int, 
     return read_types(folder / TYPE_FILES[0], folder / TYPE_FILES[1], entities, relations)
 
 
+def mixed_from_config(cfg: TrainingConfig, model: AnyModel, device: torch.device) -> AnyModel:
+    """``model`` with its entity table moved into CPU memory (``training.mixed``), the rest to go to ``device``;
+    ``model`` itself without ``training.mixed``. Mixed training needs what it was built for: a plain entity table,
+    negative sampling, rowadagrad, one process without HOGWILD workers."""
+    if not cfg.mixed:
+        return model
+    problems = [(not isinstance(model, Model) or type(model.entity) is not Embedding, "a model whose entities are a "
+                 "plain embedding table (not a circuit or an encoder)"), (cfg.approach != "slcwa", "approach slcwa "
+                 "(1vsAll and KvsAll score every entity each step)"), (cfg.optimizer.lower() != "rowadagrad",
+                 "optimizer rowadagrad (its per-row state stays beside the table)"), (cfg.workers > 1, "workers 1"),
+                (int(os.environ.get("WORLD_SIZE", "1")) > 1, "one process (not --nproc)")]
+    missing = [needs for failed, needs in problems if failed]
+    if missing:
+        raise ConfigError(f"training.mixed needs {missing[0]}")
+    assert isinstance(model, Model) and isinstance(model.entity, Embedding)
+    model.entity = HostTable(model.entity, device)
+    return model
+
+
 def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> Approach:
     """How batches are trained: ``cfg.approach`` for an embedding model, ``cfg.objective`` for a circuit."""
     if isinstance(model, CircuitModel):
@@ -243,7 +264,7 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
     if circuit and cfg.optimizer.lower() in ("sparseadam", "rowadagrad"):
         raise ConfigError(f"training.optimizer: {cfg.optimizer} updates the rows a batch touches; a circuit's "
                           f"objective normalises over every row each step: use adam, adamw, adagrad or sgd")
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, **optimizer_args)
+    optimizer = make_optimizer(cfg.optimizer, trainable_tensors(model), lr=cfg.lr, **optimizer_args)
     regularizer = None
     if cfg.regularizer and not circuit:
         reg_cls = REGULARIZERS.get(cfg.regularizer)

@@ -31,6 +31,7 @@ from kgem.factory import (
     early_stopping_from_config,
     evaluator_from_config,
     known_from_config,
+    mixed_from_config,
     model_from_config,
     sparse_lookups,
     trainer_from_config,
@@ -187,7 +188,8 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
     model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
                               sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
-                              relations=dataset.relations).to(device)
+                              relations=dataset.relations)
+    model = mixed_from_config(cfg.training, model, device).to(device)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress, replicas=replicas) if trainable else None
     stopper = early_stopping_from_config(cfg, dataset)  # the trainer refuses plateau without it, before training

@@ -266,6 +266,6 @@ def _settings(model: Model) -> tuple[Any, ...]:
     constraint (e.g. ``normalize="step"``); compared by ``==`` so 1 equals 1.0."""
     interaction = model.interaction
     plain = {k: v for k, v in vars(interaction).items() if not k.startswith("_") and k != "training"}
-    tables = [(type(m).__name__, m.kind, m.normalize) for m in model.modules() if isinstance(m, Representation)]
+    tables = [(m.saved_as(), m.kind, m.normalize) for m in model.modules() if isinstance(m, Representation)]
     return type(interaction), plain, tables
 

@@ -54,6 +54,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--batch-size", "--batch_size"), "training.batch_size", int, "positives (or queries) per batch"),
     (("--seed",), "training.seed", int, "random seed (initialisation, order, sampling)"),
     (("--device",), "training.device", str, "cpu (default), cuda, cuda:N or auto (the first GPU if any)"),
+    (("--mixed", "--mix-cpu-gpu", "--mix_cpu_gpu"), "training.mixed", bool,
+     "keep the entity table and its optimizer state in CPU memory, compute on --device (slcwa + rowadagrad)"),
     (("--workers", "--num-proc", "--num_proc"), "training.workers", int,
      "HOGWILD processes of one thread each (not reproducible; rowadagrad, adagrad or sgd)"),
     (("--retain-memory", "--retain_memory"), "training.retain_memory", bool,

@@ -48,6 +48,11 @@ class Representation(nn.Module):
         """Arguments ``build_model`` needs beyond the user's to rebuild this representation without its data."""
         return {}
 
+    def saved_as(self) -> str:
+        """The representation a saved model rebuilds this one as (its class, unless it only changes where the
+        rows live during training)."""
+        return type(self).__name__
+
 
 class Embedding(Representation):
     """An embedding table of ``num`` rows.

@@ -152,7 +152,7 @@ SPARSE_OPTIMIZERS = {"sparseadam", "adagrad", "sgd", "rowadagrad"}
 FUSED = {"adam", "adamw"}  # one kernel per step instead of ~10 passes over every table; same arithmetic
 
 
-def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, **kwargs: Any) -> torch.optim.Optimizer:
+def build_optimizer(name: str, params: Iterable[torch.Tensor], lr: float, **kwargs: Any) -> torch.optim.Optimizer:
     """``adam``, ``adamw``, ``adagrad``, ``rowadagrad``, ``sgd`` (``momentum=...``) or ``sparseadam``, with
     keyword arguments.
 
@@ -174,7 +174,7 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, 
         raise ConfigError(f"optimizer {name}: {e}") from e
 
 
-def check_lr(name: str, lr: float, params: list[torch.nn.Parameter]) -> None:
+def check_lr(name: str, lr: float, params: list[torch.Tensor]) -> None:
     """A ConfigError unless ``lr`` is positive and the parameters' floating-point type holds it: torch converts it
     to that type in every step, so 1e39 (a float64) would fail there, for float32 tables, as an overflow."""
     largest = min((torch.finfo(p.dtype).max for p in params if p.dtype.is_floating_point),

@@ -24,6 +24,7 @@ from kgem.training.checkpoint import Checkpoints
 from kgem.training.distributed import Replicas
 from kgem.training.hogwild import run_workers, share
 from kgem.training.losses import Loss
+from kgem.training.mixed import collect_gradients
 from kgem.training.optim import clip_grad_norm as clip_gradients
 from kgem.training.regularizers import Regularizer
 from kgem.training.schedule import EpochSchedule
@@ -96,6 +97,7 @@ def local_step(model: AnyModel, approach: Approach, batch: torch.Tensor, part: s
     current = float(weighted.detach())
     if math.isfinite(current):  # a non-finite loss is reported (after the ranks agree on it), never stepped on
         weighted.backward()
+    collect_gradients(model)  # mixed CPU-GPU: the host rows' gradient goes back to the CPU
     return current
 
 
