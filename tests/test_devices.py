@@ -68,3 +68,15 @@ def test_a_run_started_on_a_gpu_resumes_on_the_cpu(tmp_path) -> None:
     pipeline(config, progress=False, output=tmp_path / "run")
     moved = resume(tmp_path / "run", progress=False, device="cpu")
     assert all(p.device.type == "cpu" for p in moved.model.parameters())
+
+
+def test_dgl_ke_gpu_flags_are_checked(capsys) -> None:
+    from kgem.cli import main
+
+    assert main(["train", "--dataset", "nations", "--gpu", "1", "1", "--epochs", "1", "-q"]) == 2
+    assert "kgem: error: --gpu names a GPU twice: 1 1" in capsys.readouterr().err
+    assert main(["train", "--dataset", "nations", "--gpu", "0", "1", "--nproc", "3", "--epochs", "1", "-q"]) == 2
+    assert "--gpu names 2 GPUs but --nproc asks for 3 processes" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--dataset", "nations", "--gpu", "0", "--epochs", "1", "-q"]) == 2
+        assert "training.device 'cuda:0' cannot hold the model" in capsys.readouterr().err

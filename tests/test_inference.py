@@ -306,7 +306,7 @@ def test_load_maps_the_weights_to_the_device(tmp_path, device) -> None:
         predict_tails(model, ENTITIES, RELATIONS, [("alice", "likes")], k=2)["tail"].tolist()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_load_onto_a_gpu_scores_as_on_the_cpu(tmp_path) -> None:
     import kgem
 

@@ -81,7 +81,7 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
 def cmd_train(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = resolve_config(args.config, overrides_from_flags(args))
+    cfg = resolve_config(args.config, overrides_from_flags(args) + gpu_overrides(args))
     if args.output:
         check_folder(args.output)  # before any work: the run would fail only when it first writes there
     data = None
@@ -98,6 +98,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     if follower():
         leave_quietly()
     report(result)
+
+
+def gpu_overrides(args: argparse.Namespace) -> list[str]:
+    """DGL-KE's ``--gpu 0 1 ...``: one GPU is ``training.device=cuda:N``; several train one process per GPU
+    (``--nproc``), each seeing only its own (``CUDA_VISIBLE_DEVICES``)."""
+    if not args.gpu:
+        return []
+    if len(set(args.gpu)) != len(args.gpu):
+        raise KgemError(f"--gpu names a GPU twice: {' '.join(map(str, args.gpu))}")
+    if len(args.gpu) == 1:
+        return [f"training.device=cuda:{args.gpu[0]}"]
+    if args.nproc is not None and args.nproc != len(args.gpu):
+        raise KgemError(f"--gpu names {len(args.gpu)} GPUs but --nproc asks for {args.nproc} processes")
+    args.nproc = len(args.gpu)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, args.gpu))  # the processes torchrun starts inherit it
+    return ["training.device=cuda"]
 
 
 def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
@@ -225,6 +241,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--nproc", type=positive, metavar="N",
                    help="train with N processes on this machine (torchrun; each trains its part of every batch, the "
                         "gradients are summed: the same result as one process)")
+    p.add_argument("--gpu", type=non_negative, nargs="+", metavar="N",
+                   help="GPU ids (DGL-KE): one trains on cuda:N; several train one process per GPU (--nproc)")
     p.add_argument("--nnodes", type=positive, metavar="M", help="machines taking part (each runs the same command)")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet (with --nnodes > 1)")
     p.add_argument("--rdzv-id", default="kgem", help="the run's name at the rendezvous (default kgem)")
@@ -242,6 +260,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--threads", type=positive, help="CPU threads for PyTorch")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_resume)
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def positive(text: str) -> int:
