@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import traceback
 from pathlib import Path
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace, name: str, side: str) -> dict[str, Any]:
         speed = result.history.examples_per_second
         queries = len(result.evaluation.ranks) if result.evaluation is not None else 0
         evaluate = result.timings["evaluate"]
-        if not (speed > 0 and evaluate > 0 and all(map(torch.isfinite, [torch.tensor(result.history.losses)]))):
+        if not (speed > 0 and evaluate > 0 and all(math.isfinite(loss) for loss in result.history.losses)):
             raise RuntimeError(f"bad measurement: speed {speed}, evaluation {evaluate} s, losses "
                                f"{result.history.losses}")
     except Exception as e:  # a failed run is reported as failed, never as a number
