@@ -148,6 +148,10 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     ``metrics.csv`` / ``losses.csv`` and ``environment.json`` (the process settings it ran with,
     ``kgem.ops.process.settings``). ``resume=True`` continues the run in ``output`` from its newest checkpoint (see
     ``resume``) and ends exactly as an uninterrupted run would.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process calls this with the same arguments: each trains its part of
+    every batch (``kgem.training.distributed``); process 0 writes ``output`` and evaluates the test split, the
+    others return the same trained model with ``evaluation`` None.
     """
     cfg = absolute_paths(resolve_config(config, overrides))
     if output is None:
