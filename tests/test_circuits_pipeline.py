@@ -192,6 +192,9 @@ def test_kgem_train_and_predict_a_circuit(tmp_path, capsys) -> None:
     assert "probability" in printed.splitlines()[0]
     assert main(["sample", str(out / "model"), "-n", "4"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
+    assert main(["evaluate", str(out / "model")]) == 0
+    assert "heads by their own scores" in (printed := capsys.readouterr().out)
+    assert "test log-likelihood" in printed and "nats per triple (uniform -9.2854)" in printed
 
 
 def test_a_typed_circuit_trains_saves_and_loads_with_its_constraints(tmp_path) -> None:

@@ -8,12 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from kgem.circuits.model import CircuitModel
 from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import Dataset, relation_categories
 from kgem.errors import KgemError
 from kgem.factory import dataset_from_config, evaluator_from_config
-from kgem.pipeline import write_csv
+from kgem.pipeline import test_likelihood, write_csv
 from kgem.saving import LoadedModel, load_model
 
 
@@ -86,6 +87,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if len(hrt) < len(split):
         print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
     print(result)
+    if isinstance(loaded.model, CircuitModel) and len(hrt):  # a distribution: how likely the split is, too
+        likelihood = test_likelihood(loaded.model, hrt)
+        print(f"{args.split} log-likelihood {likelihood['log_likelihood']:.4f} nats per triple (uniform "
+              f"{likelihood['uniform_log_likelihood']:.4f})")
+        if likelihood.get("excluded_triples"):  # a typed circuit: triples its constraints give probability 0
+            print(f"{int(likelihood['excluded_triples'])} {args.split} triples break the constraints; the others "
+                  f"average {likelihood.get('log_likelihood_allowed', float('nan')):.4f}")
     if args.per_category:
         print("\nby relation category:\n" + result.per_category().round(4).to_string())
     if args.per_relation:
