@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from kgem.data import load_dataset
 from kgem.pipeline import pipeline
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -36,7 +37,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 SIDES = {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}, "cuda-mixed": {"device": "cuda", "mixed": True}}
 
 
-def run(args: argparse.Namespace, name: str, side: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, name: str, side: str, test_size: int) -> dict[str, Any]:
     record: dict[str, Any] = {"config": name, "side": side}
     if side.startswith("cuda") and not torch.cuda.is_available():
         return {**record, "status": "skipped", "reason": "no CUDA device"}
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace, name: str, side: str) -> dict[str, Any]:
         return {**record, "status": "skipped", "reason": "mixed mode trains negative sampling only"}
     config = CONFIGS[name]
     training = {**config["training"], **SIDES[side], "epochs": args.epochs, "early_stopping": False}
-    evaluation = {"fraction": min(1.0, args.eval_triples / 20466)}
+    evaluation = {"fraction": min(1.0, args.eval_triples / test_size)}
     try:
         start = time.perf_counter()
         result = pipeline({"data": {"dataset": str(Path(args.data_root) / args.dataset)}, "model": config["model"],
@@ -76,10 +77,11 @@ def main() -> None:
     environment = {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name(0)
                    if torch.cuda.is_available() else None, "cpu_threads": torch.get_num_threads()}
     print(json.dumps({"environment": environment}), flush=True)
+    test_size = len(load_dataset(str(Path(args.data_root) / args.dataset)).test or [])
     records = []
     for name in CONFIGS:
         for side in SIDES:
-            record = run(args, name, side)
+            record = run(args, name, side, max(test_size, 1))
             print(json.dumps(record), flush=True)
             records.append(record)
     summary = {}

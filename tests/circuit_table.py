@@ -45,3 +45,14 @@ class TableCircuit(Circuit):
 
     def log_relation_given_head(self, h: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(torch.logsumexp(self.logits[h], -1), -1)
+
+
+def randomised(circuit: Circuit, seed: int = 0, scale: float = 1.0) -> Circuit:
+    """The circuit in float64 with every parameter redrawn from N(0, scale^2), in registration order: far from its
+    near-uniform initialisation, and signed tables for the squared circuits, so no sign pattern hides a bug."""
+    gen = torch.Generator().manual_seed(seed)
+    circuit = circuit.double()
+    with torch.no_grad():
+        for p in circuit.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    return circuit

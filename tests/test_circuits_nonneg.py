@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
+from circuit_table import randomised as redrawn
 from kgem.circuits.base import Circuit
 from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus, log_bilinear, log_matmul_exp
 
+randomised = functools.partial(redrawn, scale=1.5)  # logits far from the near-uniform start
+
 E, R, D = 6, 3, 4
 
-
-def randomised(model: Circuit, scale: float = 1.5, seed: int = 0) -> Circuit:
-    """The model in float64 with every logit redrawn from N(0, scale^2), far from the near-uniform init."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    return model
 
 
 def make(name: str, seed: int = 0) -> Circuit:

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from circuit_table import TableCircuit
+from circuit_table import TableCircuit, randomised
 from kgem.circuits import sampling
 from kgem.circuits.base import Circuit
 from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
@@ -28,16 +28,6 @@ from kgem.data.vocab import Vocabulary
 
 N = 20_000
 
-
-def randomised(model: Circuit, seed: int, scale: float) -> Circuit:
-    """The model in float64 with every parameter redrawn from N(0, scale^2): far from uniform, and signed tables
-    for the squared models."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    return model
 
 
 MAKERS: dict[str, Callable[[], Circuit]] = {

@@ -7,19 +7,11 @@ import math
 import pytest
 import torch
 
+from circuit_table import randomised
 from kgem.circuits.squared import CP2, ComplEx2, SquaredCircuit
 
 E, R, D = 6, 3, 4
 
-
-def signed(model: SquaredCircuit, seed: int = 0) -> SquaredCircuit:
-    """Random signed float64 tables (as if copied from a trained KGE), so no sign pattern hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double()
-    with torch.no_grad():
-        model.entities.copy_(torch.randn(model.entities.shape, generator=gen, dtype=torch.float64))
-        model.relations.copy_(torch.randn(model.relations.shape, generator=gen, dtype=torch.float64))
-    return model
 
 
 def all_triples(model: SquaredCircuit) -> torch.Tensor:
@@ -38,7 +30,7 @@ MODELS = [lambda: CP2(E, R, D), lambda: ComplEx2(E + 1, R, D - 1)]
 
 @pytest.fixture(params=MODELS, ids=["cp2", "complex2"])
 def model(request: pytest.FixtureRequest) -> SquaredCircuit:
-    return signed(request.param())
+    return randomised(request.param())
 
 
 def test_log_prob_sums_to_one_over_every_triple(model: SquaredCircuit) -> None:
@@ -99,7 +91,7 @@ def test_head_marginal_and_relation_given_head_follow_the_chain_rule(model: Squa
 
 
 def test_complex2_phi_is_complex_trilinear_product() -> None:
-    model = signed(ComplEx2(E, R, D), seed=3)
+    model = randomised(ComplEx2(E, R, D), seed=3)
     d = model.dim
     ent = torch.complex(model.entities[:, :d], model.entities[:, d:]).detach()
     rel = torch.complex(model.relations[:, :d], model.relations[:, d:]).detach()
@@ -111,7 +103,7 @@ def test_complex2_phi_is_complex_trilinear_product() -> None:
 
 
 def test_complex2_partition_block_form_equals_trace_form() -> None:
-    model = signed(ComplEx2(E, R, D), seed=4)
+    model = randomised(ComplEx2(E, R, D), seed=4)
     d = model.dim
     with torch.no_grad():
         g = model.entities.T @ model.entities
@@ -124,7 +116,7 @@ def test_complex2_partition_block_form_equals_trace_form() -> None:
 
 
 def test_cp2_phi_uses_subject_role_then_object_role() -> None:
-    model = signed(CP2(E, R, D), seed=5)
+    model = randomised(CP2(E, R, D), seed=5)
     s, o = model.entities[:, :D], model.entities[:, D:]
     triples = torch.tensor([[0, 1, 2], [2, 1, 0], [3, 0, 3]])
     expected = torch.stack([(s[h] * model.relations[r] * o[t]).sum() for h, r, t in triples.tolist()])

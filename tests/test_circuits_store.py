@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from circuit_table import randomised
 from kgem.circuits.base import Circuit
 from kgem.circuits.nonneg import ComplExPlus, CPPlus, RESCALPlus, TuckERPlus
 from kgem.circuits.registry import CIRCUITS, build_circuit, circuit_arguments
@@ -31,16 +32,6 @@ ARGS: dict[str, dict[str, Any]] = {"cp+": {"init_scale": 0.5}, "complex+": {}, "
                                    "tucker+": {"relation_dim": 2}, "cp2": {"init_sigma": 0.2}, "complex2": {}}
 ALL_TRIPLES = torch.cartesian_prod(torch.arange(E), torch.arange(R), torch.arange(E))
 
-
-def randomised(circuit: Circuit, seed: int = 0) -> Circuit:
-    """The circuit in float64 with every parameter redrawn from N(0, 1): far from its initialisation, so a load that
-    kept the fresh tables instead of the saved ones would show."""
-    gen = torch.Generator().manual_seed(seed)
-    circuit = circuit.double()
-    with torch.no_grad():
-        for p in circuit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    return circuit
 
 
 def saved(tmp_path: Path, name: str = "cp+", seed: int = 0) -> tuple[Circuit, Path]:

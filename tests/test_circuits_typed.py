@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from circuit_table import randomised
 from kgem.circuits.sampling import sample
 from kgem.circuits.squared import CP2, ComplEx2, SquaredCircuit
 from kgem.circuits.typed import TypedSquared, typed_complex2, typed_cp2
@@ -39,15 +40,6 @@ def everything() -> DomainConstraints:
     return DomainConstraints(ones, ones.clone())
 
 
-def signed(model: SquaredCircuit, seed: int = 0) -> SquaredCircuit:
-    """Random signed float64 tables, so no sign pattern hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double()
-    with torch.no_grad():
-        model.entities.copy_(torch.randn(model.entities.shape, generator=gen, dtype=torch.float64))
-        model.relations.copy_(torch.randn(model.relations.shape, generator=gen, dtype=torch.float64))
-    return model
-
 
 BASES: dict[str, Callable[[], SquaredCircuit]] = {"cp2": lambda: CP2(E, R, D), "complex2": lambda: ComplEx2(E, R, D)}
 CONSTRAINTS = {"typed": typed_constraints, "ragged": ragged_constraints}
@@ -57,7 +49,7 @@ CONSTRAINTS = {"typed": typed_constraints, "ragged": ragged_constraints}
 def case(request: pytest.FixtureRequest) -> Case:
     base, kind = request.param
     constraints = CONSTRAINTS[kind]()
-    return TypedSquared(signed(BASES[base]()), constraints), constraints
+    return TypedSquared(randomised(BASES[base]()), constraints), constraints
 
 
 def all_triples() -> torch.Tensor:
@@ -164,7 +156,7 @@ def test_marginals_are_brute_force_sums_and_chain_to_the_joint(case: Case) -> No
 
 def test_everything_allowed_equals_the_untyped_circuit() -> None:
     for make in BASES.values():
-        base = signed(make())
+        base = randomised(make())
         model = TypedSquared(base, everything())
         triples = all_triples()
         h, r, t = triples.unbind(-1)
@@ -240,7 +232,7 @@ def test_bad_inputs_are_refused_in_one_line() -> None:
 
 
 def test_sampling_builds_the_typed_grams_once_per_draw() -> None:
-    model = TypedSquared(signed(CP2(6, 3, 3, init_sigma=0.1).double()), typed_constraints()).double()
+    model = TypedSquared(randomised(CP2(6, 3, 3, init_sigma=0.1).double()), typed_constraints()).double()
     calls = []
     grams = model.grams
     model.grams = lambda: calls.append(1) or grams()  # type: ignore[method-assign]

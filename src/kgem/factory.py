@@ -54,7 +54,7 @@ from kgem.training import (
 )
 from kgem.training import build_optimizer as make_optimizer
 from kgem.training import build_scheduler as make_scheduler
-from kgem.training.distributed import Replicas
+from kgem.training.distributed import Replicas, launched
 from kgem.training.mixed import HostTable, trainable_tensors
 from kgem.training.optim import OPTIMIZERS
 from kgem.training.schedule import RULES, Plateau
@@ -225,7 +225,7 @@ def mixed_from_config(cfg: TrainingConfig, model: AnyModel, device: torch.device
                  "plain embedding table (not a circuit or an encoder)"), (cfg.approach != "slcwa", "approach slcwa "
                  "(1vsAll and KvsAll score every entity each step)"), (cfg.optimizer.lower() != "rowadagrad",
                  "optimizer rowadagrad (its per-row state stays beside the table)"), (cfg.workers > 1, "workers 1"),
-                (int(os.environ.get("WORLD_SIZE", "1")) > 1, "one process (not --nproc)")]
+                (launched(), "one process (not --nproc)")]
     missing = [needs for failed, needs in problems if failed]
     if missing:
         raise ConfigError(f"training.mixed needs {missing[0]}")

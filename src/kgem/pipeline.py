@@ -43,7 +43,7 @@ from kgem.ops.devices import resolve_device
 from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
 from kgem.training import Checkpoints, History
-from kgem.training.distributed import from_environment, local_device
+from kgem.training.distributed import follower, from_environment, local_device
 
 
 @dataclass
@@ -299,11 +299,6 @@ class RunFolder:
         write_csv(result.metrics(), self.path / "metrics.csv")
         write_csv(result.losses(), self.path / "losses.csv")
         write_json(settings(*result.model.parameters()), self.path / self.ENVIRONMENT)
-
-
-def follower() -> bool:
-    """Whether this process is a rank other than 0 of a multi-process run (torchrun's ``RANK``)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
 
 
 class FollowerFolder:

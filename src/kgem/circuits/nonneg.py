@@ -57,6 +57,16 @@ def dirichlet_logits(rows: int, cols: int, init_scale: float) -> torch.Tensor:
     return sample.clamp_min(torch.finfo(torch.float64).tiny).log().transpose(0, 1).to(torch.get_default_dtype())
 
 
+def set_sizes(circuit: LogCP | EntityQueries, num_entities: int, num_relations: int, dim: int,
+              init_scale: float) -> float:
+    """Check and set a non-negative circuit's ``num_entities``, ``num_relations`` and ``dim``; returns the checked
+    ``init_scale``. Every constructor here starts so, and a bad value is the same one-line error in each."""
+    circuit.num_entities = checks.positive_int("num_entities", num_entities)
+    circuit.num_relations = checks.positive_int("num_relations", num_relations)
+    circuit.dim = checks.positive_int("dim", dim)
+    return checks.positive("init_scale", init_scale)
+
+
 class LogCP(Circuit):
     """A non-negative CP circuit ``phi(h, r, t) = sum_k S[h, k] W[r, k] O[t, k]`` given by log factor tables.
 
@@ -64,6 +74,8 @@ class LogCP(Circuit):
     ``(n, K)`` tables in log space. Marginalising a slot replaces its factor by its column sums, the log of which
     is a ``logsumexp`` over the table's rows.
     """
+
+    dim: int
 
     def log_subject(self, h: torch.Tensor | None = None) -> torch.Tensor:
         """Log subject factors ``log S[h]``: ``(B, K)``, or ``(num_entities, K)`` for ``None``."""
@@ -142,10 +154,7 @@ class CPPlus(LogCP):
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, init_scale: float = 1e-3) -> None:
         super().__init__()
-        self.num_entities = checks.positive_int("num_entities", num_entities)
-        self.num_relations = checks.positive_int("num_relations", num_relations)
-        self.dim = checks.positive_int("dim", dim)
-        scale = checks.positive("init_scale", init_scale)
+        scale = set_sizes(self, num_entities, num_relations, dim, init_scale)
         self.subject_logits = nn.Parameter(dirichlet_logits(self.num_entities, self.dim, scale))
         self.relation_logits = nn.Parameter(dirichlet_logits(self.num_relations, self.dim, scale))
         self.object_logits = nn.Parameter(dirichlet_logits(self.num_entities, self.dim, scale))
@@ -179,10 +188,7 @@ class ComplExPlus(LogCP):
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, init_scale: float = 1e-3) -> None:
         super().__init__()
-        self.num_entities = checks.positive_int("num_entities", num_entities)
-        self.num_relations = checks.positive_int("num_relations", num_relations)
-        self.dim = checks.positive_int("dim", dim)
-        scale = checks.positive("init_scale", init_scale)
+        scale = set_sizes(self, num_entities, num_relations, dim, init_scale)
         self.entity_logits = nn.Parameter(dirichlet_logits(self.num_entities, self.dim, scale))
         self.entity_imag_logits = nn.Parameter(0.01 * torch.randn(self.num_entities, self.dim))
         self.relation_logits = nn.Parameter(dirichlet_logits(self.num_relations, self.dim, scale))
@@ -217,6 +223,7 @@ class EntityQueries(Circuit):
     entity_logits[entity])``. The entity conditionals follow from the queries; a marginalised entity slot is the
     entity column sums."""
 
+    dim: int
     entity_logits: nn.Parameter
     relation_logits: nn.Parameter
 
@@ -273,10 +280,7 @@ class RESCALPlus(EntityQueries):
 
     def __init__(self, num_entities: int, num_relations: int, dim: int, init_scale: float = 1e-3) -> None:
         super().__init__()
-        self.num_entities = checks.positive_int("num_entities", num_entities)
-        self.num_relations = checks.positive_int("num_relations", num_relations)
-        self.dim = checks.positive_int("dim", dim)
-        scale = checks.positive("init_scale", init_scale)
+        scale = set_sizes(self, num_entities, num_relations, dim, init_scale)
         self.entity_logits = nn.Parameter(dirichlet_logits(self.num_entities, self.dim, scale))
         self.relation_logits = nn.Parameter(
             dirichlet_logits(self.num_relations, self.dim * self.dim, scale).reshape(-1, self.dim, self.dim))
@@ -342,11 +346,8 @@ class TuckERPlus(EntityQueries):
     def __init__(self, num_entities: int, num_relations: int, dim: int, relation_dim: int | None = None,
                  init_scale: float = 1e-3) -> None:
         super().__init__()
-        self.num_entities = checks.positive_int("num_entities", num_entities)
-        self.num_relations = checks.positive_int("num_relations", num_relations)
-        self.dim = checks.positive_int("dim", dim)
+        scale = set_sizes(self, num_entities, num_relations, dim, init_scale)
         self.relation_dim = checks.optional_positive_int("relation_dim", relation_dim, "dim") or self.dim
-        scale = checks.positive("init_scale", init_scale)
         self.entity_logits = nn.Parameter(dirichlet_logits(self.num_entities, self.dim, scale))
         self.relation_logits = nn.Parameter(dirichlet_logits(self.num_relations, self.relation_dim, scale))
         core = dirichlet_logits(self.dim * self.relation_dim * self.dim, 1, scale)

@@ -18,7 +18,8 @@ from kgem.config import save_config, yaml_value
 from kgem.configs import PipelineConfig
 from kgem.errors import KgemError
 from kgem.factory import dataset_from_config
-from kgem.pipeline import follower, pipeline, resolve_config, resume
+from kgem.pipeline import pipeline, resolve_config, resume
+from kgem.training.distributed import follower, launched
 
 # (option strings, config key, type, help); DGL-KE's spelling is accepted next to ours
 FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
@@ -119,7 +120,7 @@ def gpu_overrides(args: argparse.Namespace) -> list[str]:
 def launch(args: argparse.Namespace, cfg: PipelineConfig, output: Path) -> None:
     """Start ``--nproc`` processes (on each of ``--nnodes`` machines) with torchrun, each training its part of every
     batch (``kgem.training.distributed``); they read the resolved config from a file, so every flag has applied."""
-    if "WORLD_SIZE" in os.environ:
+    if launched():
         raise KgemError("--nproc starts the processes itself: under torchrun, leave --nproc and --nnodes out")
     nodes = args.nnodes or 1
     if nodes > 1 and not args.rdzv_endpoint:
@@ -140,7 +141,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.nproc is not None:
-        if "WORLD_SIZE" in os.environ:
+        if launched():
             raise KgemError("--nproc starts the processes itself: under torchrun, leave it out")
         device = ["--device", args.device] if args.device else []
         code = torchrun(["--standalone"], args.nproc, ["resume", args.run, *device, *(["-q"] if args.quiet else [])])

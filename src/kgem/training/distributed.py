@@ -82,11 +82,20 @@ class Replicas:
                                 f"the run stops here, resume it from its last checkpoint") from e
 
 
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def follower() -> bool:
+    """Whether this process is a rank other than 0 of a multi-process run (torchrun's ``RANK``)."""
+    return launched() and int(os.environ.get("RANK", "0")) > 0
+
+
 def from_environment(device: torch.device, timeout_s: float) -> Replicas | None:
     """The ``Replicas`` of a process started by torchrun (``WORLD_SIZE`` > 1), after joining its process group
     (NCCL for CUDA, gloo for the CPU; ``timeout_s`` bounds every wait for a peer); None in a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not launched():
         return None
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
