@@ -1,13 +1,15 @@
-"""Throughput of multi-process training: 1 process against ``--nproc 2`` (and HOGWILD workers, the single-process
-way to use two cores) on the same data, model and batch, alternating, several rounds.
+"""Throughput of multi-process training: 1 process against ``--nproc 2``, replicated (exact) and sharded
+(PyTorch-BigGraph's buckets), and HOGWILD workers (the single-process way to use two cores), on the same data,
+model and batch, alternating, several rounds.
 
     .venv/bin/python bench/scaling.py                          # FB15k-237, TransE and ComplEx, shared negatives
     .venv/bin/python bench/scaling.py --quick                  # nations, tiny: every path runs, about a minute
 
 Each run is ``kgem train`` as a user starts it (a fresh process: ``--threads 1`` for one process, ``--nproc 2``
-for two, ``--workers 2`` for HOGWILD), training ``--epochs`` epochs without validation. Its throughput is the
-training triples times the epochs over the training seconds, as the run folder records them (``training`` in the
-saved model's ``config.json``: loading the data and the final evaluation are left out). The sides alternate
+for two, with ``--distributed sharded`` for the sharded mode, ``--workers 2`` for HOGWILD), training ``--epochs``
+epochs without validation. Its throughput is the training triples times the epochs over the training seconds, as
+the run folder records them (``training`` in the saved model's ``config.json``: loading the data and the final
+evaluation are left out). The sides alternate
 within each round, so a noisy neighbour slows all of them alike; medians over ``--rounds`` rounds. A run that fails
 (non-zero exit, a missing or non-finite time) is reported as failed, never as a number.
 
@@ -34,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
 
 MODELS = {"transe": ["--model", "transe", "--set", "model.args.p=2"], "complex": ["--model", "complex"]}
-SIDES = {"1 process": ["--threads", "1"], "2 processes": ["--nproc", "2"], "HOGWILD 2 workers": ["--workers", "2"]}
+SIDES = {"1 process": ["--threads", "1"], "2 processes": ["--nproc", "2"],
+         "2 processes, sharded": ["--nproc", "2", "--distributed", "sharded"], "HOGWILD 2 workers": ["--workers", "2"]}
 
 
 def command(args: argparse.Namespace, model: str, side: str, out: Path) -> list[str]:

@@ -27,6 +27,7 @@ from kgem.training import (
     build_optimizer,
     build_scheduler,
 )
+from signals import sigterm_at
 
 
 @pytest.fixture(autouse=True)
@@ -108,25 +109,12 @@ def test_sigterm_checkpoints_then_stops_and_resume_matches(tmp_path) -> None:
     assert_same(resumed, reference)
 
 
-class SignalAt(OneVsAll):
-    """OneVsAll that sends SIGTERM to this process during its ``at``-th step (same maths otherwise)."""
-
-    def __init__(self, at: int) -> None:
-        super().__init__()
-        self.calls, self.at = 0, at
-
-    def step(self, model, batch, loss, generator, part=slice(None)):
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return super().step(model, batch, loss, generator, part)
-
-
 def test_sigterm_mid_epoch_checkpoints_the_batch_and_resume_matches(tmp_path) -> None:
     """Bit-exact losses and weights: every run in this process (see ``assert_same``)."""
     reference, ref_losses = run(str(tmp_path / "ref"), 3)
     trainer, stopper = make_trainer()
-    trainer.approach = SignalAt(at=17)  # UMLS has 2 * 5216 rows with inverses: 21 batches of 512 per epoch
+    # UMLS has 2 * 5216 rows with inverses: 21 batches of 512 per epoch
+    trainer.approach = sigterm_at(OneVsAll(), at=17)
     with pytest.raises(TrainingInterrupted, match="in epoch 1 after batch 17"):
         trainer.fit(load_dataset("umls").train.hrt, 3, stopper, checkpoints=Checkpoints(tmp_path / "mid"))
     assert [p.name for p in Checkpoints(tmp_path / "mid").all()] == ["epoch-000000-batch-000000017"]

@@ -81,3 +81,22 @@ def test_mixed_training_refuses_what_it_was_not_built_for(changes, model, messag
         config["model"] = model
     with pytest.raises(ConfigError, match=f"^training.mixed needs .*{message}"):
         pipeline(config, progress=False)
+
+
+def test_asynchronous_row_updates_train_as_well_as_synchronous_ones() -> None:
+    """Not bit-exact (a batch may read a row its predecessor is still updating): close losses and MRR."""
+    changes = {"epochs": 6, "batch_size": 64}
+    plain = pipeline(with_training(mixed=True, **changes), progress=False)
+    fast = pipeline(with_training(mixed=True, async_update=True, **changes), progress=False)
+    assert isinstance(fast.model.entity, HostTable) and fast.model.entity.updates is not None
+    assert fast.model.entity.updates.pending is None  # the last update was waited for
+    assert fast.history.losses == pytest.approx(plain.history.losses, rel=0.1)
+    assert float(fast.metrics()["mrr"].iloc[-1]) == pytest.approx(float(plain.metrics()["mrr"].iloc[-1]), abs=0.05)
+
+
+@pytest.mark.parametrize(("changes", "message"), [({"async_update": True}, "set training.mixed too"),
+                                                  ({"async_update": True, "mixed": True, "clip_grad_norm": 1.0},
+                                                   "clip_grad_norm to null")])
+def test_asynchronous_updates_need_a_mixed_table_and_no_clipping(changes, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainingConfig(**{**BASE["training"], **changes})

@@ -109,9 +109,23 @@ class TrainingConfig:
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
     peer_timeout: float = help_field(600.0, "multi-process training (torchrun, --nproc): seconds a process waits "
                                             "for the others before it stops with an error")
+    distributed: Literal["replicated", "sharded"] = help_field(
+        "replicated", "multi-process training (--nproc): replicated (every rank holds the model, gradients summed "
+                      "every step: exactly one process's result) or sharded (PyTorch-BigGraph's buckets: each rank "
+                      "trains edges among its own entity partitions, rows exchanged once a round; slcwa with "
+                      "rowadagrad or sgd)")
+    partitions: int | None = help_field(None, "sharded training: entity partitions (default twice the processes)")
+    bucket_passes: int = help_field(1, "sharded training: passes per epoch over a slice of every bucket (more: an "
+                                       "order nearer a single process's shuffle, more exchanges)")
+    shard_negatives: Literal["graph", "bucket"] = help_field(
+        "graph", "sharded training: negatives from the whole graph (rows outside the bucket read, not updated) or "
+                 "from the bucket's two partitions (PyTorch-BigGraph's way: nothing outside them needed)")
     mixed: bool = help_field(False, "mixed CPU-GPU (DGL-KE's mix_cpu_gpu): the entity table and its optimizer state "
                                     "stay in CPU memory, everything else on the device; negative sampling with "
                                     "rowadagrad only")
+    async_update: bool = help_field(False, "mixed CPU-GPU (DGL-KE's async_update): the CPU rows' update runs in a "
+                                           "background thread while the next batch computes (faster, not "
+                                           "reproducible)")
     device: str = help_field("cpu", "where the model trains and computes: cpu, cuda, cuda:N, or auto (the first GPU "
                                     "if there is one, else the CPU)")
     workers: int = help_field(1, "HOGWILD processes of one thread each; >1 is not reproducible and needs "
@@ -127,7 +141,20 @@ class TrainingConfig:
     min_delta: float = help_field(0.0, "smallest improvement that counts")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience", "workers"):
+        if self.partitions is not None and self.distributed != "sharded":
+            raise ConfigError("training.partitions is an option of sharded training: set training.distributed: "
+                              "sharded")
+        if self.async_update and not self.mixed:
+            raise ConfigError("training.async_update is an option of mixed CPU-GPU training: set training.mixed too")
+        if self.async_update and self.clip_grad_norm is not None:
+            raise ConfigError("training.async_update steps the CPU rows in the background, outside the gradient "
+                              "clipping: set training.clip_grad_norm to null")
+        if self.shard_negatives != "graph" and self.distributed != "sharded":
+            raise ConfigError("training.shard_negatives is an option of sharded training: set "
+                              "training.distributed: sharded")
+        if self.partitions is not None and self.partitions <= 0:
+            raise ConfigError(f"training.partitions must be positive, got {self.partitions}")
+        for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience", "workers", "bucket_passes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")
         if self.warmup_epochs < 0:

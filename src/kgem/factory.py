@@ -55,7 +55,7 @@ from kgem.training import (
 from kgem.training import build_optimizer as make_optimizer
 from kgem.training import build_scheduler as make_scheduler
 from kgem.training.distributed import Replicas, launched
-from kgem.training.mixed import HostTable, trainable_tensors
+from kgem.training.mixed import HostTable, trainable_tensors, update_async
 from kgem.training.optim import OPTIMIZERS
 from kgem.training.schedule import RULES, Plateau
 
@@ -225,7 +225,7 @@ def mixed_from_config(cfg: TrainingConfig, model: AnyModel, device: torch.device
                  "plain embedding table (not a circuit or an encoder)"), (cfg.approach != "slcwa", "approach slcwa "
                  "(1vsAll and KvsAll score every entity each step)"), (cfg.optimizer.lower() != "rowadagrad",
                  "optimizer rowadagrad (its per-row state stays beside the table)"), (cfg.workers > 1, "workers 1"),
-                (launched(), "one process (not --nproc)")]
+                (launched() and cfg.distributed != "sharded", "one process, or sharded training (with --nproc)")]
     missing = [needs for failed, needs in problems if failed]
     if missing:
         raise ConfigError(f"training.mixed needs {missing[0]}")
@@ -265,6 +265,8 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
         raise ConfigError(f"training.optimizer: {cfg.optimizer} updates the rows a batch touches; a circuit's "
                           f"objective normalises over every row each step: use adam, adamw, adagrad or sgd")
     optimizer = make_optimizer(cfg.optimizer, trainable_tensors(model), lr=cfg.lr, **optimizer_args)
+    if cfg.async_update:
+        update_async(model, optimizer)
     regularizer = None
     if cfg.regularizer and not circuit:
         reg_cls = REGULARIZERS.get(cfg.regularizer)
@@ -273,7 +275,17 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
                                           arguments(reg_cls.__init__)))
     return Trainer(model, approach_from_config(cfg, model), loss, optimizer, regularizer=regularizer,
                    scheduler=scheduler_from_config(cfg, optimizer), batch_size=cfg.batch_size, seed=cfg.seed,
-                   progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm, replicas=replicas)
+                   progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm, replicas=replicas,
+                   partitions=partition_count(cfg, replicas), shard_negatives=cfg.shard_negatives,
+                   bucket_passes=cfg.bucket_passes)
+
+
+def partition_count(cfg: TrainingConfig, replicas: Replicas | None) -> int | None:
+    """Sharded training's entity partitions: ``cfg.partitions``, by default twice the processes (so every rank
+    has a bucket in most rounds); None when training is not sharded."""
+    if cfg.distributed != "sharded":
+        return None
+    return cfg.partitions or 2 * (replicas.world if replicas is not None else 1)
 
 
 def scheduler_from_config(cfg: TrainingConfig, optimizer: torch.optim.Optimizer) -> EpochSchedule | None:

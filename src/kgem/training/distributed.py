@@ -31,8 +31,10 @@ from kgem.errors import TrainingError
 class Replicas:
     """This process's place among ``world`` ranks of a replicated run (``rank`` 0 writes the run's files)."""
 
-    def __init__(self, rank: int, world: int) -> None:
-        self.rank, self.world = rank, world
+    def __init__(self, rank: int, world: int, host_group: dist.ProcessGroup | None = None) -> None:
+        """``host_group``: a gloo group of the same ranks for tensors kept in CPU memory when the main group is
+        NCCL's (which moves CUDA tensors only); None where the main group takes them."""
+        self.rank, self.world, self.host_group = rank, world, host_group
 
     @property
     def leader(self) -> bool:
@@ -61,6 +63,17 @@ class Replicas:
             grad = p.grad.coalesce() if p.grad.is_sparse else p.grad
             self._collective(lambda grad=grad: dist.all_reduce(grad))
             p.grad = grad.coalesce() if grad.is_sparse else grad
+
+    def sum_tensor(self, tensor: torch.Tensor) -> None:
+        """``tensor`` replaced, in place, by its sum over the ranks."""
+        self._collective(lambda: dist.all_reduce(tensor, group=self._group(tensor)))
+
+    def broadcast(self, tensor: torch.Tensor, source: int) -> None:
+        """``tensor`` replaced, in place, by rank ``source``'s."""
+        self._collective(lambda: dist.broadcast(tensor, source, group=self._group(tensor)))
+
+    def _group(self, tensor: torch.Tensor) -> dist.ProcessGroup | None:
+        return self.host_group if tensor.device.type == "cpu" else None
 
     def close(self) -> None:
         """Wait for every rank to finish training, then leave the process group (a process that exits with it
@@ -97,10 +110,11 @@ def from_environment(device: torch.device, timeout_s: float) -> Replicas | None:
     (NCCL for CUDA, gloo for the CPU; ``timeout_s`` bounds every wait for a peer); None in a single process."""
     if not launched():
         return None
+    timeout = datetime.timedelta(seconds=timeout_s)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return Replicas(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+    host_group = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() == "nccl" else None
+    return Replicas(dist.get_rank(), dist.get_world_size(), host_group)
 
 
 def local_device(device: torch.device) -> torch.device:

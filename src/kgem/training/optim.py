@@ -41,11 +41,11 @@ class RowAdagrad(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    _row_step(p, p.grad, self.state[p]["sum"], group["lr"], group["eps"])
+                    row_step(p, p.grad, self.state[p]["sum"], group["lr"], group["eps"])
         return loss
 
 
-def _row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, eps: float) -> None:
+def row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, eps: float) -> None:
     """The divisor is the sum as read plus this step's own term, never the shared ``total`` read back after the add:
     HOGWILD workers add into ``total`` without locks, and another worker's read-modify-write of the same row can
     store its stale sum over this one's add (at first a 0, from a row of zero gradient); read back, that sum lacks
@@ -106,7 +106,7 @@ class Adagrad(torch.optim.Adagrad):
 def _adagrad_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, weight_decay: float,
                   eps: float) -> None:
     """``p -= lr * g / (sqrt(total + g^2) + eps)`` and ``total += g^2``, the divisor computed on a private copy
-    before the add into the shared ``total``, as ``_row_step`` does and for its reason: read back, a sum whose add
+    before the add into the shared ``total``, as ``row_step`` does and for its reason: read back, a sum whose add
     another worker's stale write undid lacks this ``g^2`` (0 at first), and the step ``lr * g / 1e-10`` threw an
     element 5e6 away in a two-worker run. This way an element moves at most ``lr`` per step."""
     if weight_decay:

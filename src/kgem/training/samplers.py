@@ -44,6 +44,9 @@ class NegativeSampler:
     draws one set of K negative entities for the whole batch (DGL-KE / PyTorch-BigGraph style: far cheaper
     scoring, different semantics, opt-in); filtered, a shared entity that makes a training triple with a row is
     masked out of that row's loss (resampling it would change every row's set).
+
+    ``candidates`` (global entity ids, or None for all) restricts the corrupting entities: sharded training sets it
+    to the entities of the bucket it trains (``kgem.training.sharded``); filtering still checks the whole graph.
     """
 
     def __init__(self, num_negatives: int, *, bernoulli: bool = False, filtered: bool = False,
@@ -53,6 +56,7 @@ class NegativeSampler:
         self.num_entities = 0
         self.head_probability: torch.Tensor | None = None
         self.known: KnownTriples | None = None
+        self.candidates: torch.Tensor | None = None
 
     def prepare(self, hrt: torch.Tensor, num_entities: int, num_relations: int, *, tails_only: bool = False) -> None:
         """Fit to the training triples: entity count, per-relation head probabilities, filter index."""
@@ -70,13 +74,19 @@ class NegativeSampler:
         p = 0.5 if self.head_probability is None else self.head_probability[hrt[:, 1]]
         corrupt_head = torch.rand(batch, generator=generator) < p
         rows = 1 if self.shared else batch
-        ids = torch.randint(self.num_entities, (rows, self.num_negatives), generator=generator)
+        ids = self.draw_entities((rows, self.num_negatives), generator)
         if self.known is not None and self.shared:  # one set for all rows: mask, per row, those true for it
             return Negatives(corrupt_head, ids, self.known.contains(corrupted(hrt, corrupt_head, ids).view(-1, 3))
                              .view(batch, self.num_negatives))
         if self.known is not None:
             return self._resample_known(hrt, corrupt_head, ids, generator)
         return Negatives(corrupt_head, ids)
+
+    def draw_entities(self, shape: tuple[int, ...] | torch.Size, generator: torch.Generator) -> torch.Tensor:
+        """Uniform random entity ids of ``shape``: any entity, or one of ``candidates``."""
+        if self.candidates is None:
+            return torch.randint(self.num_entities, tuple(shape), generator=generator)
+        return self.candidates[torch.randint(len(self.candidates), tuple(shape), generator=generator)]
 
     def _resample_known(self, hrt: torch.Tensor, corrupt_head: torch.Tensor, ids: torch.Tensor,
                         generator: torch.Generator) -> Negatives:
@@ -85,7 +95,7 @@ class NegativeSampler:
             bad = self.known.contains(corrupted(hrt, corrupt_head, ids).view(-1, 3)).view(ids.shape)
             if not bad.any():
                 break
-            ids = torch.where(bad, torch.randint(self.num_entities, ids.shape, generator=generator), ids)
+            ids = torch.where(bad, self.draw_entities(ids.shape, generator), ids)
         return Negatives(corrupt_head, ids, bad)
 
 

@@ -17,17 +17,18 @@ from tqdm.auto import tqdm
 
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from kgem.models.model import state_mismatch
+from kgem.models.model import Model, state_mismatch
 from kgem.ops.process import retain_freed_memory
-from kgem.training.approaches import Approach
+from kgem.training.approaches import SLCWA, Approach
 from kgem.training.checkpoint import Checkpoints
 from kgem.training.distributed import Replicas
 from kgem.training.hogwild import run_workers, share
 from kgem.training.losses import Loss
-from kgem.training.mixed import collect_gradients
+from kgem.training.mixed import collect_gradients, wait_for_updates
 from kgem.training.optim import clip_grad_norm as clip_gradients
 from kgem.training.regularizers import Regularizer
 from kgem.training.schedule import EpochSchedule
+from kgem.training.sharded import Epoch, Exchange, Partitions, check_sharded, training_on
 
 
 @dataclass
@@ -80,6 +81,7 @@ def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Ten
         tally.batches += 1
         tally.total += current * len(batch)
         tally.count += len(batch)
+    wait_for_updates(model)  # mixed, asynchronous: the last batch's rows are stepped before anyone reads the table
     return tally.mean
 
 
@@ -144,7 +146,8 @@ class Trainer:
     def __init__(self, model: AnyModel, approach: Approach, loss: Loss, optimizer: torch.optim.Optimizer, *,
                  regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
                  seed: int = 0, progress: bool = True, workers: int = 1,
-                 clip_grad_norm: float | None = None, replicas: Replicas | None = None) -> None:
+                 clip_grad_norm: float | None = None, replicas: Replicas | None = None,
+                 partitions: int | None = None, shard_negatives: str = "graph", bucket_passes: int = 1) -> None:
         """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
         a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
         ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
@@ -152,7 +155,11 @@ class Trainer:
         every epoch's batches and update the parameters, moved to shared memory, without locks (not
         reproducible; needs ``rowadagrad``, ``adagrad`` or ``sgd``).
         ``replicas``: this process's place in a replicated multi-process run (``kgem.training.distributed``): each
-        batch is the global batch, of which this rank trains its part; only rank 0 writes checkpoints."""
+        batch is the global batch, of which this rank trains its part; only rank 0 writes checkpoints.
+        ``partitions``: train sharded instead (``kgem.training.sharded``): entities in that many partitions, each
+        rank of ``replicas`` (or this one process) training one bucket of edges per round, its negatives drawn
+        from the bucket's partitions or from the whole graph (``shard_negatives``: ``bucket`` or ``graph``), in
+        ``bucket_passes`` passes per epoch over a slice of every bucket each."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
@@ -173,6 +180,16 @@ class Trainer:
         self.clip_grad_norm = clip_grad_norm
         if workers > 1:
             share(model, optimizer)  # checks the optimizer now; again per epoch, as a resume loads new state
+        self.seed, self.partitions, self.shard_negatives = seed, partitions, shard_negatives
+        if bucket_passes < 1:
+            raise ConfigError(f"bucket_passes must be at least 1, got {bucket_passes}")
+        self.bucket_passes = bucket_passes
+        if partitions is not None:
+            if workers > 1:
+                raise ConfigError("HOGWILD workers and sharded training are two ways to use several cores: "
+                                  "choose one (workers=1 with --nproc)")
+            check_sharded(model, optimizer, approach, shard_negatives)
+        self._shards: tuple[Partitions, list[torch.Tensor], Exchange] | None = None
 
     def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
             checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
@@ -187,6 +204,11 @@ class Trainer:
             raise ConfigError("the plateau scheduler steps on the validation metric: train with validation "
                               "(early stopping on a valid split: training.early_stopping in a config)")
         rows = self.approach.prepare(hrt, self.model)
+        if self.partitions is not None:
+            assert isinstance(self.model, Model)  # check_sharded said so
+            parts = Partitions(self.model.num_entities, self.partitions, self.seed)
+            self._shards = (parts, parts.buckets(rows), Exchange(self.model, self.optimizer, parts, self.replicas,
+                                                                  self.shard_negatives))
         history, first, partial = History(), 1, None
         if resume and checkpoints is not None:
             found = checkpoints.latest(fallback)
@@ -203,7 +225,8 @@ class Trainer:
                 self.model.invalidate_cache()
                 history.seconds = time.perf_counter() - start
                 if checkpoints is not None and tally.count < len(rows):  # a signal stopped the epoch
-                    partial_state = {"order": order, **dataclasses.asdict(tally)}
+                    partial_state = {"order": order, "sharded": self.partitions is not None,
+                                     **dataclasses.asdict(tally)}
                     if self.writes:
                         checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
                     raise TrainingInterrupted(f"stopped by signal in epoch {epoch} after batch {tally.batches}; "
@@ -231,7 +254,14 @@ class Trainer:
 
     def _run_batches(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None,
                      signals: _StopOnSignal) -> tuple[torch.Tensor, Tally]:
-        """Train on this epoch's shuffled batches (continuing ``partial``), stopping early on a signal."""
+        """Train on this epoch's shuffled batches (continuing ``partial``), stopping early on a signal. Returns
+        where the epoch got to (its row order; sharded: its seed and the rounds done) and its tally."""
+        if partial is not None and bool(partial.get("sharded", False)) != (self.partitions is not None):
+            was = "sharded" if partial.get("sharded") else "not sharded"
+            raise CheckpointError(f"the checkpoint stopped in epoch {epoch} of a run {was}; finish that epoch the "
+                                  f"same way (training.distributed), then change it")
+        if self.partitions is not None:
+            return self._run_sharded(rows, epoch, partial, signals)
         if partial is not None:
             order = partial["order"]
             tally = Tally(int(partial["batches"]), float(partial["total"]), int(partial["count"]))
@@ -277,6 +307,51 @@ class Trainer:
             tally.batches, tally.total, tally.count = (tally.batches + part.batches, tally.total + part.total,
                                                        tally.count + part.count)
         return tally
+
+    def _run_sharded(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None,
+                     signals: _StopOnSignal) -> tuple[torch.Tensor, Tally]:
+        """The epoch's rounds of buckets (``kgem.training.sharded``), this rank training its bucket of each; a
+        signal on any rank stops every rank after the current round."""
+        assert self._shards is not None and isinstance(self.approach, SLCWA)
+        parts, buckets, exchange = self._shards
+        rank, world = (self.replicas.rank, self.replicas.world) if self.replicas is not None else (0, 1)
+        layout = [world, parts.count, self.bucket_passes]
+        if partial is not None:
+            seed, done, *saved = (int(v) for v in partial["order"].tolist())
+            if saved != layout:
+                raise CheckpointError(f"the checkpoint stopped in epoch {epoch} after a round of {saved[0]} "
+                                      f"process(es), {saved[1]} partitions and {saved[2]} bucket pass(es); finish "
+                                      f"that epoch with the same, then change them")
+            tally = Tally(int(partial["batches"]), float(partial["total"]), int(partial["count"]))
+        else:
+            seed, done, tally = int(torch.randint(2**62, (1,), generator=self.generator)), 0, Tally()
+        plan = Epoch(parts, buckets, world, self.bucket_passes, seed)
+        device, size = self.model.device, self.batch_size
+        for number in range(done, len(plan.rounds)):
+            buckets_now, part, failure = plan.rounds[number].buckets, Tally(), None
+            exchange.begin()
+            mine = buckets_now[rank]
+            if mine is not None:
+                generator = torch.Generator().manual_seed(plan.step_seeds[number][rank])
+                edges = rows[plan.edges(number, rank)]
+                batches = (edges[b : b + size].to(device, non_blocking=True) for b in range(0, len(edges), size))
+                try:
+                    with training_on(parts.resident(mine), self.approach.sampler, self.shard_negatives):
+                        train_epoch(self.model, self.approach, batches, self.loss, self.optimizer,
+                                    self.regularizer, generator, epoch, part, self.clip_grad_norm)
+                except TrainingError as e:
+                    failure = str(e)
+            agreed = exchange.end(buckets_now, part.total, part.batches, part.count, failure, signals.received)
+            if agreed.failure is not None:
+                raise TrainingError(agreed.failure)
+            tally.batches, tally.total, tally.count = (tally.batches + agreed.batches, tally.total + agreed.total,
+                                                       tally.count + agreed.count)
+            signals.received = agreed.signal
+            done = number + 1
+            if signals.received:
+                break
+        self.model.invalidate_cache()
+        return torch.tensor([seed, done, *layout]), tally
 
     def _end_epoch(self, loss: float, epoch: int, history: History, early_stopping: EarlyStopping | None,
                    bar: Any) -> bool:

@@ -1,0 +1,270 @@
+"""Sharded training (``training.distributed: sharded``): PyTorch-BigGraph's partitions and buckets, over
+torch.distributed.
+
+The entities are split into ``P`` partitions (seeded, sizes differing by at most one) and the training edges into
+``P × P`` buckets by the partitions of their head and tail. An epoch is a sequence of *rounds*: in each round every
+rank trains one bucket, and no two ranks' buckets share a partition, so no two ranks train edges of the same
+entity at the same time, and the ranks never wait for each other within a round. ``bucket_passes`` > 1 goes over
+the buckets that many times per epoch, a slice of each bucket at a time, so that a small graph's epoch is not one
+bucket after another (that order alone cost 0.05 of UMLS's MRR).
+
+At the end of a round the ranks exchange what changed, through collectives:
+- every trained tensor but the entity table (relations, biases, ...), with its row-wise Adagrad sums, moves by the
+  mean of the ranks' changes since the round began (model averaging, optimizer state included). Each rank trains
+  every relation of its bucket: relation rows are few, and averaging their changes once a round is what DGL-KE's
+  relation partitioning (``--rel_part``) exists to avoid paying every step, so it has nothing left to save here;
+- the entity rows, as the negatives came. With ``shard_negatives: bucket`` (PyTorch-BigGraph's way) a bucket's
+  negatives are entities of its two partitions, so a rank changes only those rows, and it broadcasts them (with
+  their sums) to the others. With ``graph`` (the default) negatives come from the whole graph and move rows of
+  other partitions too: the table is averaged like the relations. Those pushes matter: on UMLS, dropping them (or
+  drawing negatives from the bucket) costs 0.1–0.2 of the MRR, since an edge's query is then never pushed away
+  from the entities of the partitions its bucket does not touch. Summing the changes instead of averaging them,
+  or keeping a bucket's rows as their trainer left them, lost 0.03–0.15 more there: a round's changes fit its
+  bucket, and the mean damps that.
+After the exchange every rank holds the same model: validation, checkpoints and the saved model are those of a
+single process, and a run interrupted by a signal stops after a round and resumes at the next one.
+
+Compared with the replicated mode (``kgem.training.distributed``), the ranks talk once a round instead of once a
+step, so steps cost what a single process's do. The result is not that of a single process: it depends on the
+partitions, the passes and the world size, and is reproducible for given ones. With one process the same schedule
+runs its buckets in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from kgem.errors import ConfigError
+from kgem.models.model import Model
+from kgem.models.representation import Embedding
+from kgem.training.approaches import SLCWA
+from kgem.training.distributed import Replicas
+from kgem.training.optim import RowAdagrad
+from kgem.training.samplers import NegativeSampler
+
+
+class Partitions:
+    """``count`` partitions of ``num_entities`` entities, drawn with ``seed``: ``of[e]`` is entity ``e``'s
+    partition, ``members[p]`` the sorted ids of partition ``p``."""
+
+    def __init__(self, num_entities: int, count: int, seed: int) -> None:
+        if not 1 <= count <= num_entities:
+            raise ConfigError(f"training.partitions must be between 1 and the number of entities ({num_entities}), "
+                              f"got {count}")
+        self.count = count
+        order = torch.randperm(num_entities, generator=torch.Generator().manual_seed(seed))
+        self.of = torch.empty(num_entities, dtype=torch.long)
+        self.of[order] = torch.arange(num_entities) % count
+        self.members = [torch.nonzero(self.of == p).squeeze(1) for p in range(count)]
+
+    def buckets(self, hrt: torch.Tensor) -> list[torch.Tensor]:
+        """The row numbers of ``hrt`` in each bucket; bucket ``b`` holds heads of partition ``b // count`` and
+        tails of partition ``b % count``."""
+        keys = self.of[hrt[:, 0]] * self.count + self.of[hrt[:, 2]]
+        order = torch.argsort(keys, stable=True)
+        sizes = torch.bincount(keys, minlength=self.count**2).tolist()
+        return list(torch.split(order, sizes))
+
+    def touched(self, bucket: int) -> list[int]:
+        """The partitions a bucket's edges touch (one for a diagonal bucket)."""
+        head, tail = divmod(bucket, self.count)
+        return [head] if head == tail else [head, tail]
+
+    def resident(self, bucket: int) -> torch.Tensor:
+        """The entities of a bucket's partitions: its edges' heads and tails, and its negatives."""
+        return torch.cat([self.members[p] for p in self.touched(bucket)])
+
+
+@contextmanager
+def training_on(resident: torch.Tensor, sampler: NegativeSampler, negatives: str) -> Iterator[None]:
+    """While a rank trains a bucket whose ``resident`` entities are those of its partitions, its negatives come
+    from them (``negatives`` ``bucket``) or from the whole graph (``graph``)."""
+    sampler.candidates = resident if negatives == "bucket" else None
+    try:
+        yield
+    finally:
+        sampler.candidates = None
+
+
+@dataclass
+class Round:
+    """One round: each rank's bucket (None: it idles), and which of the ``passes`` slices of it to train."""
+
+    buckets: list[int | None]
+    slice: int
+
+
+class Epoch:
+    """An epoch of sharded training, all drawn from ``seed``: ``passes`` passes over the buckets, each pass training
+    a different slice of every bucket (of a fixed random order of its edges), so that a small graph's epoch is not
+    one bucket after the other; ``rounds`` lists them, the same on every rank."""
+
+    def __init__(self, partitions: Partitions, buckets: list[torch.Tensor], world: int, passes: int,
+                 seed: int) -> None:
+        draws = torch.Generator().manual_seed(seed)
+        sizes = [len(b) for b in buckets]
+        self.rounds = [Round(taken, s) for s in range(passes) for taken in rounds(partitions, sizes, world, draws)]
+        self.bucket_seeds = torch.randint(2**62, (len(buckets),), generator=draws).tolist()
+        self.step_seeds = torch.randint(2**62, (len(self.rounds), world), generator=draws).tolist()
+        self.buckets, self.passes = buckets, passes
+
+    def edges(self, number: int, rank: int) -> torch.Tensor:
+        """The row numbers rank ``rank`` trains in round ``number`` (its bucket's slice, in a random order)."""
+        bucket = self.rounds[number].buckets[rank]
+        if bucket is None:
+            return torch.zeros(0, dtype=torch.long)
+        rows = self.buckets[bucket]
+        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.bucket_seeds[bucket]))
+        return rows[torch.tensor_split(order, self.passes)[self.rounds[number].slice]]
+
+
+def rounds(partitions: Partitions, sizes: list[int], world: int, generator: torch.Generator) -> list[list[int | None]]:
+    """An epoch's schedule: rounds of ``world`` bucket numbers (None: the rank idles), each non-empty bucket once, no
+    partition twice in a round. Buckets are taken greedily in random orders drawn from ``generator`` (so every rank
+    computes the same schedule); of several orders, the one with the fewest rounds wins, as a round with an idle
+    rank costs a round's time for less than a round's work."""
+    tries = max(1, min(16, 4096 // max(len(sizes), 1)))
+    found = [_greedy(partitions, sizes, world, generator) for _ in range(tries)]
+    return min(found, key=len)
+
+
+def _greedy(partitions: Partitions, sizes: list[int], world: int,
+            generator: torch.Generator) -> list[list[int | None]]:
+    pending = [int(b) for b in torch.randperm(len(sizes), generator=generator) if sizes[int(b)]]
+    schedule: list[list[int | None]] = []
+    while pending:
+        taken: list[int | None] = []
+        used: set[int] = set()
+        for bucket in pending:
+            parts = set(partitions.touched(bucket))
+            if len(taken) < world and not parts & used:
+                taken.append(bucket)
+                used |= parts
+        pending = [b for b in pending if b not in taken]
+        schedule.append(taken + [None] * (world - len(taken)))
+    return schedule
+
+
+@dataclass
+class RoundResult:
+    """What the ranks agreed on at the end of a round: loss summed over their examples, batches, examples, and
+    whether any rank failed (its message, or a generic one) or received a signal."""
+
+    total: float
+    batches: int
+    count: int
+    failure: str | None
+    signal: bool
+
+
+class Exchange:
+    """The end-of-round exchange (see the module docstring) for one model and optimizer; without ``replicas`` (one
+    process) there is nothing to exchange."""
+
+    def __init__(self, model: Model, optimizer: torch.optim.Optimizer, partitions: Partitions,
+                 replicas: Replicas | None, negatives: str = "graph") -> None:
+        if isinstance(optimizer, RowAdagrad):
+            optimizer.init_state()  # the sums exist before the first round, so every rank exchanges the same tensors
+        self.model, self.optimizer, self.partitions, self.replicas = model, optimizer, partitions, replicas
+        assert isinstance(model.entity, Embedding)  # check_sharded said so
+        self.table: torch.Tensor = model.entity.weight
+        # negatives from the whole graph move rows outside the bucket: the table's changes are summed too
+        self.owned = negatives == "bucket"
+        self.shared = [t for t in self._trained() if t is not self.table or not self.owned]
+        self.start: list[torch.Tensor] = []
+
+    def begin(self) -> None:
+        """Remember the shared tensors as the round begins (their changes are summed at its end)."""
+        if self.replicas is not None:
+            self.start = [t.detach().clone() for t in self._with_state(self.shared)]
+
+    def end(self, buckets: list[int | None], total: float, batches: int, count: int, failure: str | None,
+            signal: bool) -> RoundResult:
+        """Agree on the round's outcome and, unless a rank failed, make every rank's model the same."""
+        if self.replicas is None:
+            return RoundResult(total, batches, count, failure, signal)
+        replicas = self.replicas
+        device = self.table.device
+        total, batches_f, count_f, failed, signaled = replicas.sum(
+            [total, batches, count, float(failure is not None), float(signal)], device)
+        if failed and failure is None:
+            failure = (f"rank {replicas.rank} of {replicas.world}: another rank's training failed (its own message "
+                       f"says why); the run stops here")
+        result = RoundResult(total, int(batches_f), int(count_f), failure, bool(signaled))
+        if failed:
+            return result
+        with torch.no_grad():
+            for source, bucket in enumerate(buckets):
+                if bucket is not None and self.owned:
+                    self._broadcast_rows(self.partitions.resident(bucket), source)
+            self._merge_changes()
+        self.model.invalidate_cache()
+        return result
+
+    def _merge_changes(self) -> None:
+        """Every shared tensor, and its optimizer state, moved by the mean of the ranks' changes this round: one
+        all-reduce per device and dtype, of every change flattened into one buffer."""
+        assert self.replicas is not None
+        tensors = self._with_state(self.shared)
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, tensor in enumerate(tensors):
+            groups.setdefault((tensor.device, tensor.dtype), []).append(i)
+        for members in groups.values():
+            flat = torch.cat([(tensors[i] - self.start[i]).reshape(-1) for i in members])
+            self.replicas.sum_tensor(flat)
+            flat /= self.replicas.world
+            for i, change in zip(members, flat.split([tensors[i].numel() for i in members]), strict=True):
+                tensors[i].copy_(self.start[i] + change.view_as(tensors[i]))
+
+    def _broadcast_rows(self, ids: torch.Tensor, source: int) -> None:
+        assert self.replicas is not None
+        sums = self._sums(self.table)
+        table_ids = ids.to(self.table.device)
+        block = self.table[table_ids].reshape(len(ids), -1)
+        if sums is not None:
+            block = torch.cat([block, sums[ids.to(sums.device)].unsqueeze(1)], 1)
+        self.replicas.broadcast(block, source)
+        if sums is not None:
+            sums[ids.to(sums.device)] = block[:, -1]
+            block = block[:, :-1]
+        self.table[table_ids] = block.reshape(len(ids), *self.table.shape[1:])
+
+    def _trained(self) -> Iterator[torch.Tensor]:
+        for group in self.optimizer.param_groups:
+            yield from group["params"]
+
+    def _sums(self, tensor: torch.Tensor) -> torch.Tensor | None:
+        return self.optimizer.state[tensor].get("sum") if isinstance(self.optimizer, RowAdagrad) else None
+
+    def _with_state(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each tensor, then its optimizer state (row-wise Adagrad's sums), if any."""
+        out = []
+        for tensor in tensors:
+            out.append(tensor)
+            sums = self._sums(tensor)
+            if sums is not None:
+                out.append(sums)
+        return out
+
+
+def check_sharded(model: object, optimizer: torch.optim.Optimizer, approach: object, negatives: str) -> None:
+    """Sharded training needs a model with one plain entity table, negative sampling and an optimizer whose
+    per-row state can travel with its rows (``rowadagrad``, or ``sgd`` without momentum)."""
+    if negatives not in ("graph", "bucket"):
+        raise ConfigError(f"sharded training draws negatives from the 'graph' or the 'bucket', got {negatives!r}")
+    problems = [
+        (not isinstance(model, Model) or not isinstance(model.entity, Embedding),
+         "a model whose entities are a plain embedding table (not a circuit or an encoder)"),
+        (not isinstance(approach, SLCWA), "approach slcwa (1vsAll and KvsAll score every entity each step)"),
+        (not (isinstance(optimizer, RowAdagrad) or (isinstance(optimizer, torch.optim.SGD)
+                                                    and all(g.get("momentum", 0) == 0
+                                                            for g in optimizer.param_groups))),
+         "optimizer rowadagrad, or sgd without momentum (their per-row state travels with the rows)"),
+    ]
+    missing = [needs for failed, needs in problems if failed]
+    if missing:
+        raise ConfigError(f"sharded training (training.distributed: sharded) needs {missing[0]}")
