@@ -2,13 +2,13 @@
 
     python bench/gpu_speed.py --data-root DIR [--dataset fb15k237] [--epochs 2]
 
-For each device side (``cpu``: the CPU with every core; ``cuda``; ``cuda`` with ``--mixed``), trains two
-configurations for ``--epochs`` epochs through the pipeline (no validation) and times a full filtered evaluation of
-``--eval-triples`` test triples: ComplEx 1vsAll with reciprocal relations (the default recipe) and TransE with
-shared negatives and row-wise Adagrad (the mixed mode's configuration; ComplEx 1vsAll has no mixed side, as it
-scores every entity each step). Prints one JSON line per run (``examples_per_second`` of training,
-``eval_queries_per_second``) and a summary with the GPU's speedups. A run that fails is ``"status": "failed"``
-with its error, never a number. Without a GPU the cuda sides are reported as skipped.
+For each device side (``cpu``: the CPU with every core; ``cuda``; ``cuda`` with ``--mixed``, and with
+``--async-update`` too), trains two configurations for ``--epochs`` epochs through the pipeline (no validation) and
+times a full filtered evaluation of ``--eval-triples`` test triples: ComplEx 1vsAll with reciprocal relations (the
+default recipe) and TransE with shared negatives and row-wise Adagrad (the mixed mode's configuration; ComplEx
+1vsAll has no mixed side, as it scores every entity each step). Prints one JSON line per run
+(``examples_per_second`` of training, ``eval_queries_per_second``) and a summary with the GPU's speedups. A run that
+fails is ``"status": "failed"`` with its error, never a number. Without a GPU the cuda sides are reported as skipped.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
                                    "shared_negatives": True, "optimizer": "rowadagrad", "lr": 0.1,
                                    "batch_size": 2000, "regularizer": None}},
 }
-SIDES = {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}, "cuda-mixed": {"device": "cuda", "mixed": True}}
+SIDES = {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}, "cuda-mixed": {"device": "cuda", "mixed": True},
+         "cuda-mixed-async": {"device": "cuda", "mixed": True, "async_update": True}}
 
 
 def run(args: argparse.Namespace, name: str, side: str, test_size: int) -> dict[str, Any]:
     record: dict[str, Any] = {"config": name, "side": side}
     if side.startswith("cuda") and not torch.cuda.is_available():
         return {**record, "status": "skipped", "reason": "no CUDA device"}
-    if side == "cuda-mixed" and CONFIGS[name]["training"]["approach"] != "slcwa":
+    if side.startswith("cuda-mixed") and CONFIGS[name]["training"]["approach"] != "slcwa":
         return {**record, "status": "skipped", "reason": "mixed mode trains negative sampling only"}
     config = CONFIGS[name]
     training = {**config["training"], **SIDES[side], "epochs": args.epochs, "early_stopping": False}
@@ -88,7 +89,7 @@ def main() -> None:
     for name in CONFIGS:
         by_side = {r["side"]: r for r in records if r["config"] == name and r["status"] == "ok"}
         if "cpu" in by_side:
-            for side in ("cuda", "cuda-mixed"):
+            for side in ("cuda", "cuda-mixed", "cuda-mixed-async"):
                 if side in by_side:
                     summary[f"{name} {side} training speedup"] = round(
                         by_side[side]["examples_per_second"] / by_side["cpu"]["examples_per_second"], 2)

@@ -95,11 +95,12 @@ def test_two_machines_meet_at_a_rendezvous_and_train_as_one(tmp_path) -> None:
     assert_same_model(tmp_path / "one", tmp_path / "two")
 
 
-def test_a_dead_machine_stops_the_other_with_an_error_and_the_run_resumes(tmp_path) -> None:
+@pytest.mark.parametrize("mode", [[], [*TRANSE, "--distributed", "sharded"]], ids=["replicated", "sharded"])
+def test_a_dead_machine_stops_the_other_with_an_error_and_the_run_resumes(mode, tmp_path) -> None:
     """Kill one 'machine' mid-training: the other's next collective fails within training.peer_timeout, it exits
     with an error naming the lost peer, and ``kgem resume --nproc 2`` finishes the run from the checkpoint."""
     out = tmp_path / "run"
-    nodes = two_nodes(out, ["--epochs", "150", "--set", "training.peer_timeout=10"])
+    nodes = two_nodes(out, [*mode, "--epochs", "150", "--set", "training.peer_timeout=10"])
     checkpoints = out / "checkpoints"
     deadline = time.monotonic() + 120
     while not (checkpoints.exists() and any(checkpoints.iterdir())):  # training is under way
