@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from kgem.cli import circuits, info, train, use
+from kgem.cli import circuits, data, info, train, use
 from kgem.errors import KgemError, TrainingInterrupted
 
 EPILOG = """\
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_parsers(sub)
     info.add_parsers(sub)
     circuits.add_parsers(sub)
+    data.add_parsers(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgem.data.imports import META, mapped, read_meta
 from kgem.data.known import KnownTriples
 from kgem.data.readers import read_id_dict, read_id_triples
 from kgem.data.split import split_indices
@@ -110,11 +111,29 @@ class Dataset:
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder")
+        meta = read_meta(folder)
+        if meta is not None:  # written by ``kgem import``: the splits open memory-mapped
+            return cls.from_imported(folder, meta, name=name or folder.name)
         found = {split: _find_split(folder, split) for split in SPLITS}
         if found["train"] is None:
             raise DataError(f"{folder}: no training file (expected one of "
                             f"{', '.join('train' + s for s in SUFFIXES)})")
         return cls.from_files(found["train"], found["valid"], found["test"], name=name or folder.name, **options)
+
+    @classmethod
+    def from_imported(cls, folder: Path, meta: dict[str, Any], *, name: str) -> Dataset:
+        """A folder written by ``import_triples``: vocabularies read, each split a copy-on-write memory map of its
+        id file (``kgem.data.imports``)."""
+        entities = Vocabulary.load(folder / "entities.tsv", kind="entity")
+        relations = Vocabulary.load(folder / "relations.tsv", kind="relation")
+        if (len(entities), len(relations)) != (meta.get("num_entities"), meta.get("num_relations")):
+            raise DataError(f"{folder}: the vocabularies hold {len(entities)} entities and {len(relations)} "
+                            f"relations, {META} says {meta.get('num_entities')} and {meta.get('num_relations')}")
+        splits: dict[str, Triples] = {}
+        for split, info in meta["splits"].items():
+            ids = torch.from_numpy(mapped(folder / info["file"], info["rows"]))
+            splits[split] = Triples(ids, entities, relations, str(folder / info["file"]))
+        return cls(splits["train"], splits.get("valid"), splits.get("test"), name=name)
 
     @classmethod
     def from_dfs(cls, train: pd.DataFrame, valid: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
