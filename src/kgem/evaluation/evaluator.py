@@ -23,7 +23,16 @@ import torch
 from tqdm.auto import tqdm
 
 from kgem.data.known import KnownTriples
-from kgem.evaluation.candidates import MIN_SAMPLED_BATCH, AllEntities, Candidates, Excluded, SampledEntities, Unit
+from kgem.evaluation.candidates import (
+    MIN_SAMPLED_BATCH,
+    AllEntities,
+    Candidates,
+    Excluded,
+    SampledEntities,
+    Unit,
+    known_answer,
+    known_pairs,
+)
 from kgem.evaluation.ranks import EvaluationError, RankCounts, Ranks, check_rank_type
 from kgem.evaluation.result import EvaluationResult
 from kgem.models.scan import DEFAULT_MEMORY_BUDGET, MIN_BATCH, ScoringModel, Side, plan, scan
@@ -225,7 +234,9 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
     The negatives are shared by all queries of a batch (drawn afresh per batch and side from ``seed``), so a batch is
     one ``(B, K)``-like block. Per query, negatives that are known true (filtered setting) or equal to the true answer
     are dropped, so ranks lie in ``[1, num_negatives + 1]``. Sampled ranks are smaller (better) than full ranks and
-    not comparable with them; the result is labelled ``sampled=True`` with ``num_negatives``.
+    not comparable with them; the result is labelled ``sampled=True`` with ``num_negatives``, and
+    ``result.estimate()`` turns them into estimates of the full-ranking metrics with intervals
+    (``kgem.evaluation.estimate``).
     Other arguments as in ``evaluate``; ``batch_size`` is the number of queries that share one draw.
     """
     check_rank_type(rank_type)
@@ -235,14 +246,32 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
         raise EvaluationError(f"num_negatives must lie in [1, {model.num_entities}], got {num_negatives}")
     strategy = SampledEntities(num_negatives, seed)
     ranks = _rank(model, triples, strategy, chosen, known, batch_size, memory_budget_bytes, progress)
-    return _result(model, triples, chosen, ranks, strategy, known, filter_splits, rank_type, relation_categories)
+    full = _full_candidates(triples, chosen, known, model.num_entities)
+    return _result(model, triples, chosen, ranks, strategy, known, filter_splits, rank_type, relation_categories,
+                   full)
+
+
+def _full_candidates(triples: torch.Tensor, chosen: tuple[Side, ...], known: KnownTriples | None,
+                     num_entities: int) -> torch.Tensor:
+    """Each query's candidates in the full ranking, its true answer included: every entity but its other known
+    answers (filtered setting), in the order of ``_rank``."""
+    parts = []
+    for side, anchor, r, target in _views(triples, chosen):
+        count = torch.full((len(target),), num_entities, dtype=torch.int64)
+        if known is not None:
+            rows, _ = known_pairs(known, side, anchor, r)
+            own = known_answer(known, side, anchor, r, target).long()
+            count -= torch.bincount(rows, minlength=len(target)) - own
+        parts.append(count)
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
 
 
 def _result(model: ScoringModel, triples: torch.Tensor, chosen: tuple[Side, ...], ranks: Ranks,
             strategy: Candidates, known: KnownTriples | None, filter_splits: str, rank_type: str,
-            relation_categories: np.ndarray | None) -> EvaluationResult:
+            relation_categories: np.ndarray | None, full_candidates: torch.Tensor | None = None) -> EvaluationResult:
     query_side, query_relation = _per_query(triples, chosen)
     return EvaluationResult(ranks, query_side, query_relation, num_entities=model.num_entities,
                             filtered=known is not None, filter_splits=filter_splits, rank_type=rank_type,
                             sampled=strategy.sampled, num_negatives=strategy.num_negatives,
-                            relation_categories=relation_categories, reciprocal=getattr(model, "inverse", None))
+                            relation_categories=relation_categories, reciprocal=getattr(model, "inverse", None),
+                            full_candidates=full_candidates)

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from kgem.data.stats import CATEGORIES
+from kgem.evaluation.estimate import estimate_full_metrics
 from kgem.evaluation.metrics import hits_at, rank_metrics
 from kgem.evaluation.ranks import RANK_TYPES, EvaluationError, Ranks, check_rank_type
 
@@ -37,6 +38,7 @@ class EvaluationResult:
     num_negatives: int | None = None
     relation_categories: np.ndarray | None = None
     reciprocal: bool | None = None  # head queries answered through reciprocal relations (None: not recorded)
+    full_candidates: torch.Tensor | None = None  # sampled: each query's candidates in the full ranking (int64)
 
     def __post_init__(self) -> None:
         check_rank_type(self.rank_type)
@@ -59,6 +61,16 @@ class EvaluationResult:
     def mrr(self) -> float:
         """MRR over both sides with the default rank type."""
         return self.metrics()["mrr"]
+
+    def estimate(self, side: str = "both", rank_type: str | None = None, level: float = 0.95) -> pd.DataFrame:
+        """A sampled evaluation's estimates of the full-ranking metrics, each with a conservative interval at
+        ``level`` (``kgem.evaluation.estimate``): rows mrr, mr, hits@1/3/10; columns estimate, low, high."""
+        if not self.sampled or self.full_candidates is None:
+            raise EvaluationError("estimate() belongs to a sampled evaluation (num_negatives); this one ranked "
+                                  "against every entity: its metrics are exact")
+        ranks, sampled = self._select(side, rank_type)
+        full = self.full_candidates if side == "both" else self.full_candidates[torch.from_numpy(self.side == side)]
+        return estimate_full_metrics(ranks, sampled, full, level=level)
 
     def hits_at(self, k: int) -> float:
         """Hits@k over both sides with the default rank type (any k, not only 1/3/5/10)."""
@@ -109,9 +121,12 @@ class EvaluationResult:
         """Metadata and the metrics of every side and rank type, JSON-able (NaN becomes None)."""
         metrics = {side: {rt: {k: None if math.isnan(v) else v for k, v in self.metrics(side, rt).items()}
                           for rt in RANK_TYPES} for side in self._sides_present()}
-        return {"filtered": self.filtered, "filter_splits": self.filter_splits, "rank_type": self.rank_type,
-                "sampled": self.sampled, "num_negatives": self.num_negatives, "num_entities": self.num_entities,
-                "num_queries": len(self.ranks), "reciprocal": self.reciprocal, "metrics": metrics}
+        out = {"filtered": self.filtered, "filter_splits": self.filter_splits, "rank_type": self.rank_type,
+               "sampled": self.sampled, "num_negatives": self.num_negatives, "num_entities": self.num_entities,
+               "num_queries": len(self.ranks), "reciprocal": self.reciprocal, "metrics": metrics}
+        if self.sampled and self.full_candidates is not None:
+            out["full_ranking_estimate"] = {"level": 0.95, **self.estimate().to_dict(orient="index")}
+        return out
 
     def describe(self) -> str:
         """One line: filtered or raw, full or sampled ranking, rank type and query count."""
@@ -124,7 +139,12 @@ class EvaluationResult:
         return f"{setting} link prediction {against}, {self.rank_type} ranks, {len(self.ranks)} queries{heads}"
 
     def __str__(self) -> str:
-        return f"{self.describe()}\n{self.to_df().to_string(float_format=lambda x: f'{x:.4f}')}"
+        text = f"{self.describe()}\n{self.to_df().to_string(float_format=lambda x: f'{x:.4f}')}"
+        if self.sampled and self.full_candidates is not None:
+            estimate = self.estimate().to_string(float_format=lambda x: f"{x:.4f}")
+            text += ("\n\nfull-ranking metrics estimated from the sampled ranks (conservative 95% intervals):\n"
+                     + estimate)
+        return text
 
 
 def _table(df: pd.DataFrame, index_name: str) -> pd.DataFrame:
