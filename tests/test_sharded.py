@@ -4,8 +4,10 @@ nothing, and two processes reach the single process's validation MRR on UMLS."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -88,7 +90,7 @@ def _negatives(hrt: torch.Tensor, drawn) -> torch.Tensor:
 
 
 def trainer(partitions: int = 4, mixed: bool = False, passes: int = 2, negatives: str = "graph",
-            sampler_at: int | None = None) -> Trainer:
+            sampler_at: int | None = None, round_checkpoints: int = 0) -> Trainer:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     ds = load_dataset("umls")
@@ -100,7 +102,8 @@ def trainer(partitions: int = 4, mixed: bool = False, passes: int = 2, negatives
     if sampler_at is not None:
         sigterm_at(approach, sampler_at)
     return Trainer(model, approach, LOSSES.get("softplus")(), optimizer, batch_size=256, seed=0, progress=False,
-                   partitions=partitions, bucket_passes=passes, shard_negatives=negatives)
+                   partitions=partitions, bucket_passes=passes, shard_negatives=negatives,
+                   round_checkpoints=round_checkpoints)
 
 
 def test_one_process_trains_its_buckets_in_turn_and_a_signal_resumes_at_the_next_round(tmp_path) -> None:
@@ -116,6 +119,30 @@ def test_one_process_trains_its_buckets_in_turn_and_a_signal_resumes_at_the_next
     assert history.losses == ref.losses
     for (name, x), (_, y) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+def fit_umls(directory: str, epochs: int, resume: bool = False) -> Trainer:
+    """Sharded training of UMLS with a checkpoint every round (run in a subprocess by the kill test)."""
+    run = trainer(round_checkpoints=1)
+    run.fit(load_dataset("umls").train.hrt, epochs, checkpoints=Checkpoints(directory), resume=resume)
+    return run
+
+
+def test_a_killed_sharded_run_resumes_at_its_last_round(tmp_path) -> None:
+    """Close, not bit-exact: the rounds before the kill ran in another process."""
+    reference = fit_umls(str(tmp_path / "ref"), 4)
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_sharded as t; "
+            f"t.fit_umls({str(tmp_path / 'killed')!r}, 4)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while not list((tmp_path / "killed").glob("epoch-000001-batch-*")):  # a round of the second epoch is saved
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = fit_umls(str(tmp_path / "killed"), 4, resume=True)
+    for (name, x), (_, y) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_a_round_checkpoint_resumes_only_under_the_layout_that_wrote_it(tmp_path) -> None:

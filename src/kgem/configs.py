@@ -115,6 +115,8 @@ class TrainingConfig:
                       "trains edges among its own entity partitions, rows exchanged once a round; slcwa with "
                       "rowadagrad or sgd)")
     partitions: int | None = help_field(None, "sharded training: entity partitions (default twice the processes)")
+    round_checkpoints: int = help_field(0, "sharded training: also checkpoint every this many rounds (0: at epoch "
+                                           "ends only), so a killed run resumes at its last round")
     bucket_passes: int = help_field(1, "sharded training: passes per epoch over a slice of every bucket (more: an "
                                        "order nearer a single process's shuffle, more exchanges)")
     shard_negatives: Literal["graph", "bucket"] = help_field(
@@ -149,6 +151,11 @@ class TrainingConfig:
         if self.async_update and self.clip_grad_norm is not None:
             raise ConfigError("training.async_update steps the CPU rows in the background, outside the gradient "
                               "clipping: set training.clip_grad_norm to null")
+        if self.round_checkpoints and self.distributed != "sharded":
+            raise ConfigError("training.round_checkpoints is an option of sharded training: set "
+                              "training.distributed: sharded")
+        if self.round_checkpoints < 0:
+            raise ConfigError(f"training.round_checkpoints must be 0 or more, got {self.round_checkpoints}")
         if self.shard_negatives != "graph" and self.distributed != "sharded":
             raise ConfigError("training.shard_negatives is an option of sharded training: set "
                               "training.distributed: sharded")

@@ -63,6 +63,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
      "sharded training: entity partitions (default twice the processes)"),
     (("--bucket-passes", "--bucket_passes"), "training.bucket_passes", int,
      "sharded training: passes per epoch over a slice of every bucket"),
+    (("--round-checkpoints", "--round_checkpoints"), "training.round_checkpoints", int,
+     "sharded training: also checkpoint every N rounds, so a killed run resumes at its last round"),
     (("--shard-negatives", "--shard_negatives"), "training.shard_negatives", str,
      "sharded training: negatives from the whole 'graph' (default) or from the 'bucket' (PyTorch-BigGraph's)"),
     (("--async-update", "--async_update"), "training.async_update", bool,

@@ -147,7 +147,8 @@ class Trainer:
                  regularizer: Regularizer | None = None, scheduler: Any = None, batch_size: int = 1024,
                  seed: int = 0, progress: bool = True, workers: int = 1,
                  clip_grad_norm: float | None = None, replicas: Replicas | None = None,
-                 partitions: int | None = None, shard_negatives: str = "graph", bucket_passes: int = 1) -> None:
+                 partitions: int | None = None, shard_negatives: str = "graph", bucket_passes: int = 1,
+                 round_checkpoints: int = 0) -> None:
         """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
         a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
         ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
@@ -184,6 +185,11 @@ class Trainer:
         if bucket_passes < 1:
             raise ConfigError(f"bucket_passes must be at least 1, got {bucket_passes}")
         self.bucket_passes = bucket_passes
+        if round_checkpoints < 0 or (round_checkpoints and partitions is None):
+            raise ConfigError(f"round_checkpoints ({round_checkpoints}) counts the rounds of sharded training "
+                              f"between checkpoints: 0 or more, with partitions")
+        self.round_checkpoints = round_checkpoints
+        self._save_round: Callable[[torch.Tensor, Tally], None] | None = None
         if partitions is not None:
             if workers > 1:
                 raise ConfigError("HOGWILD workers and sharded training are two ways to use several cores: "
@@ -221,14 +227,21 @@ class Trainer:
         with _StopOnSignal(enabled=checkpoints is not None) as signals:
             bar = tqdm(range(first, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
             for epoch in bar:
+
+                def save_partial(position: torch.Tensor, tally: Tally, epoch: int = epoch) -> None:
+                    """A checkpoint inside ``epoch``: how far it got (``position``) and its tally so far."""
+                    history.seconds = time.perf_counter() - start
+                    if checkpoints is not None and self.writes:
+                        partial_state = {"order": position, "sharded": self.partitions is not None,
+                                         **dataclasses.asdict(tally)}
+                        checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
+
+                self._save_round = save_partial if checkpoints is not None and self.round_checkpoints else None
                 order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals)
                 self.model.invalidate_cache()
                 history.seconds = time.perf_counter() - start
                 if checkpoints is not None and tally.count < len(rows):  # a signal stopped the epoch
-                    partial_state = {"order": order, "sharded": self.partitions is not None,
-                                     **dataclasses.asdict(tally)}
-                    if self.writes:
-                        checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
+                    save_partial(order, tally)
                     raise TrainingInterrupted(f"stopped by signal in epoch {epoch} after batch {tally.batches}; "
                                               f"resume to continue")
                 stop = self._end_epoch(tally.mean, epoch, history, early_stopping, bar)
@@ -350,6 +363,8 @@ class Trainer:
             done = number + 1
             if signals.received:
                 break
+            if self._save_round is not None and done % self.round_checkpoints == 0 and done < len(plan.rounds):
+                self._save_round(torch.tensor([seed, done, *layout]), tally)
         self.model.invalidate_cache()
         return torch.tensor([seed, done, *layout]), tally
 
