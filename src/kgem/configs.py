@@ -65,9 +65,17 @@ class ModelConfig:
                                                "(those seen in the training triples) or a folder holding "
                                                "entity_types.tsv and relation_signatures.tsv")
 
+    storage: Literal["memory", "mapped"] = help_field("memory", "where the entity table lives: memory, or mapped "
+                                                                 "(a file the OS pages in and out: tables larger "
+                                                                 "than RAM; same results)")
+    storage_dir: str | None = help_field(None, "mapped storage: the folder of the table files (default: tables/ in "
+                                               "the run folder, else a temporary folder)")
+
     def __post_init__(self) -> None:
         if self.dim <= 0:
             raise ConfigError(f"model.dim must be positive, got {self.dim}")
+        if self.storage_dir is not None and self.storage != "mapped":
+            raise ConfigError("model.storage_dir is where mapped tables go: set model.storage: mapped")
         if self.init_args and self.init is None:  # they would be ignored: the model's own initializer takes none
             raise ConfigError(f"model.init_args {self.init_args!r} needs model.init (an initializer name)")
 

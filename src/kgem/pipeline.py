@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.store import save_circuit
 from kgem.circuits.typed import TypedSquared
 from kgem.config import apply_overrides, from_dict, load_config, save_config, to_dict
-from kgem.configs import DataConfig, EvaluationConfig, PipelineConfig
+from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig
 from kgem.data import Dataset, KnownTriples, Vocabulary, relation_categories
 from kgem.data.sources import DATASETS
 from kgem.errors import ConfigError
@@ -39,6 +40,7 @@ from kgem.factory import (
 from kgem.factory import evaluation_options as evaluation_options  # this module's name for it too
 from kgem.inference.predictor import LinkPredictor
 from kgem.lock import FolderLock
+from kgem.models.storage import mapped_tables
 from kgem.ops.devices import resolve_device
 from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
@@ -174,6 +176,7 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
     dataset = data.dataset if data.dataset in DATASETS else absolute(data.dataset)
     return replace(cfg, data=replace(data, dataset=dataset, path=data.path and absolute(data.path)),
                    model=replace(model, init_from=model.init_from and absolute(model.init_from),
+                                 storage_dir=model.storage_dir and absolute(model.storage_dir),
                                  constraints=model.constraints and absolute(model.constraints)))
 
 
@@ -190,9 +193,10 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     torch.manual_seed(cfg.training.seed)
     # a resumed run's checkpoint holds every weight: the warm start's source is not needed (nor read) again
     model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
-    model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
-                              sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
-                              relations=dataset.relations)
+    with table_storage(cfg.model, run, dataset.num_entities):
+        model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
+                                  sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
+                                  relations=dataset.relations)
     model = mixed_from_config(cfg.training, model, device).to(device)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress, replicas=replicas) if trainable else None
@@ -218,6 +222,22 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     if run is not None:
         run.finish(outcome)
     return outcome
+
+
+def table_storage(cfg: ModelConfig, run: RunFolder | FollowerFolder | None,
+                  num_entities: int) -> contextlib.AbstractContextManager[None]:
+    """Where the model's entity table is built: in memory, or (``model.storage: mapped``) in a file under
+    ``model.storage_dir``, the run folder's ``tables/``, or a temporary folder (a process without a run folder of
+    its own)."""
+    if cfg.storage != "mapped":
+        return contextlib.nullcontext()
+    if cfg.storage_dir is not None:
+        folder = Path(cfg.storage_dir)
+    elif isinstance(run, RunFolder):
+        folder = run.path / "tables"
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="kgem-tables-"))
+    return mapped_tables(folder, num_entities)
 
 
 def test_likelihood(model: CircuitModel, hrt: torch.Tensor) -> dict[str, float]:

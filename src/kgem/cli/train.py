@@ -31,6 +31,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--quotechar",), "data.quotechar", str, "quote character of fields holding the delimiter (CSV: '\"')"),
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
     (("--dim", "--hidden-dim", "--hidden_dim"), "model.dim", int, "embedding dimension"),
+    (("--storage",), "model.storage", str,
+     "memory, or mapped: the entity table in a file the OS pages in and out (tables larger than RAM)"),
     (("--approach",), "training.approach", str, "slcwa (negative sampling), kvsall or 1vsall"),
     (("--objective",), "training.objective", str,
      "generative circuits (--model complex2, cp2, ...): pll (pseudo-log-likelihood) or mle (exact likelihood)"),

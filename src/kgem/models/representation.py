@@ -10,6 +10,7 @@ memory-mapped, partitioned and literal-aware tables implement the same contract.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgem.models.initializers import Initializer
+from kgem.models.storage import initialise, table_storage
 from kgem.ops.rows import EPS, unit_rows
 
 Kind = Literal["real", "complex", "phase"]
@@ -84,12 +86,16 @@ class Embedding(Representation):
             raise ValueError("phase rows are angles; they cannot be normalised")
         self.num, self.dim, self.kind, self.normalize, self.sparse = num, dim, kind, normalize, sparse
         width = 2 * dim if kind == "complex" else dim
-        self.weight = nn.Parameter(torch.empty(num, width), requires_grad=trainable)
+        stored = table_storage(num, width)  # rows in a file inside ``mapped_tables`` (kgem.models.storage)
+        self.weight = nn.Parameter(torch.empty(num, width) if stored is None else stored, requires_grad=trainable)
         if initializer is None:
             default = math.pi if kind == "phase" else 1.0 / math.sqrt(dim)
-            nn.init.uniform_(self.weight, -default, default)
+            initializer = functools.partial(nn.init.uniform_, a=-default, b=default)
+        if stored is None:
+            with torch.no_grad():
+                initializer(self.weight.data)
         else:
-            initializer(self.weight.data)
+            initialise(self.weight.data, initializer)
         self.constrain_()
 
     def constrain_(self) -> None:

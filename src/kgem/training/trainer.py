@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from kgem.models.model import Model, state_mismatch
+from kgem.models.storage import release_pages
 from kgem.ops.process import retain_freed_memory
 from kgem.training.approaches import SLCWA, Approach
 from kgem.training.checkpoint import Checkpoints
@@ -239,6 +240,7 @@ class Trainer:
                 self._save_round = save_partial if checkpoints is not None and self.round_checkpoints else None
                 order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals)
                 self.model.invalidate_cache()
+                release_pages(self.model)  # a mapped table's pages back to the page cache (kgem.models.storage)
                 history.seconds = time.perf_counter() - start
                 if checkpoints is not None and tally.count < len(rows):  # a signal stopped the epoch
                     save_partial(order, tally)

@@ -1,0 +1,82 @@
+"""Mapped entity tables (model.storage: mapped): the rows live in a file, start and train bit for bit as in memory,
+save as an ordinary model, and give their pages back to the page cache."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import kgem
+from kgem.configs import ModelConfig
+from kgem.errors import ConfigError
+from kgem.models.representation import Embedding
+from kgem.models.storage import BLOCK_ROWS, mapped, mapped_tables, release_pages
+from kgem.pipeline import pipeline
+
+SLCWA = {"approach": "slcwa", "optimizer": "rowadagrad", "loss": "softplus", "epochs": 2, "early_stopping": False}
+ONE_VS_ALL = {"epochs": 2, "early_stopping": False, "batch_size": 512}
+
+
+@pytest.mark.parametrize(("model", "training"), [({"name": "transe", "dim": 16}, SLCWA),
+                                                 ({"name": "complex", "dim": 8}, ONE_VS_ALL)],
+                         ids=["transe-slcwa-rowadagrad", "complex-1vsall-adagrad"])
+def test_a_mapped_table_trains_bit_for_bit_as_the_in_memory_one(model, training, tmp_path) -> None:
+    config = {"data": {"dataset": "umls"}, "model": model, "training": training}
+    plain = pipeline(config, progress=False)
+    stored = pipeline({**config, "model": {**model, "storage": "mapped"}}, progress=False, output=tmp_path / "run")
+    assert mapped(stored.model.entity.weight) is not None and mapped(stored.model.relation.weight) is None
+    assert stored.history.losses == plain.history.losses
+    for (name, x), (_, y) in zip(plain.model.state_dict().items(), stored.model.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    assert stored.metrics()["mrr"].tolist() == plain.metrics()["mrr"].tolist()
+    on_disk = np.fromfile(tmp_path / "run" / "tables" / "table-0.f32", dtype=np.float32)
+    assert np.array_equal(on_disk.reshape(stored.model.entity.weight.shape), plain.model.entity.weight.detach())
+    loaded = kgem.load(tmp_path / "run" / "model")
+    assert mapped(loaded.model.entity.weight) is None  # a saved model is an ordinary one
+    assert torch.equal(loaded.model.entity.weight, plain.model.entity.weight)
+
+
+@pytest.mark.parametrize("initializer", [functools.partial(nn.init.normal_, std=0.1),
+                                         functools.partial(nn.init.uniform_, a=-0.5, b=0.5),
+                                         nn.init.xavier_uniform_], ids=["normal", "uniform", "xavier-whole"])
+def test_block_by_block_initialisation_draws_what_one_call_draws(initializer, tmp_path) -> None:
+    rows = BLOCK_ROWS + 1234  # two blocks, the second partial
+    torch.manual_seed(3)
+    plain = Embedding(rows, 6, initializer=initializer)
+    torch.manual_seed(3)
+    with mapped_tables(tmp_path, min_rows=1000):
+        stored = Embedding(rows, 6, initializer=initializer)
+        small = Embedding(999, 6)  # below min_rows: an ordinary table
+    assert mapped(stored.weight) is not None and mapped(small.weight) is None
+    assert torch.equal(plain.weight, stored.weight)
+
+
+def resident_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_released_pages_leave_the_process_and_keep_their_data(tmp_path) -> None:
+    with mapped_tables(tmp_path, min_rows=1):
+        table = Embedding(400_000, 128)  # 200 MB
+    release_pages(table)
+    with torch.no_grad():
+        table.weight.add_(1.0)  # every page resident again, and dirty
+    before = resident_kib()
+    checksum = float(table.weight.detach().double().sum())
+    release_pages(table)
+    after = resident_kib()
+    assert before - after > 150 * 1024, (before, after)
+    assert float(table.weight.detach().double().sum()) == checksum  # paged back in from the file, unchanged
+
+
+def test_storage_dir_needs_mapped_storage() -> None:
+    with pytest.raises(ConfigError, match="model.storage: mapped"):
+        ModelConfig(storage_dir="/tmp/x")
