@@ -252,7 +252,7 @@ def test_interrupted_save_keeps_the_previous_save(saved: Path, monkeypatch: pyte
         Path(filename).write_bytes(b"half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(kgem.saving, "save_file", crash)
+    monkeypatch.setattr(kgem.saving, "save_tensors", crash)
     with pytest.raises(KeyboardInterrupt):
         save(make(spec(), seed=5), saved, spec())
     assert_same_model(load_model(saved).model, old)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from kgem.atomic import old_copies
 from kgem.circuits.model import AnyModel, CircuitModel
@@ -29,6 +28,7 @@ from kgem.circuits.store import KIND as CIRCUIT_KIND
 from kgem.circuits.store import load_circuit, save_circuit
 from kgem.data import Dataset, KnownTriples, Triples, files
 from kgem.data.files import CONFIG, ENTITIES, RELATIONS, WEIGHTS
+from kgem.data.tensorfile import save_tensors
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError, ModelFileError
 from kgem.inference.predictor import LinkPredictor
@@ -115,14 +115,17 @@ def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Voc
         json.dumps(config)
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"cannot save to {target}: spec and extra must be JSON-serialisable ({e})") from e
-    # save_file is passed from here so that it is looked up in this module when the save runs
-    files.write_folder(target, model.state_dict(), entities, relations, config, what="model", save_weights=save_file)
+    # save_tensors is passed from here so that it is looked up in this module when the save runs
+    files.write_folder(target, model.state_dict(), entities, relations, config, what="model",
+                       save_weights=save_tensors)
     return target
 
 
-def load_model(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> LoadedModel:
+def load_model(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu",
+               mmap: bool = False) -> LoadedModel:
     """Load a directory written by ``save_model``, checking every file; the model is returned in eval mode, its
-    tensors on ``device`` (torch's device strings: "cpu", "cuda", "cuda:1", ...).
+    tensors on ``device`` (torch's device strings: "cpu", "cuda", "cuda:1", ...). ``mmap`` (CPU) maps the weights
+    instead of reading them: a model larger than memory predicts as the OS pages its rows in.
 
     Only JSON, the vocabulary TSV reader and safetensors are used, none of which can execute code from the files.
     """
@@ -133,7 +136,9 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
     if files.read_config_object(root / CONFIG, "model").get("kind") == CIRCUIT_KIND:
         return _load_circuit(root, target)
     config = _read_config(root / CONFIG)
-    entities, relations, saved = files.read_contents(root, config)
+    if mmap and target.type != "cpu":
+        raise ModelFileError(f"mmap maps a saved model into CPU memory; load it onto {target} without mmap")
+    entities, relations, saved = files.read_contents(root, config, mmap)
     weights = {key: value.to(target) for key, value in saved.items()}
     model = _rebuild(config, weights, root)
     model.eval()

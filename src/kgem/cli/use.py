@@ -19,7 +19,7 @@ from kgem.saving import LoadedModel, load_model
 
 
 def load(args: argparse.Namespace) -> Any:
-    return load_model(args.model, device=getattr(args, "device", None) or "cpu")
+    return load_model(args.model, device=getattr(args, "device", None) or "cpu", mmap=getattr(args, "mmap", False))
 
 
 def dataset_for(loaded: Any, args: argparse.Namespace) -> Any:
@@ -173,6 +173,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="where the model computes: cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--mmap", action="store_true",
+                   help="map the saved weights instead of reading them (CPU): a model larger than memory")
 
 
 def add_parsers(sub: Any) -> None:

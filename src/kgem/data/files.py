@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from kgem.atomic import atomic_dir, chmod_as_created
+from kgem.data.tensorfile import map_tensors, save_tensors
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError, ModelFileError
 from kgem.version import __version__
@@ -35,10 +36,11 @@ SaveWeights = Callable[..., None]
 
 
 def write_folder(target: Path, state: Mapping[str, torch.Tensor], entities: Vocabulary, relations: Vocabulary,
-                 config: dict[str, Any], *, what: str, save_weights: SaveWeights = save_file) -> None:
+                 config: dict[str, Any], *, what: str, save_weights: SaveWeights = save_tensors) -> None:
     """Write the four files beside ``target`` and swap them in, so an interrupted save leaves the previous save in
-    place; ``config["weights_sha256"]`` is filled in here. ``save_weights`` is safetensors' ``save_file`` unless
-    the caller passes its own reference to it (``kgem.saving`` does, so it can be replaced there)."""
+    place; ``config["weights_sha256"]`` is filled in here. ``save_weights`` writes the safetensors file a block at a
+    time (``kgem.data.tensorfile``) unless the caller passes its own reference to it (``kgem.saving`` does, so it
+    can be replaced there)."""
     check_target(target, what)
     with atomic_dir(target) as tmp:
         entities.save(tmp / ENTITIES)
@@ -92,12 +94,13 @@ def check_format(path: Path, config: dict[str, Any], version: int, what: str) ->
                              f"version {version}; the {what} was saved by kgem {config['kgem_version']!r})")
 
 
-def read_contents(root: Path, config: dict[str, Any]) -> tuple[Vocabulary, Vocabulary, dict[str, torch.Tensor]]:
-    """The entity and relation vocabularies and the weights (on the CPU) of the folder ``root``, each checked
-    against its checked ``config``."""
+def read_contents(root: Path, config: dict[str, Any],
+                  mmap: bool = False) -> tuple[Vocabulary, Vocabulary, dict[str, torch.Tensor]]:
+    """The entity and relation vocabularies and the weights (on the CPU; ``mmap``: memory-mapped, copy-on-write)
+    of the folder ``root``, each checked against its checked ``config``."""
     entities = read_vocab(root / ENTITIES, "entity", config["num_entities"])
     relations = read_vocab(root / RELATIONS, "relation", config["num_relations"])
-    return entities, relations, read_weights(root / WEIGHTS, config["weights_sha256"])
+    return entities, relations, read_weights(root / WEIGHTS, config["weights_sha256"], mmap)
 
 
 def read_vocab(path: Path, kind: str, expected: int) -> Vocabulary:
@@ -113,8 +116,9 @@ def read_vocab(path: Path, kind: str, expected: int) -> Vocabulary:
     return vocab
 
 
-def read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
-    """Check the weights' hash (catches truncation and edits), then parse them with safetensors (no pickle)."""
+def read_weights(path: Path, expected_sha256: str, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Check the weights' hash (catches truncation and edits), then parse them with safetensors (no pickle), or
+    map them (``mmap``: the OS pages the rows in as they are read; ``kgem.data.tensorfile``)."""
     if not path.is_file():
         raise ModelFileError(f"{path}: missing")
     actual = sha256(path)
@@ -122,7 +126,7 @@ def read_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{path}: sha256 {actual} does not match {CONFIG} ({expected_sha256}); "
                              f"the file is corrupt, truncated or was modified")
     try:
-        return load_file(str(path), device="cpu")
+        return map_tensors(path) if mmap else load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from e
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from kgem.atomic import atomic_dir, chmod_as_created
+from kgem.data.tensorfile import save_tensors
 from kgem.errors import CheckpointError
 
 
@@ -65,7 +66,7 @@ class Checkpoints:
             name += f"-batch-{state['partial']['batches']:09d}"
         final = self.directory / name
         with atomic_dir(final) as staging:
-            save_file(tensors, str(staging / "tensors.safetensors"))
+            save_tensors(tensors, staging / "tensors.safetensors")
             chmod_as_created(staging / "tensors.safetensors")
             (staging / "state.json").write_text(json.dumps(scalars), encoding="utf-8")
         for old in self.all()[: -self.keep]:
