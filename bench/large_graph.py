@@ -9,8 +9,8 @@ Steps, each in a fresh process whose peak resident memory (``ru_maxrss``) is rep
    1,213), heads, tails and relations drawn from power laws (Zipf exponents ``--alpha``), as a TSV file;
 2. **import** it with ``kgem import`` (a seeded 99.8 / 0.1 / 0.1 split, nothing unseen, leakage counted);
 3. **train** TransE (L2) with shared negatives and row-wise Adagrad, the entity table mapped to a file
-   (``--storage mapped``), for ``--epochs`` epochs; its triples per second, and the table's size on disk against
-   the process's peak memory;
+   (``--storage mapped``; ``--resident-mb`` bounds its resident pages), for ``--epochs`` epochs; its triples per
+   second, and the table's size on disk against the process's peak memory;
 4. **evaluate** ``--eval-triples`` test triples: sampled (``--eval-negatives`` candidates, the full-ranking estimate
    with its interval) and exact filtered, on the same triples, and whether the interval holds the exact MRR.
 
@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=256)
     parser.add_argument("--eval-triples", type=int, default=500)
     parser.add_argument("--eval-negatives", type=int, default=1000)
+    parser.add_argument("--resident-mb", type=int, help="model.storage_resident_mb: hand the table's pages back "
+                                                          "whenever training holds more than this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="folder for the files (kept); default: a temporary one, removed")
     args = parser.parse_args()
@@ -143,7 +145,8 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                         "--set", "training.shared_negatives=true", "--optimizer", "rowadagrad", "--lr", "0.1",
                         "--set", "training.regularizer=null", "--batch-size", str(args.batch_size), "--epochs",
                         str(args.epochs), "--set", "training.early_stopping=false", "--eval-fraction",
-                        f"{fraction:.6g}", "--seed", str(args.seed), "--output", str(run), "-q"])
+                        f"{fraction:.6g}", "--seed", str(args.seed), "--output", str(run), "-q",
+                        *(["--set", f"model.storage_resident_mb={args.resident_mb}"] if args.resident_mb else [])])
     if trained["status"] == "ok":
         extra = json.loads((run / "model" / "config.json").read_text())["extra"]["training"]
         speed = float(extra["examples_per_second"])

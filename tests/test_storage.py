@@ -15,7 +15,7 @@ import kgem
 from kgem.configs import ModelConfig
 from kgem.errors import ConfigError
 from kgem.models.representation import Embedding
-from kgem.models.storage import BLOCK_ROWS, mapped, mapped_tables, release_pages
+from kgem.models.storage import BLOCK_ROWS, keep_resident_under, mapped, mapped_tables, release_pages
 from kgem.pipeline import pipeline
 
 SLCWA = {"approach": "slcwa", "optimizer": "rowadagrad", "loss": "softplus", "epochs": 2, "early_stopping": False}
@@ -80,3 +80,21 @@ def test_released_pages_leave_the_process_and_keep_their_data(tmp_path) -> None:
 def test_storage_dir_needs_mapped_storage() -> None:
     with pytest.raises(ConfigError, match="model.storage: mapped"):
         ModelConfig(storage_dir="/tmp/x")
+
+
+def test_a_resident_limit_hands_pages_back_when_passed_and_changes_no_result(tmp_path) -> None:
+    with mapped_tables(tmp_path / "limited", min_rows=1, resident_limit=1):  # always passed
+        table = Embedding(400_000, 128)
+    with torch.no_grad():
+        table.weight.add_(1.0)
+    before = resident_kib()
+    keep_resident_under(table)
+    assert before - resident_kib() > 150 * 1024
+    config = {"data": {"dataset": "umls"}, "model": {"name": "transe", "dim": 16, "storage": "mapped"},
+              "training": {**SLCWA, "batch_size": 64}}  # 82 steps an epoch: the limit is checked in it
+    plain = pipeline(config, progress=False)
+    limited = pipeline({**config, "model": {**config["model"], "storage_resident_mb": 1}}, progress=False)
+    assert limited.history.losses == plain.history.losses
+    assert torch.equal(limited.model.entity.weight, plain.model.entity.weight)
+    with pytest.raises(ConfigError, match="storage_resident_mb"):
+        ModelConfig(storage_resident_mb=100)

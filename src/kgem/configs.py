@@ -68,12 +68,18 @@ class ModelConfig:
     storage: Literal["memory", "mapped"] = help_field("memory", "where the entity table lives: memory, or mapped "
                                                                  "(a file the OS pages in and out: tables larger "
                                                                  "than RAM; same results)")
+    storage_resident_mb: int | None = help_field(None, "mapped storage: hand the table's pages back to the OS "
+                                                       "whenever the process's resident memory passes this many MB "
+                                                       "(default: at the end of every epoch only)")
     storage_dir: str | None = help_field(None, "mapped storage: the folder of the table files (default: tables/ in "
                                                "the run folder, else a temporary folder)")
 
     def __post_init__(self) -> None:
         if self.dim <= 0:
             raise ConfigError(f"model.dim must be positive, got {self.dim}")
+        if self.storage_resident_mb is not None and (self.storage != "mapped" or self.storage_resident_mb <= 0):
+            raise ConfigError("model.storage_resident_mb bounds a mapped table's resident pages: a positive number "
+                              "of MB, with model.storage: mapped")
         if self.storage_dir is not None and self.storage != "mapped":
             raise ConfigError("model.storage_dir is where mapped tables go: set model.storage: mapped")
         if self.init_args and self.init is None:  # they would be ignored: the model's own initializer takes none

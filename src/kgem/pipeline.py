@@ -237,7 +237,8 @@ def table_storage(cfg: ModelConfig, run: RunFolder | FollowerFolder | None,
         folder = run.path / "tables"
     else:
         folder = Path(tempfile.mkdtemp(prefix="kgem-tables-"))
-    return mapped_tables(folder, num_entities)
+    limit = cfg.storage_resident_mb * 2**20 if cfg.storage_resident_mb is not None else None
+    return mapped_tables(folder, num_entities, limit)
 
 
 def test_likelihood(model: CircuitModel, hrt: torch.Tensor) -> dict[str, float]:

@@ -9,7 +9,9 @@ trains, bit for bit as the in-memory one with the same seed. Other initialisers 
 
 ``release_pages(module)`` hands a mapped table's resident pages back to the page cache (``madvise(DONTNEED)``
 after a flush): the process's resident memory drops, the data stays in the file and the cache, and the next access
-pages it back in. Training calls it at the end of every epoch.
+pages it back in. Training calls it at the end of every epoch, and, for a table made with a ``resident_limit``
+(``model.storage_resident_mb``), whenever the process's resident memory passes that limit
+(``keep_resident_under``, checked every 64 steps).
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ import torch
 from torch import nn
 
 BLOCK_ROWS = 1 << 16
-_ACTIVE: list[tuple[Path, int, list[int]]] = []  # (folder, min_rows, [tables made]) of the innermost context
+_ACTIVE: list[tuple[Path, int, list[int], int | None]] = []  # innermost context: folder, min_rows, [made], limit
 _MAPS: dict[int, np.memmap] = {}  # id(parameter storage) -> its memory map, kept alive with the parameter
+_LIMITS: dict[int, int] = {}  # id(parameter storage) -> resident bytes past which its pages are handed back
 
 
 @contextlib.contextmanager
-def mapped_tables(folder: str | Path, min_rows: int) -> Iterator[None]:
-    """Embeddings of at least ``min_rows`` rows created inside keep their rows in files under ``folder``."""
+def mapped_tables(folder: str | Path, min_rows: int, resident_limit: int | None = None) -> Iterator[None]:
+    """Embeddings of at least ``min_rows`` rows created inside keep their rows in files under ``folder``;
+    ``resident_limit`` (bytes): ``keep_resident_under`` hands their pages back when the process holds more."""
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
-    _ACTIVE.append((path, min_rows, [0]))
+    _ACTIVE.append((path, min_rows, [0], resident_limit))
     try:
         yield
     finally:
@@ -46,12 +50,14 @@ def table_storage(num: int, width: int) -> torch.Tensor | None:
     ``mapped_tables`` or below its ``min_rows``."""
     if not _ACTIVE or num < _ACTIVE[-1][1]:
         return None
-    folder, _, made = _ACTIVE[-1]
+    folder, _, made, limit = _ACTIVE[-1]
     file = folder / f"table-{made[0]}.f32"
     made[0] += 1
     rows = np.memmap(file, dtype=np.float32, mode="w+", shape=(num, width))
     tensor = torch.from_numpy(rows)
     _MAPS[tensor.untyped_storage().data_ptr()] = rows
+    if limit is not None:
+        _LIMITS[tensor.untyped_storage().data_ptr()] = limit
     return tensor
 
 
@@ -86,6 +92,28 @@ def release_pages(module: nn.Module) -> None:
         rows = mapped(parameter)
         if rows is not None:
             _release(rows)
+
+
+def keep_resident_under(module: nn.Module) -> None:
+    """Release the pages of ``module``'s mapped tables that have a resident limit, if the process's resident memory
+    has passed it (training calls this every few dozen steps; reading the count costs microseconds)."""
+    limited = [p for p in module.parameters() if p.untyped_storage().data_ptr() in _LIMITS]
+    if not limited:
+        return
+    resident = resident_bytes()
+    for parameter in limited:
+        rows = mapped(parameter)
+        if rows is not None and resident > _LIMITS[parameter.untyped_storage().data_ptr()]:
+            _release(rows)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux ``/proc/self/statm``; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * mmap.PAGESIZE
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _release(rows: np.memmap) -> None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from kgem.models.model import Model, state_mismatch
-from kgem.models.storage import release_pages
+from kgem.models.storage import keep_resident_under, release_pages
 from kgem.ops.process import retain_freed_memory
 from kgem.training.approaches import SLCWA, Approach
 from kgem.training.checkpoint import Checkpoints
@@ -79,6 +79,8 @@ def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Ten
             raise TrainingError(f"the optimizer step overflowed at epoch {epoch}, batch {tally.batches} ({e}); "
                                 f"try a lower learning rate") from e
         model.constrain_()
+        if tally.batches % 64 == 63:
+            keep_resident_under(model)  # mapped tables with a resident limit (kgem.models.storage)
         tally.batches += 1
         tally.total += current * len(batch)
         tally.count += len(batch)
