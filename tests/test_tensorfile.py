@@ -70,3 +70,13 @@ def test_a_saved_model_loads_memory_mapped_and_predicts_the_same(tmp_path) -> No
     done = subprocess.run([sys.executable, "-m", "kgem", "predict", str(folder), "--head", "usa", "--relation",
                            "treaties", "-k", "3", "--mmap"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_finiteness_check_goes_block_by_block_and_misses_no_block() -> None:
+    from kgem.data.files import _all_finite
+    values = torch.randn(1001)
+    assert _all_finite(values, block=100)
+    for where in (0, 99, 100, 1000):
+        broken = values.clone()
+        broken[where] = float("inf") if where % 2 else float("nan")
+        assert not _all_finite(broken, block=100), where
