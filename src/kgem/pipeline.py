@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -235,8 +237,9 @@ def table_storage(cfg: ModelConfig, run: RunFolder | FollowerFolder | None,
         folder = Path(cfg.storage_dir)
     elif isinstance(run, RunFolder):
         folder = run.path / "tables"
-    else:
+    else:  # the model's rows live in it while the process does; it goes with the process
         folder = Path(tempfile.mkdtemp(prefix="kgem-tables-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     limit = cfg.storage_resident_mb * 2**20 if cfg.storage_resident_mb is not None else None
     return mapped_tables(folder, num_entities, limit)
 

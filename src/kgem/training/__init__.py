@@ -2,12 +2,13 @@
 
 from kgem.training.approaches import SLCWA, Approach, Generative, KvsAll, OneVsAll
 from kgem.training.checkpoint import CheckpointError, Checkpoints
+from kgem.training.loop import train_epoch
 from kgem.training.losses import LOSSES, Loss
 from kgem.training.optim import build_optimizer, clip_grad_norm
 from kgem.training.regularizers import REGULARIZERS, Regularizer
 from kgem.training.samplers import NegativeSampler
 from kgem.training.schedule import SCHEDULERS, EpochSchedule, build_scheduler
-from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, TrainingInterrupted, train_epoch
+from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, TrainingInterrupted
 
 __all__ = [
            "LOSSES",

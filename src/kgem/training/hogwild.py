@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from kgem.errors import ConfigError, TrainingError
-from kgem.training.optim import Adagrad, RowAdagrad
+from kgem.training.optim import Adagrad, RowAdagrad, plain_sgd
 
 T = TypeVar("T")
 
@@ -49,9 +49,7 @@ def hogwild_optimizer(optimizer: torch.optim.Optimizer) -> bool:
     """Whether all of ``optimizer``'s state exists before its first step (so it can be shared up front) and its
     step survives other workers' lost writes: not torch's Adagrad, which reads its divisor back from the shared
     sum (see ``kgem.training.optim.Adagrad``)."""
-    if isinstance(optimizer, torch.optim.SGD):
-        return all(group.get("momentum", 0) == 0 for group in optimizer.param_groups)
-    return isinstance(optimizer, RowAdagrad | Adagrad)
+    return plain_sgd(optimizer) or isinstance(optimizer, RowAdagrad | Adagrad)
 
 
 def run_workers(workers: int, work: Callable[[int], T]) -> list[T]:

@@ -45,6 +45,11 @@ class RowAdagrad(torch.optim.Optimizer):
         return loss
 
 
+def plain_sgd(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` is SGD without momentum: a step that keeps no state between steps."""
+    return isinstance(optimizer, torch.optim.SGD) and all(g.get("momentum", 0) == 0 for g in optimizer.param_groups)
+
+
 def row_step(p: torch.Tensor, grad: torch.Tensor, total: torch.Tensor, lr: float, eps: float) -> None:
     """The divisor is the sum as read plus this step's own term, never the shared ``total`` read back after the add:
     HOGWILD workers add into ``total`` without locks, and another worker's read-modify-write of the same row can

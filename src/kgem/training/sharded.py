@@ -43,7 +43,7 @@ from kgem.models.model import Model
 from kgem.models.representation import Embedding
 from kgem.training.approaches import SLCWA
 from kgem.training.distributed import Replicas
-from kgem.training.optim import RowAdagrad
+from kgem.training.optim import RowAdagrad, plain_sgd
 from kgem.training.samplers import NegativeSampler
 
 
@@ -59,7 +59,8 @@ class Partitions:
         order = torch.randperm(num_entities, generator=torch.Generator().manual_seed(seed))
         self.of = torch.empty(num_entities, dtype=torch.long)
         self.of[order] = torch.arange(num_entities) % count
-        self.members = [torch.nonzero(self.of == p).squeeze(1) for p in range(count)]
+        self.members = list(torch.split(torch.argsort(self.of, stable=True),
+                                        torch.bincount(self.of, minlength=count).tolist()))
 
     def buckets(self, hrt: torch.Tensor) -> list[torch.Tensor]:
         """The row numbers of ``hrt`` in each bucket; bucket ``b`` holds heads of partition ``b // count`` and
@@ -172,13 +173,13 @@ class Exchange:
         self.model, self.optimizer, self.partitions, self.replicas = model, optimizer, partitions, replicas
         assert isinstance(model.entity, Embedding)  # check_sharded said so
         self.table: torch.Tensor = model.entity.weight
-        # negatives from the whole graph move rows outside the bucket: the table's changes are summed too
+        # negatives from the whole graph move rows outside the bucket: the table's changes are merged too
         self.owned = negatives == "bucket"
         self.shared = [t for t in self._trained() if t is not self.table or not self.owned]
         self.start: list[torch.Tensor] = []
 
     def begin(self) -> None:
-        """Remember the shared tensors as the round begins (their changes are summed at its end)."""
+        """Remember the shared tensors as the round begins (their changes are averaged at its end)."""
         if self.replicas is not None:
             self.start = [t.detach().clone() for t in self._with_state(self.shared)]
 
@@ -260,9 +261,7 @@ def check_sharded(model: object, optimizer: torch.optim.Optimizer, approach: obj
         (not isinstance(model, Model) or not isinstance(model.entity, Embedding),
          "a model whose entities are a plain embedding table (not a circuit or an encoder)"),
         (not isinstance(approach, SLCWA), "approach slcwa (1vsAll and KvsAll score every entity each step)"),
-        (not (isinstance(optimizer, RowAdagrad) or (isinstance(optimizer, torch.optim.SGD)
-                                                    and all(g.get("momentum", 0) == 0
-                                                            for g in optimizer.param_groups))),
+        (not (isinstance(optimizer, RowAdagrad) or plain_sgd(optimizer)),
          "optimizer rowadagrad, or sgd without momentum (their per-row state travels with the rows)"),
     ]
     missing = [needs for failed, needs in problems if failed]

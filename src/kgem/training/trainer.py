@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,92 +15,18 @@ from tqdm.auto import tqdm
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from kgem.models.model import Model, state_mismatch
-from kgem.models.storage import keep_resident_under, release_pages
-from kgem.ops.process import retain_freed_memory
+from kgem.models.storage import release_pages
 from kgem.training.approaches import SLCWA, Approach
 from kgem.training.checkpoint import Checkpoints
 from kgem.training.distributed import Replicas
 from kgem.training.hogwild import run_workers, share
+from kgem.training.loop import StopOnSignal, Tally, train_epoch
 from kgem.training.losses import Loss
-from kgem.training.mixed import collect_gradients, wait_for_updates
-from kgem.training.optim import clip_grad_norm as clip_gradients
 from kgem.training.regularizers import Regularizer
 from kgem.training.schedule import EpochSchedule
 from kgem.training.sharded import Epoch, Exchange, Partitions, check_sharded, training_on
 
-
-@dataclass
-class Tally:
-    """Running totals of one epoch: batches done and the loss summed over their examples."""
-
-    batches: int = 0
-    total: float = 0.0
-    count: int = 0
-
-    @property
-    def mean(self) -> float:
-        return self.total / max(self.count, 1)
-
-
-def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
-                optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
-                epoch: int = 0, tally: Tally | None = None, clip_grad_norm: float | None = None,
-                replicas: Replicas | None = None, signals: _StopOnSignal | None = None) -> float:
-    """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
-    ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean;
-    ``clip_grad_norm`` bounds the gradients' joint L2 norm before each step (``optim.clip_grad_norm``).
-    With ``replicas`` each batch is the global batch: this rank trains its part, and the loss, the gradients and
-    ``signals`` (a signal on any rank stops every rank after this batch) are reduced over the ranks."""
-    tally = tally if tally is not None else Tally()
-    retain_freed_memory()
-    model.train()
-    for batch in batches:
-        optimizer.zero_grad(set_to_none=True)
-        part = replicas.part(len(batch)) if replicas is not None else slice(None)
-        current = local_step(model, approach, batch, part, loss, regularizer, generator)
-        if replicas is not None:
-            current, stop = replicas.sum([current, float(signals is not None and signals.received)], model.device)
-            replicas.sum_gradients(model.parameters())
-            if stop and signals is not None:
-                signals.received = True
-        if not math.isfinite(current):
-            raise TrainingError(f"the loss became {current} at epoch {epoch}, batch {tally.batches}; "
-                                f"try a lower learning rate or a regularizer")
-        if clip_grad_norm is not None:
-            clip_gradients(model.parameters(), clip_grad_norm)
-        try:
-            optimizer.step()
-        except RuntimeError as e:  # a step scalar (Adam's lr / (1 - beta1)) past the parameters' float type
-            if "overflow" not in str(e):
-                raise
-            raise TrainingError(f"the optimizer step overflowed at epoch {epoch}, batch {tally.batches} ({e}); "
-                                f"try a lower learning rate") from e
-        model.constrain_()
-        if tally.batches % 64 == 63:
-            keep_resident_under(model)  # mapped tables with a resident limit (kgem.models.storage)
-        tally.batches += 1
-        tally.total += current * len(batch)
-        tally.count += len(batch)
-    wait_for_updates(model)  # mixed, asynchronous: the last batch's rows are stepped before anyone reads the table
-    return tally.mean
-
-
-def local_step(model: AnyModel, approach: Approach, batch: torch.Tensor, part: slice, loss: Loss,
-               regularizer: Regularizer | None, generator: torch.Generator) -> float:
-    """Forward and backward on ``batch[part]`` (the approach draws its randomness for the whole batch), the loss
-    weighted by the part's share of the batch; returns the weighted loss (the whole batch's mean loss when the
-    parts' values are summed). An empty part computes nothing but still draws."""
-    fit, factors = approach.step(model, batch, loss, generator, part)
-    rows = len(batch[part])
-    if not rows:
-        return 0.0
-    value = fit + regularizer(factors) if regularizer is not None else fit
-    weighted = value * (rows / len(batch))
-    current = float(weighted.detach())
-    if math.isfinite(current):  # a non-finite loss is reported (after the ranks agree on it), never stepped on
-        weighted.backward()
-    collect_gradients(model)  # mixed CPU-GPU: the host rows' gradient goes back to the CPU
-    return current
+SavePartial = Callable[[torch.Tensor, Tally], None]  # a checkpoint inside an epoch: how far it got, its tally
 
 
 @dataclass
@@ -192,7 +115,6 @@ class Trainer:
             raise ConfigError(f"round_checkpoints ({round_checkpoints}) counts the rounds of sharded training "
                               f"between checkpoints: 0 or more, with partitions")
         self.round_checkpoints = round_checkpoints
-        self._save_round: Callable[[torch.Tensor, Tally], None] | None = None
         if partitions is not None:
             if workers > 1:
                 raise ConfigError("HOGWILD workers and sharded training are two ways to use several cores: "
@@ -227,7 +149,7 @@ class Trainer:
                 if history.stopped_early:  # the run had ended: only the best weights are left to restore
                     first = epochs + 1
         start = time.perf_counter() - history.seconds
-        with _StopOnSignal(enabled=checkpoints is not None) as signals:
+        with StopOnSignal(enabled=checkpoints is not None) as signals:
             bar = tqdm(range(first, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
             for epoch in bar:
 
@@ -239,8 +161,8 @@ class Trainer:
                                          **dataclasses.asdict(tally)}
                         checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
 
-                self._save_round = save_partial if checkpoints is not None and self.round_checkpoints else None
-                order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals)
+                order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals,
+                                                 save_partial if checkpoints is not None else None)
                 self.model.invalidate_cache()
                 release_pages(self.model)  # a mapped table's pages back to the page cache (kgem.models.storage)
                 history.seconds = time.perf_counter() - start
@@ -269,16 +191,17 @@ class Trainer:
         """Whether this process writes the checkpoints: a single process, or rank 0 of a replicated run."""
         return self.replicas is None or self.replicas.leader
 
-    def _run_batches(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None,
-                     signals: _StopOnSignal) -> tuple[torch.Tensor, Tally]:
+    def _run_batches(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None, signals: StopOnSignal,
+                     save_partial: SavePartial | None = None) -> tuple[torch.Tensor, Tally]:
         """Train on this epoch's shuffled batches (continuing ``partial``), stopping early on a signal. Returns
-        where the epoch got to (its row order; sharded: its seed and the rounds done) and its tally."""
+        where the epoch got to (its row order; sharded: its seed and the rounds done) and its tally.
+        ``save_partial`` saves a checkpoint inside the epoch (sharded training's round checkpoints)."""
         if partial is not None and bool(partial.get("sharded", False)) != (self.partitions is not None):
             was = "sharded" if partial.get("sharded") else "not sharded"
             raise CheckpointError(f"the checkpoint stopped in epoch {epoch} of a run {was}; finish that epoch the "
                                   f"same way (training.distributed), then change it")
         if self.partitions is not None:
-            return self._run_sharded(rows, epoch, partial, signals)
+            return self._run_sharded(rows, epoch, partial, signals, save_partial)
         if partial is not None:
             order = partial["order"]
             tally = Tally(int(partial["batches"]), float(partial["total"]), int(partial["count"]))
@@ -321,12 +244,11 @@ class Trainer:
         parts = run_workers(workers, work)
         self.model.invalidate_cache()  # the workers wrote the shared parameters behind this process's back
         for part in parts:
-            tally.batches, tally.total, tally.count = (tally.batches + part.batches, tally.total + part.total,
-                                                       tally.count + part.count)
+            tally.add(part)
         return tally
 
-    def _run_sharded(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None,
-                     signals: _StopOnSignal) -> tuple[torch.Tensor, Tally]:
+    def _run_sharded(self, rows: torch.Tensor, epoch: int, partial: dict[str, Any] | None, signals: StopOnSignal,
+                     save_partial: SavePartial | None) -> tuple[torch.Tensor, Tally]:
         """The epoch's rounds of buckets (``kgem.training.sharded``), this rank training its bucket of each; a
         signal on any rank stops every rank after the current round."""
         assert self._shards is not None and isinstance(self.approach, SLCWA)
@@ -361,14 +283,14 @@ class Trainer:
             agreed = exchange.end(buckets_now, part.total, part.batches, part.count, failure, signals.received)
             if agreed.failure is not None:
                 raise TrainingError(agreed.failure)
-            tally.batches, tally.total, tally.count = (tally.batches + agreed.batches, tally.total + agreed.total,
-                                                       tally.count + agreed.count)
+            tally.add(Tally(agreed.batches, agreed.total, agreed.count))
             signals.received = agreed.signal
             done = number + 1
             if signals.received:
                 break
-            if self._save_round is not None and done % self.round_checkpoints == 0 and done < len(plan.rounds):
-                self._save_round(torch.tensor([seed, done, *layout]), tally)
+            due = self.round_checkpoints and done % self.round_checkpoints == 0 and done < len(plan.rounds)
+            if save_partial is not None and due:
+                save_partial(torch.tensor([seed, done, *layout]), tally)
         self.model.invalidate_cache()
         return torch.tensor([seed, done, *layout]), tally
 
@@ -439,25 +361,3 @@ class Trainer:
             for key, value in state["early_stopping"].items():
                 setattr(early_stopping, key, value)
         return int(state["epoch"])
-
-
-class _StopOnSignal:
-    """Record SIGTERM/SIGINT instead of dying, so the epoch can end with a checkpoint (main thread only)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.received = False
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopOnSignal:
-        if self.enabled:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = True
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
