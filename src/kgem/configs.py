@@ -135,7 +135,12 @@ class TrainingConfig:
                                        "order nearer a single process's shuffle, more exchanges)")
     shard_negatives: Literal["graph", "bucket"] = help_field(
         "graph", "sharded training: negatives from the whole graph (rows outside the bucket read, not updated) or "
-                 "from the bucket's two partitions (PyTorch-BigGraph's way: nothing outside them needed)")
+                 "from the bucket's two partitions (PyTorch-BigGraph's way: partitions are ranges of ids, and only "
+                 "the bucket's two are in memory while it trains: with model.storage mapped, a table larger than "
+                 "memory trains in the memory of two partitions)")
+    bucket_order: Literal["random", "affinity"] = help_field(
+        "random", "sharded training: buckets in a random order, or each next bucket sharing a partition with the "
+                  "last where it can (affinity: half the copying of partitions in and out of memory)")
     mixed: bool = help_field(False, "mixed CPU-GPU (DGL-KE's mix_cpu_gpu): the entity table and its optimizer state "
                                     "stay in CPU memory, everything else on the device; negative sampling with "
                                     "rowadagrad only")
@@ -170,6 +175,9 @@ class TrainingConfig:
                               "training.distributed: sharded")
         if self.round_checkpoints < 0:
             raise ConfigError(f"training.round_checkpoints must be 0 or more, got {self.round_checkpoints}")
+        if self.bucket_order != "random" and self.distributed != "sharded":
+            raise ConfigError("training.bucket_order is an option of sharded training: set "
+                              "training.distributed: sharded")
         if self.shard_negatives != "graph" and self.distributed != "sharded":
             raise ConfigError("training.shard_negatives is an option of sharded training: set "
                               "training.distributed: sharded")

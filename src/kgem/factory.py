@@ -277,7 +277,8 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
                    scheduler=scheduler_from_config(cfg, optimizer), batch_size=cfg.batch_size, seed=cfg.seed,
                    progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm, replicas=replicas,
                    partitions=partition_count(cfg, replicas), shard_negatives=cfg.shard_negatives,
-                   bucket_passes=cfg.bucket_passes, round_checkpoints=cfg.round_checkpoints)
+                   bucket_passes=cfg.bucket_passes, round_checkpoints=cfg.round_checkpoints,
+                   bucket_order=cfg.bucket_order)
 
 
 def partition_count(cfg: TrainingConfig, replicas: Replicas | None) -> int | None:

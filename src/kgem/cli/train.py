@@ -68,7 +68,10 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
     (("--round-checkpoints", "--round_checkpoints"), "training.round_checkpoints", int,
      "sharded training: also checkpoint every N rounds, so a killed run resumes at its last round"),
     (("--shard-negatives", "--shard_negatives"), "training.shard_negatives", str,
-     "sharded training: negatives from the whole 'graph' (default) or from the 'bucket' (PyTorch-BigGraph's)"),
+     "sharded training: negatives from the whole 'graph' (default) or from the 'bucket' (PyTorch-BigGraph's; "
+     "only the bucket's partitions in memory)"),
+    (("--bucket-order", "--bucket_order"), "training.bucket_order", str,
+     "sharded training: 'random' (default) or 'affinity' (each next bucket shares a partition with the last)"),
     (("--async-update", "--async_update"), "training.async_update", bool,
      "with --mixed: update the CPU rows in a background thread while the next batch computes (not reproducible)"),
     (("--workers", "--num-proc", "--num_proc"), "training.workers", int,

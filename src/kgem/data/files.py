@@ -28,6 +28,7 @@ from kgem.atomic import atomic_dir, chmod_as_created
 from kgem.data.tensorfile import map_tensors, save_tensors
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError, ModelFileError
+from kgem.ops.pages import release_rows
 from kgem.version import __version__
 
 CONFIG, ENTITIES, RELATIONS, WEIGHTS = "config.json", "entities.tsv", "relations.tsv", "weights.safetensors"
@@ -145,8 +146,17 @@ def not_finite(weights: Mapping[str, torch.Tensor]) -> list[str]:
 
 
 def _all_finite(value: torch.Tensor, block: int = 1 << 22) -> bool:
-    flat = value.reshape(-1)
-    return all(bool(torch.isfinite(flat[start : start + block]).all()) for start in range(0, len(flat), block))
+    """Whether every value is finite, a block of rows at a time, a memory-mapped tensor's pages handed back after
+    each block (``kgem.ops.pages``)."""
+    if value.ndim == 0:
+        return bool(torch.isfinite(value))
+    rows = max(1, block // max(1, value[0].numel()))
+    for start in range(0, value.shape[0], rows):
+        finite = bool(torch.isfinite(value[start : start + rows]).all())
+        release_rows(value, start, start + rows)
+        if not finite:
+            return False
+    return True
 
 
 def sha256(path: Path) -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kgem.ops.pages import register
+
 BLOCK_BYTES = 64 << 20
 DTYPES: dict[torch.dtype, tuple[str, np.dtype]] = {
     torch.float64: ("F64", np.dtype("<f8")), torch.float32: ("F32", np.dtype("<f4")),
@@ -101,4 +103,6 @@ def _mapped(path: Path, name: str, info: object, start: int, size: int) -> torch
     if count == 0:
         return torch.zeros(shape, dtype=dtype)
     array = np.memmap(path, dtype=np_dtype, mode="c", offset=start + begin, shape=(count,))
-    return torch.from_numpy(array).view(dtype).reshape(shape)
+    tensor = torch.from_numpy(array).view(dtype).reshape(shape)
+    register(tensor, array, private=True)  # a scan hands its pages back while it is unmodified (kgem.ops.pages)
+    return tensor

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 import torch
 
 from kgem.errors import ConfigError
+from kgem.models.storage import release_entity_rows
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of one score block (evaluation.memory_budget_mb is the same knob)
 SCORE_BYTES = 4  # one float32 score
@@ -134,6 +135,8 @@ def scan(model: ScoringModel, side: Side, anchor: torch.Tensor, r: torch.Tensor,
     for start, stop in block_ranges(len(anchor), num, memory_budget_bytes, width=width, first=first):
         ids = torch.arange(start, stop, device=device) if candidates is None else candidates[..., start:stop]
         yield Block(start, ids, _writable(score(ids)))
+        if candidates is None:  # a mapped table's rows of the block back to the page cache (kgem.ops.pages)
+            release_entity_rows(model, start, stop)
 
 
 def _writable(scores: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import mmap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,9 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from kgem.ops.pages import mapped, register, release, release_rows, resident_bytes
+
+__all__ = ["BLOCK_ROWS", "initialise", "keep_resident_under", "mapped", "mapped_tables", "release_entity_rows",
+           "release_pages", "release_rows", "resident_bytes", "table_storage"]
+
 BLOCK_ROWS = 1 << 16
 _ACTIVE: list[tuple[Path, int, list[int], int | None]] = []  # innermost context: folder, min_rows, [made], limit
-_MAPS: dict[int, np.memmap] = {}  # id(parameter storage) -> its memory map, kept alive with the parameter
 _LIMITS: dict[int, int] = {}  # id(parameter storage) -> resident bytes past which its pages are handed back
 
 
@@ -55,15 +58,10 @@ def table_storage(num: int, width: int) -> torch.Tensor | None:
     made[0] += 1
     rows = np.memmap(file, dtype=np.float32, mode="w+", shape=(num, width))
     tensor = torch.from_numpy(rows)
-    _MAPS[tensor.untyped_storage().data_ptr()] = rows
+    register(tensor, rows, private=False)
     if limit is not None:
         _LIMITS[tensor.untyped_storage().data_ptr()] = limit
     return tensor
-
-
-def mapped(tensor: torch.Tensor) -> np.memmap | None:
-    """The memory map behind ``tensor``'s storage, if it is a mapped table."""
-    return _MAPS.get(tensor.untyped_storage().data_ptr())
 
 
 def initialise(weight: torch.Tensor, initializer: Callable[[torch.Tensor], object]) -> None:
@@ -72,11 +70,9 @@ def initialise(weight: torch.Tensor, initializer: Callable[[torch.Tensor], objec
     if not _blockwise(initializer):
         initializer(weight)
         return
-    rows = mapped(weight)
     for start in range(0, len(weight), BLOCK_ROWS):
         initializer(weight[start : start + BLOCK_ROWS])
-        if rows is not None:
-            _release(rows)
+        release_rows(weight, start, start + BLOCK_ROWS)
 
 
 def _blockwise(initializer: Callable[[torch.Tensor], object]) -> bool:
@@ -89,9 +85,7 @@ def _blockwise(initializer: Callable[[torch.Tensor], object]) -> bool:
 def release_pages(module: nn.Module) -> None:
     """Flush every mapped table of ``module`` and drop its pages from this process (see the module docstring)."""
     for parameter in module.parameters():
-        rows = mapped(parameter)
-        if rows is not None:
-            _release(rows)
+        release(parameter)
 
 
 def keep_resident_under(module: nn.Module) -> None:
@@ -102,22 +96,13 @@ def keep_resident_under(module: nn.Module) -> None:
         return
     resident = resident_bytes()
     for parameter in limited:
-        rows = mapped(parameter)
-        if rows is not None and resident > _LIMITS[parameter.untyped_storage().data_ptr()]:
-            _release(rows)
+        if resident > _LIMITS[parameter.untyped_storage().data_ptr()]:
+            release(parameter)
 
 
-def resident_bytes() -> int:
-    """This process's resident memory (Linux ``/proc/self/statm``; 0 where there is none)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * mmap.PAGESIZE
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _release(rows: np.memmap) -> None:
-    rows.flush()
-    handle = getattr(rows, "_mmap", None)
-    if isinstance(handle, mmap.mmap) and hasattr(handle, "madvise"):
-        handle.madvise(mmap.MADV_DONTNEED)
+def release_entity_rows(model: object, start: int, stop: int) -> None:
+    """Hand back the pages of rows ``[start, stop)`` of ``model``'s entity table, if it is mapped (a scan over
+    the entities calls this after each block: see ``kgem.ops.pages``)."""
+    weight = getattr(getattr(model, "entity", None), "weight", None)
+    if isinstance(weight, torch.Tensor):
+        release_rows(weight, start, stop)

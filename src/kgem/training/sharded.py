@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from kgem.errors import ConfigError
@@ -49,26 +50,40 @@ from kgem.training.samplers import NegativeSampler
 
 class Partitions:
     """``count`` partitions of ``num_entities`` entities, drawn with ``seed``: ``of[e]`` is entity ``e``'s
-    partition, ``members[p]`` the sorted ids of partition ``p``."""
+    partition, ``members[p]`` the sorted ids of partition ``p``. ``contiguous``: partition ``p`` is the range of ids
+    ``bounds[p]:bounds[p + 1]`` instead (PyTorch-BigGraph's layout, which partitioned training copies in and out of
+    a stored table in one piece: ``kgem.training.partitioned``)."""
 
-    def __init__(self, num_entities: int, count: int, seed: int) -> None:
+    def __init__(self, num_entities: int, count: int, seed: int, contiguous: bool = False) -> None:
         if not 1 <= count <= num_entities:
             raise ConfigError(f"training.partitions must be between 1 and the number of entities ({num_entities}), "
                               f"got {count}")
         self.count = count
-        order = torch.randperm(num_entities, generator=torch.Generator().manual_seed(seed))
-        self.of = torch.empty(num_entities, dtype=torch.long)
-        self.of[order] = torch.arange(num_entities) % count
+        self.bounds = [p * num_entities // count for p in range(count + 1)]
+        if contiguous:
+            sizes = torch.tensor(self.bounds[1:]) - torch.tensor(self.bounds[:-1])
+            self.of = torch.repeat_interleave(torch.arange(count), sizes)
+        else:
+            order = torch.randperm(num_entities, generator=torch.Generator().manual_seed(seed))
+            self.of = torch.empty(num_entities, dtype=torch.long)
+            self.of[order] = torch.arange(num_entities) % count
         self.members = list(torch.split(torch.argsort(self.of, stable=True),
                                         torch.bincount(self.of, minlength=count).tolist()))
 
-    def buckets(self, hrt: torch.Tensor) -> list[torch.Tensor]:
+    def buckets(self, hrt: torch.Tensor, block: int = 1 << 22) -> list[torch.Tensor]:
         """The row numbers of ``hrt`` in each bucket; bucket ``b`` holds heads of partition ``b // count`` and
-        tails of partition ``b % count``."""
-        keys = self.of[hrt[:, 0]] * self.count + self.of[hrt[:, 2]]
-        order = torch.argsort(keys, stable=True)
-        sizes = torch.bincount(keys, minlength=self.count**2).tolist()
-        return list(torch.split(order, sizes))
+        tails of partition ``b % count``. The bucket keys are computed ``block`` rows at a time, as 16-bit numbers
+        where they fit (a linear-time stable sort), so a graph of 10**8 edges needs no edge-sized temporaries
+        beyond the keys and the result."""
+        keys = torch.empty(len(hrt), dtype=torch.int16 if self.count**2 <= 2**15 else torch.int32)
+        sizes = torch.zeros(self.count**2, dtype=torch.long)
+        for start in range(0, len(hrt), block):
+            part = hrt[start : start + block]
+            key = self.of[part[:, 0]] * self.count + self.of[part[:, 2]]
+            keys[start : start + block] = key
+            sizes += torch.bincount(key, minlength=self.count**2)
+        order = torch.from_numpy(np.argsort(keys.numpy(), kind="stable"))
+        return list(torch.split(order, sizes.tolist()))
 
     def touched(self, bucket: int) -> list[int]:
         """The partitions a bucket's edges touch (one for a diagonal bucket)."""
@@ -105,10 +120,11 @@ class Epoch:
     one bucket after the other; ``rounds`` lists them, the same on every rank."""
 
     def __init__(self, partitions: Partitions, buckets: list[torch.Tensor], world: int, passes: int,
-                 seed: int) -> None:
+                 seed: int, order: str = "random") -> None:
         draws = torch.Generator().manual_seed(seed)
         sizes = [len(b) for b in buckets]
-        self.rounds = [Round(taken, s) for s in range(passes) for taken in rounds(partitions, sizes, world, draws)]
+        self.rounds = [Round(taken, s) for s in range(passes)
+                       for taken in rounds(partitions, sizes, world, draws, order)]
         self.bucket_seeds = torch.randint(2**62, (len(buckets),), generator=draws).tolist()
         self.step_seeds = torch.randint(2**62, (len(self.rounds), world), generator=draws).tolist()
         self.buckets, self.passes = buckets, passes
@@ -123,30 +139,44 @@ class Epoch:
         return rows[torch.tensor_split(order, self.passes)[self.rounds[number].slice]]
 
 
-def rounds(partitions: Partitions, sizes: list[int], world: int, generator: torch.Generator) -> list[list[int | None]]:
+BUCKET_ORDERS = ("random", "affinity")
+
+
+def rounds(partitions: Partitions, sizes: list[int], world: int, generator: torch.Generator,
+           order: str = "random") -> list[list[int | None]]:
     """An epoch's schedule: rounds of ``world`` bucket numbers (None: the rank idles), each non-empty bucket once, no
     partition twice in a round. Buckets are taken greedily in random orders drawn from ``generator`` (so every rank
     computes the same schedule); of several orders, the one with the fewest rounds wins, as a round with an idle
-    rank costs a round's time for less than a round's work."""
+    rank costs a round's time for less than a round's work.
+
+    ``order``: ``random`` takes them as drawn; ``affinity`` gives each rank, where it can, a bucket sharing a
+    partition with its bucket of the round before (PyTorch-BigGraph's affinity order), so that partitioned
+    training copies one partition in and out between them instead of two."""
+    if order not in BUCKET_ORDERS:
+        raise ConfigError(f"training.bucket_order must be one of {', '.join(BUCKET_ORDERS)}, got {order!r}")
     tries = max(1, min(16, 4096 // max(len(sizes), 1)))
-    found = [_greedy(partitions, sizes, world, generator) for _ in range(tries)]
+    found = [_greedy(partitions, sizes, world, generator, order == "affinity") for _ in range(tries)]
     return min(found, key=len)
 
 
-def _greedy(partitions: Partitions, sizes: list[int], world: int,
-            generator: torch.Generator) -> list[list[int | None]]:
+def _greedy(partitions: Partitions, sizes: list[int], world: int, generator: torch.Generator,
+            affinity: bool) -> list[list[int | None]]:
     pending = [int(b) for b in torch.randperm(len(sizes), generator=generator) if sizes[int(b)]]
     schedule: list[list[int | None]] = []
+    before: list[set[int]] = [set() for _ in range(world)]  # each rank's partitions of the round before
     while pending:
         taken: list[int | None] = []
         used: set[int] = set()
-        for bucket in pending:
-            parts = set(partitions.touched(bucket))
-            if len(taken) < world and not parts & used:
-                taken.append(bucket)
-                used |= parts
+        for rank in range(world):
+            fits = [b for b in pending if b not in taken and not set(partitions.touched(b)) & used]
+            near = [b for b in fits if set(partitions.touched(b)) & before[rank]] if affinity else []
+            bucket: int | None = (near or fits)[0] if near or fits else None
+            taken.append(bucket)
+            if bucket is not None:
+                used |= set(partitions.touched(bucket))
+                before[rank] = set(partitions.touched(bucket))
         pending = [b for b in pending if b not in taken]
-        schedule.append(taken + [None] * (world - len(taken)))
+        schedule.append(taken)
     return schedule
 
 

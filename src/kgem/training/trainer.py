@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +23,10 @@ from kgem.training.distributed import Replicas
 from kgem.training.hogwild import run_workers, share
 from kgem.training.loop import StopOnSignal, Tally, train_epoch
 from kgem.training.losses import Loss
+from kgem.training.partitioned import ResidentPartitions, local
 from kgem.training.regularizers import Regularizer
 from kgem.training.schedule import EpochSchedule
-from kgem.training.sharded import Epoch, Exchange, Partitions, check_sharded, training_on
+from kgem.training.sharded import BUCKET_ORDERS, Epoch, Exchange, Partitions, check_sharded, training_on
 
 SavePartial = Callable[[torch.Tensor, Tally], None]  # a checkpoint inside an epoch: how far it got, its tally
 
@@ -74,7 +76,7 @@ class Trainer:
                  seed: int = 0, progress: bool = True, workers: int = 1,
                  clip_grad_norm: float | None = None, replicas: Replicas | None = None,
                  partitions: int | None = None, shard_negatives: str = "graph", bucket_passes: int = 1,
-                 round_checkpoints: int = 0) -> None:
+                 round_checkpoints: int = 0, bucket_order: str = "random") -> None:
         """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
         a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
         ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
@@ -86,7 +88,10 @@ class Trainer:
         ``partitions``: train sharded instead (``kgem.training.sharded``): entities in that many partitions, each
         rank of ``replicas`` (or this one process) training one bucket of edges per round, its negatives drawn
         from the bucket's partitions or from the whole graph (``shard_negatives``: ``bucket`` or ``graph``), in
-        ``bucket_passes`` passes per epoch over a slice of every bucket each."""
+        ``bucket_passes`` passes per epoch over a slice of every bucket each, in ``bucket_order`` (``random`` or
+        ``affinity``: a rank's next bucket shares a partition with its last where it can). With ``bucket``
+        negatives the partitions are ranges of ids, and only the current bucket's are in memory while it trains
+        (``kgem.training.partitioned``: for an entity table in a file, ``model.storage: mapped``)."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
@@ -111,6 +116,9 @@ class Trainer:
         if bucket_passes < 1:
             raise ConfigError(f"bucket_passes must be at least 1, got {bucket_passes}")
         self.bucket_passes = bucket_passes
+        if bucket_order not in BUCKET_ORDERS:
+            raise ConfigError(f"bucket_order must be one of {', '.join(BUCKET_ORDERS)}, got {bucket_order!r}")
+        self.bucket_order = bucket_order
         if round_checkpoints < 0 or (round_checkpoints and partitions is None):
             raise ConfigError(f"round_checkpoints ({round_checkpoints}) counts the rounds of sharded training "
                               f"between checkpoints: 0 or more, with partitions")
@@ -121,6 +129,7 @@ class Trainer:
                                   "choose one (workers=1 with --nproc)")
             check_sharded(model, optimizer, approach, shard_negatives)
         self._shards: tuple[Partitions, list[torch.Tensor], Exchange] | None = None
+        self._resident: ResidentPartitions | None = None
 
     def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
             checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
@@ -137,9 +146,11 @@ class Trainer:
         rows = self.approach.prepare(hrt, self.model)
         if self.partitions is not None:
             assert isinstance(self.model, Model)  # check_sharded said so
-            parts = Partitions(self.model.num_entities, self.partitions, self.seed)
+            owned = self.shard_negatives == "bucket"  # PyTorch-BigGraph's scheme: partitions in and out of memory
+            parts = Partitions(self.model.num_entities, self.partitions, self.seed, contiguous=owned)
             self._shards = (parts, parts.buckets(rows), Exchange(self.model, self.optimizer, parts, self.replicas,
                                                                   self.shard_negatives))
+            self._resident = ResidentPartitions(self.model, self.optimizer, parts.bounds) if owned else None
         history, first, partial = History(), 1, None
         if resume and checkpoints is not None:
             found = checkpoints.latest(fallback)
@@ -264,22 +275,20 @@ class Trainer:
             tally = Tally(int(partial["batches"]), float(partial["total"]), int(partial["count"]))
         else:
             seed, done, tally = int(torch.randint(2**62, (1,), generator=self.generator)), 0, Tally()
-        plan = Epoch(parts, buckets, world, self.bucket_passes, seed)
-        device, size = self.model.device, self.batch_size
+        plan = Epoch(parts, buckets, world, self.bucket_passes, seed, self.bucket_order)
         for number in range(done, len(plan.rounds)):
             buckets_now, part, failure = plan.rounds[number].buckets, Tally(), None
             exchange.begin()
             mine = buckets_now[rank]
             if mine is not None:
                 generator = torch.Generator().manual_seed(plan.step_seeds[number][rank])
-                edges = rows[plan.edges(number, rank)]
-                batches = (edges[b : b + size].to(device, non_blocking=True) for b in range(0, len(edges), size))
                 try:
-                    with training_on(parts.resident(mine), self.approach.sampler, self.shard_negatives):
-                        train_epoch(self.model, self.approach, batches, self.loss, self.optimizer,
-                                    self.regularizer, generator, epoch, part, self.clip_grad_norm)
+                    self._train_bucket(parts, mine, rows[plan.edges(number, rank)], generator, epoch, part)
                 except TrainingError as e:
                     failure = str(e)
+            if self._resident is not None:  # every row back in the table; the next bucket's partitions stay in
+                after = plan.rounds[number + 1].buckets[rank] if number + 1 < len(plan.rounds) else None
+                self._resident.release(keep=set(parts.touched(after)) if after is not None else set())
             agreed = exchange.end(buckets_now, part.total, part.batches, part.count, failure, signals.received)
             if agreed.failure is not None:
                 raise TrainingError(agreed.failure)
@@ -293,6 +302,24 @@ class Trainer:
                 save_partial(torch.tensor([seed, done, *layout]), tally)
         self.model.invalidate_cache()
         return torch.tensor([seed, done, *layout]), tally
+
+    def _train_bucket(self, parts: Partitions, bucket: int, edges: torch.Tensor, generator: torch.Generator,
+                      epoch: int, tally: Tally) -> None:
+        """Train one bucket's ``edges``: negatives from the whole graph, or from the bucket's partitions, which are
+        then the only rows of the table in memory (``kgem.training.partitioned``), in their local ids."""
+        assert isinstance(self.approach, SLCWA)
+        device, size = self.model.device, self.batch_size
+        context: AbstractContextManager[torch.Tensor | None]
+        if self._resident is not None:
+            context = self._resident.training(parts.touched(bucket), self.approach.sampler)
+        else:
+            context = training_on(parts.resident(bucket), self.approach.sampler, self.shard_negatives)
+        with context as offsets:
+            if offsets is not None:
+                edges = local(edges, offsets)
+            batches = (edges[b : b + size].to(device, non_blocking=True) for b in range(0, len(edges), size))
+            train_epoch(self.model, self.approach, batches, self.loss, self.optimizer, self.regularizer, generator,
+                        epoch, tally, self.clip_grad_norm)
 
     def _end_epoch(self, loss: float, epoch: int, history: History, early_stopping: EarlyStopping | None,
                    bar: Any) -> bool:
