@@ -89,7 +89,7 @@ def test_only_the_buckets_partitions_are_in_memory_while_it_trains(tmp_path, mon
     run.fit(load_dataset("umls").train.hrt, 1)
     capacity = -(-135 // 5)
     assert seen and all(rows == 2 * capacity for rows, _ in seen)
-    assert table.data_ptr() == stored.data_ptr() and mapped(table) is not None  # after the epoch: the table in its file again
+    assert table.data_ptr() == stored.data_ptr() and mapped(table) is not None  # after the epoch: in its file
     assert run._resident is not None and run._resident.slots == [None, None]
 
 
