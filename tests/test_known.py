@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from kgem.data import KnownTriples
+from kgem.data import KnownTriples, load_dataset
 
 
 def random_graph(seed: int, n: int = 300, num_entities: int = 20, num_relations: int = 4) -> torch.Tensor:
@@ -47,3 +47,36 @@ def test_empty_index() -> None:
     known = KnownTriples(torch.zeros(0, 3, dtype=torch.long), 5, 2)
     assert not known.tail_mask(torch.tensor([1]), torch.tensor([0])).any()
     assert known.contains(torch.tensor([[1, 0, 1]])).tolist() == [False]
+
+
+def test_an_index_of_only_the_queries_triples_filters_as_the_index_of_every_triple() -> None:
+    """KnownSplits (for splits too large to index) keeps the triples sharing (h, r) or (r, t) with a query: the
+    filtered ranks, exact and sampled, and the full-ranking candidate counts are those of the whole index."""
+    from kgem.data.known import KnownSplits
+    from kgem.evaluation import evaluate
+    from kgem.models import build_model
+
+    ds = load_dataset("nations")
+    torch.manual_seed(0)
+    model = build_model("distmult", ds.num_entities, ds.num_relations, 8)
+    parts = [ds.train.hrt, ds.valid.hrt, ds.test.hrt]
+    lazy = KnownSplits(parts, ds.num_entities, ds.num_relations, block=100)
+    index = lazy.for_queries(ds.test.hrt[:20])
+    assert 0 < len(index) < len(lazy)
+    for options in ({}, {"num_negatives": 5, "seed": 3}):
+        whole = evaluate(model, ds.test.hrt, known=ds.known(), **options)
+        part = evaluate(model, ds.test.hrt, known=lazy, **options)
+        assert torch.equal(whole.ranks.optimistic, part.ranks.optimistic)
+        assert torch.equal(whole.ranks.pessimistic, part.ranks.pessimistic)
+        if options:
+            assert torch.equal(whole.full_candidates, part.full_candidates)
+
+
+def test_filtered_evaluation_of_a_large_dataset_indexes_only_what_it_evaluates(monkeypatch) -> None:
+    from kgem.data import dataset
+    from kgem.data.known import KnownSplits
+
+    ds = load_dataset("nations")
+    assert isinstance(ds.known_for_evaluation(), KnownTriples)
+    monkeypatch.setattr(dataset, "LAZY_ROWS", 100)
+    assert isinstance(ds.known_for_evaluation(), KnownSplits)

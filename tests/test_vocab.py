@@ -83,3 +83,19 @@ def test_saved_vocabulary_always_reads_back(tmp_path_factory, labels: list[str])
         assert not path.exists()
         return
     assert Vocabulary.load(path) == vocab
+
+
+def test_a_file_vocabulary_reads_its_labels_only_when_asked_and_saves_by_copying(tmp_path) -> None:
+    from kgem.data.vocab import FileVocabulary
+
+    Vocabulary(["b", "a", "c"], kind="entity").save(tmp_path / "v.tsv")
+    lazy = FileVocabulary(tmp_path / "v.tsv", kind="entity")
+    assert len(lazy) == 3 and lazy._index is None
+    lazy.save(tmp_path / "copy.tsv")
+    assert (tmp_path / "copy.tsv").read_bytes() == (tmp_path / "v.tsv").read_bytes() and lazy._index is None
+    assert lazy == FileVocabulary(tmp_path / "copy.tsv") and lazy._index is None  # compared by their bytes
+    Vocabulary(["b", "a", "d"]).save(tmp_path / "other.tsv")
+    assert lazy != FileVocabulary(tmp_path / "other.tsv")
+    assert lazy.lookup(["c", "z"]).tolist() == [2, -1] and lazy == Vocabulary(["b", "a", "c"])
+    with pytest.raises(DataError, match="unknown entity 'z'"):
+        lazy.ids(["z"])

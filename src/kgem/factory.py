@@ -26,6 +26,7 @@ from kgem.circuits.typed import TypedSquared
 from kgem.config import coerce
 from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
 from kgem.data import Dataset, KnownTriples, load_dataset
+from kgem.data.known import KnownSplits
 from kgem.data.readers import order_to_columns
 from kgem.data.types import DomainConstraints, derive_types, read_types
 from kgem.data.vocab import Vocabulary
@@ -304,9 +305,9 @@ def scheduler_from_config(cfg: TrainingConfig, optimizer: torch.optim.Optimizer)
         raise ConfigError(f"training.scheduler_args: {e}") from e
 
 
-def known_from_config(cfg: EvaluationConfig, dataset: Dataset) -> KnownTriples | None:
+def known_from_config(cfg: EvaluationConfig, dataset: Dataset) -> KnownTriples | KnownSplits | None:
     """The true triples that ``cfg.filter`` filters out of the ranking, or None for raw ranks."""
-    return dataset.known(cfg.filter) if cfg.filter else None
+    return dataset.known_for_evaluation(cfg.filter) if cfg.filter else None
 
 
 def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
@@ -315,7 +316,7 @@ def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
             "num_negatives": cfg.num_negatives, "fraction": cfg.fraction, "seed": cfg.seed}
 
 
-def evaluator_from_config(cfg: EvaluationConfig, known: KnownTriples | None, *,
+def evaluator_from_config(cfg: EvaluationConfig, known: KnownTriples | KnownSplits | None, *,
                           relation_categories: np.ndarray | None = None, progress: bool = False) -> Evaluator:
     """``evaluator(model, hrt)``: the ranking of ``hrt`` that ``cfg`` describes, for the test split, the
     early-stopping validations and ``kgem evaluate``. ``known``: the triples of the splits ``cfg.filter`` names

@@ -28,6 +28,7 @@ from kgem.circuits.store import KIND as CIRCUIT_KIND
 from kgem.circuits.store import load_circuit, save_circuit
 from kgem.data import Dataset, KnownTriples, Triples, files
 from kgem.data.files import CONFIG, ENTITIES, RELATIONS, WEIGHTS
+from kgem.data.known import LAZY_ROWS, KnownSplits
 from kgem.data.tensorfile import save_tensors
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError, ModelFileError
@@ -74,6 +75,16 @@ class LoadedModel(LinkPredictor):
             [data] if isinstance(data, Triples) else list(data))
         hrt = torch.cat([self.encode(part) for part in parts]) if parts else torch.zeros(0, 3, dtype=torch.long)
         return replace(self, known=KnownTriples(hrt, self.model.num_entities, self.model.num_relations))
+
+    def known_index(self, parts: Sequence[Triples]) -> KnownTriples | KnownSplits:
+        """What filtered evaluation filters with: the true triples of ``parts`` matched to this model by label,
+        indexed (``KnownTriples``), or, from ``LAZY_ROWS`` triples on, indexed only for the queries evaluated
+        (``KnownSplits``)."""
+        encoded = [self.encode(part) for part in parts]
+        if sum(len(hrt) for hrt in encoded) >= LAZY_ROWS:
+            return KnownSplits(encoded, self.model.num_entities, self.model.num_relations)
+        hrt = torch.cat(encoded) if encoded else torch.zeros(0, 3, dtype=torch.long)
+        return KnownTriples(hrt, self.model.num_entities, self.model.num_relations)
 
     def encode(self, triples: Triples) -> torch.Tensor:
         """``triples`` (read with any vocabulary) as ids of this model, leaving out those with unknown labels."""

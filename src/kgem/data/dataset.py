@@ -13,13 +13,14 @@ import pandas as pd
 import torch
 
 from kgem.data.imports import META, mapped, read_meta
-from kgem.data.known import KnownTriples
+from kgem.data.known import LAZY_ROWS, KnownSplits, KnownTriples
 from kgem.data.readers import read_id_dict, read_id_triples
 from kgem.data.split import split_indices
 from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
 from kgem.data.triples import OnDuplicates, OnUnseen, Triples, read_triples, triples_from_df
-from kgem.data.vocab import Vocabulary
+from kgem.data.vocab import FileVocabulary, Vocabulary
 from kgem.errors import DataError
+from kgem.ops.pages import register
 
 SPLITS = ("train", "valid", "test")
 SUFFIXES = (".txt", ".tsv", ".txt.gz", ".tsv.gz", ".csv", ".csv.gz")
@@ -61,12 +62,23 @@ class Dataset:
 
     def known(self, splits: Sequence[str] = SPLITS) -> KnownTriples:
         """Index of the true triples of ``splits`` (default all three: the standard filtered setting)."""
+        hrt = torch.cat(self._known_parts(splits))
+        return KnownTriples(hrt, self.num_entities, self.num_relations)
+
+    def known_for_evaluation(self, splits: Sequence[str] = SPLITS) -> KnownTriples | KnownSplits:
+        """What filtered evaluation filters with: the index of ``splits``' true triples, or, for ``LAZY_ROWS``
+        triples or more, ``KnownSplits``, which indexes only those the evaluated queries need."""
+        parts = self._known_parts(splits)
+        if sum(len(part) for part in parts) >= LAZY_ROWS:
+            return KnownSplits(parts, self.num_entities, self.num_relations)
+        return KnownTriples(torch.cat(parts), self.num_entities, self.num_relations)
+
+    def _known_parts(self, splits: Sequence[str]) -> list[torch.Tensor]:
         present = self.splits()
         unknown = [s for s in splits if s not in SPLITS]
         if unknown:
             raise DataError(f"unknown split(s) {unknown}; choose from {list(SPLITS)}")
-        hrt = torch.cat([present[s].hrt for s in splits if s in present])
-        return KnownTriples(hrt, self.num_entities, self.num_relations)
+        return [present[s].hrt for s in splits if s in present]
 
     def summary(self) -> pd.DataFrame:
         """One row per split: triples, distinct entities and relations used, duplicates and dropped unseen."""
@@ -124,14 +136,17 @@ class Dataset:
     def from_imported(cls, folder: Path, meta: dict[str, Any], *, name: str) -> Dataset:
         """A folder written by ``import_triples``: vocabularies read, each split a copy-on-write memory map of its
         id file (``kgem.data.imports``)."""
-        entities = Vocabulary.load(folder / "entities.tsv", kind="entity")
+        entities = FileVocabulary(folder / "entities.tsv", kind="entity")  # labels read on first use
         relations = Vocabulary.load(folder / "relations.tsv", kind="relation")
         if (len(entities), len(relations)) != (meta.get("num_entities"), meta.get("num_relations")):
             raise DataError(f"{folder}: the vocabularies hold {len(entities)} entities and {len(relations)} "
                             f"relations, {META} says {meta.get('num_entities')} and {meta.get('num_relations')}")
         splits: dict[str, Triples] = {}
         for split, info in meta["splits"].items():
-            ids = torch.from_numpy(mapped(folder / info["file"], info["rows"]))
+            array = mapped(folder / info["file"], info["rows"])
+            ids = torch.from_numpy(array)
+            if isinstance(array, np.memmap):
+                register(ids, array, private=True)  # a scan hands its pages back (kgem.ops.pages)
             splits[split] = Triples(ids, entities, relations, str(folder / info["file"]))
         return cls(splits["train"], splits.get("valid"), splits.get("test"), name=name)
 

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from kgem.atomic import atomic_dir, chmod_as_created
 from kgem.data.tensorfile import map_tensors, save_tensors
-from kgem.data.vocab import Vocabulary
+from kgem.data.vocab import FileVocabulary, Vocabulary
 from kgem.errors import KgemError, ModelFileError
 from kgem.ops.pages import release_rows
 from kgem.version import __version__
@@ -99,15 +99,16 @@ def read_contents(root: Path, config: dict[str, Any],
                   mmap: bool = False) -> tuple[Vocabulary, Vocabulary, dict[str, torch.Tensor]]:
     """The entity and relation vocabularies and the weights (on the CPU; ``mmap``: memory-mapped, copy-on-write)
     of the folder ``root``, each checked against its checked ``config``."""
-    entities = read_vocab(root / ENTITIES, "entity", config["num_entities"])
+    entities = read_vocab(root / ENTITIES, "entity", config["num_entities"], lazy=mmap)
     relations = read_vocab(root / RELATIONS, "relation", config["num_relations"])
     return entities, relations, read_weights(root / WEIGHTS, config["weights_sha256"], mmap)
 
 
-def read_vocab(path: Path, kind: str, expected: int) -> Vocabulary:
-    """Read one vocabulary and check its size against config.json."""
+def read_vocab(path: Path, kind: str, expected: int, lazy: bool = False) -> Vocabulary:
+    """Read one vocabulary and check its size against config.json; ``lazy``: its labels only when first used
+    (``FileVocabulary``: a model loaded memory-mapped, whose labels may not fit in memory either)."""
     try:
-        vocab = Vocabulary.load(path, kind=kind)
+        vocab = FileVocabulary(path, kind=kind) if lazy else Vocabulary.load(path, kind=kind)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError, KgemError) as e:

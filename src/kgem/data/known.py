@@ -11,6 +11,8 @@ from functools import cached_property
 
 import torch
 
+from kgem.ops.pages import release_rows
+
 
 @dataclass(frozen=True)
 class CSR:
@@ -107,3 +109,49 @@ class KnownTriples:
         (segment < number of triples, so this cannot overflow where triple ids would.)"""
         seg = torch.repeat_interleave(torch.arange(len(self.tails.keys)), self.tails.offsets.diff())
         return seg * self.num_entities + self.tails.values
+
+    def for_queries(self, triples: torch.Tensor) -> KnownTriples:
+        """The index filtering needs for ``triples``' queries: this one (see ``KnownSplits``)."""
+        del triples
+        return self
+
+
+LAZY_ROWS = 1 << 24  # true triples from which filtered evaluation indexes only what its queries need
+
+
+class KnownSplits:
+    """True triples left where they are (splits of an imported dataset, memory-mapped), indexed only for the
+    queries at hand: ``for_queries(triples)`` is the ``KnownTriples`` of the true triples that share ``(h, r)``
+    or ``(r, t)`` with one of ``triples``, all that filtering their head and tail queries can need, and so gives
+    the same ranks as the index of every triple. It is built by one scan of the splits, ``block`` rows at a time,
+    each block's pages of a mapped split handed back after it: the memory is that of the queries' answers, not of
+    the graph (an index of 10**8 triples would need ~10 GB)."""
+
+    def __init__(self, parts: list[torch.Tensor], num_entities: int, num_relations: int,
+                 block: int = 1 << 22) -> None:
+        self.parts, self.num_entities, self.num_relations, self.block = parts, num_entities, num_relations, block
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def for_queries(self, triples: torch.Tensor) -> KnownTriples:
+        h, r, t = triples.long().unbind(1)
+        tail_keys = torch.unique(h * self.num_relations + r)
+        head_keys = torch.unique(t * self.num_relations + r)
+        kept = [torch.zeros(0, 3, dtype=torch.long)]
+        for part in self.parts:
+            for start in range(0, len(part), self.block):
+                rows = part[start : start + self.block].long()
+                keep = _member(rows[:, 0] * self.num_relations + rows[:, 1], tail_keys)
+                keep |= _member(rows[:, 2] * self.num_relations + rows[:, 1], head_keys)
+                kept.append(rows[keep])
+                release_rows(part, start, start + self.block)
+        return KnownTriples(torch.cat(kept), self.num_entities, self.num_relations)
+
+
+def _member(keys: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
+    """Which ``keys`` are among the sorted ``sorted_keys``."""
+    if not len(sorted_keys):
+        return torch.zeros(len(keys), dtype=torch.bool)
+    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=len(sorted_keys) - 1)
+    return sorted_keys[pos] == keys

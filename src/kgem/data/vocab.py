@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import filecmp
 import os
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -116,3 +118,39 @@ class Vocabulary:
                     raise DataError(f"{path}:{lineno}: expected '{lineno - 1}<TAB>label', got {line.rstrip()!r}")
                 labels.append(parts[1])
         return cls(labels, kind=kind)
+
+
+class FileVocabulary(Vocabulary):
+    """A vocabulary saved as ``id<TAB>label`` lines whose labels are read only when first asked for: training and
+    evaluation by ids never need them, and 40 million labels cost some 5 GB in memory. Its length is counted from
+    the file's lines; saving it copies the file; two compare equal by their files' bytes until one is read."""
+
+    def __init__(self, path: str | os.PathLike[str], *, kind: str = "label") -> None:
+        self.path, self.kind = Path(path), kind
+        self._index: pd.Index | None = None
+        with open(self.path, "rb") as f:
+            self._size = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+
+    @property
+    def index(self) -> pd.Index:
+        if self._index is None:
+            loaded = Vocabulary.load(self.path, kind=self.kind)
+            if len(loaded) != self._size:
+                raise DataError(f"{self.path}: changed while open ({len(loaded)} labels, {self._size} before)")
+            self._index = loaded.index
+        return self._index
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FileVocabulary) and self._index is None and other._index is None:
+            return other is self or (len(self) == len(other) and filecmp.cmp(self.path, other.path, shallow=False))
+        return super().__eq__(other)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        if self._index is not None:
+            super().save(path)
+            return
+        with atomic_write(path, "wb") as out, open(self.path, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 24)

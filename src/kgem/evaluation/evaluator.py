@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kgem.data.known import KnownTriples
+from kgem.data.known import KnownSplits, KnownTriples
 from kgem.evaluation.candidates import (
     MIN_SAMPLED_BATCH,
     AllEntities,
@@ -190,7 +190,7 @@ def fraction_indices(num_triples: int, fraction: float, seed: int = 0) -> torch.
     return torch.randperm(num_triples, generator=torch.Generator().manual_seed(seed))[:count].sort().values
 
 
-def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples | None = None,
+def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples | KnownSplits | None = None,
              sides: str | Sequence[str] = "both", batch_size: int | None = None,
              memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET, rank_type: str = "realistic",
              relation_categories: np.ndarray | None = None, filter_splits: str = "",
@@ -198,7 +198,8 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
              seed: int = 0) -> EvaluationResult:
     """Rank each triple's hidden head and/or tail against all ``model.num_entities`` entities.
 
-    ``known``: the true triples to filter out (e.g. ``dataset.known()``); ``None`` gives raw ranks.
+    ``known``: the true triples to filter out (e.g. ``dataset.known()``; ``KnownSplits`` indexes only those the
+    evaluated queries need); ``None`` gives raw ranks.
     ``filter_splits`` only labels the result (e.g. "train+valid+test"). ``rank_type`` is the default of the result;
     all three rank types are kept. ``relation_categories`` (one per relation id) enables ``result.per_category()``.
     ``batch_size`` queries are scored together (default: as many as fit ``memory_budget_bytes``).
@@ -218,14 +219,15 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
     check_rank_type(rank_type)
     retain_freed_memory()
     chosen = _parse_sides(sides)
+    known = _indexed(known, triples)
     triples = _check_triples(triples, model, known)
     ranks = _rank(model, triples, AllEntities(), chosen, known, batch_size, memory_budget_bytes, progress)
     return _result(model, triples, chosen, ranks, AllEntities(), known, filter_splits, rank_type, relation_categories)
 
 
 def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negatives: int,
-                     known: KnownTriples | None = None, seed: int = 0, sides: str | Sequence[str] = "both",
-                     batch_size: int | None = None,
+                     known: KnownTriples | KnownSplits | None = None, seed: int = 0,
+                     sides: str | Sequence[str] = "both", batch_size: int | None = None,
                      memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET, rank_type: str = "realistic",
                      relation_categories: np.ndarray | None = None, filter_splits: str = "",
                      progress: bool = False) -> EvaluationResult:
@@ -241,6 +243,7 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
     """
     check_rank_type(rank_type)
     chosen = _parse_sides(sides)
+    known = _indexed(known, triples)
     triples = _check_triples(triples, model, known)
     if not 1 <= num_negatives <= model.num_entities:
         raise EvaluationError(f"num_negatives must lie in [1, {model.num_entities}], got {num_negatives}")
@@ -249,6 +252,13 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
     full = _full_candidates(triples, chosen, known, model.num_entities)
     return _result(model, triples, chosen, ranks, strategy, known, filter_splits, rank_type, relation_categories,
                    full)
+
+
+def _indexed(known: KnownTriples | KnownSplits | None, triples: torch.Tensor) -> KnownTriples | None:
+    """The index of the true triples that filtering ``triples``' queries needs."""
+    if known is None or not (triples.ndim == 2 and triples.shape[1] == 3):  # bad shapes: _check_triples says so
+        return known if isinstance(known, KnownTriples) else None
+    return known.for_queries(triples.cpu())
 
 
 def _full_candidates(triples: torch.Tensor, chosen: tuple[Side, ...], known: KnownTriples | None,

@@ -86,6 +86,11 @@ class ResidentPartitions:
             if part not in keep:
                 self.slots[slot] = None
 
+    def close(self) -> None:
+        """Write every slot back and free the buffers (at the end of an epoch: evaluation needs the memory)."""
+        self.release()
+        self.buffer = self.buffer_sums = None
+
     def _load(self, parts: list[int]) -> None:
         if self.buffer is None:
             width = self.stored.shape[1:]

@@ -300,6 +300,8 @@ class Trainer:
             due = self.round_checkpoints and done % self.round_checkpoints == 0 and done < len(plan.rounds)
             if save_partial is not None and due:
                 save_partial(torch.tensor([seed, done, *layout]), tally)
+        if self._resident is not None:
+            self._resident.close()
         self.model.invalidate_cache()
         return torch.tensor([seed, done, *layout]), tally
 
