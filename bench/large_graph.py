@@ -9,8 +9,11 @@ Steps, each in a fresh process whose peak resident memory (``ru_maxrss``) is rep
    1,213), heads, tails and relations drawn from power laws (Zipf exponents ``--alpha``), as a TSV file;
 2. **import** it with ``kgem import`` (a seeded 99.8 / 0.1 / 0.1 split, nothing unseen, leakage counted);
 3. **train** TransE (L2) with shared negatives and row-wise Adagrad, the entity table mapped to a file
-   (``--storage mapped``; ``--resident-mb`` bounds its resident pages), for ``--epochs`` epochs; its triples per
-   second, and the table's size on disk against the process's peak memory;
+   (``--storage mapped``), for ``--epochs`` epochs (one epoch: every training triple once): partitioned
+   (PyTorch-BigGraph's scheme, ``--partitions`` P, default 8: P x P buckets in the affinity order, negatives from
+   the bucket's partitions, only the current bucket's two partitions in memory), or with ``--partitions 0`` the
+   whole table paged by the OS (``--resident-mb`` bounds its resident pages); its triples per second, and the
+   table's size on disk against the process's peak memory;
 4. **evaluate** ``--eval-triples`` test triples: sampled (``--eval-negatives`` candidates, the full-ranking estimate
    with its interval) and exact filtered, on the same triples, and whether the interval holds the exact MRR.
 
@@ -100,8 +103,11 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=256)
     parser.add_argument("--eval-triples", type=int, default=500)
     parser.add_argument("--eval-negatives", type=int, default=1000)
+    parser.add_argument("--partitions", type=int, default=8, help="entity partitions of partitioned training (0: "
+                                                                  "none, the whole table paged by the OS)")
     parser.add_argument("--resident-mb", type=int, help="model.storage_resident_mb: hand the table's pages back "
                                                           "whenever training holds more than this")
+    parser.add_argument("--eval-budget-mb", type=int, default=1024, help="MB of one block of scores in evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="folder for the files (kept); default: a temporary one, removed")
     args = parser.parse_args()
@@ -114,8 +120,11 @@ def main() -> None:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     failed = [s["step"] for s in steps if s.get("status") != "ok"]
+    peaks = [s["peak_rss_gib"] for s in steps if "peak_rss_gib" in s]
     summary = {"settings": {k: v for k, v in vars(args).items() if k != "work"},
                "status": "failed" if failed else "ok", "failed_steps": failed,
+               "max_peak_rss_gib": max(peaks) if peaks else None,
+               "total_seconds": round(sum(s.get("seconds", 0.0) for s in steps), 1),
                **{s["step"]: {k: v for k, v in s.items() if k != "step"} for s in steps}}
     print(json.dumps({"summary": summary}), flush=True)
 
@@ -145,7 +154,9 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                         "--set", "training.shared_negatives=true", "--optimizer", "rowadagrad", "--lr", "0.1",
                         "--set", "training.regularizer=null", "--batch-size", str(args.batch_size), "--epochs",
                         str(args.epochs), "--set", "training.early_stopping=false", "--eval-fraction",
-                        f"{fraction:.6g}", "--seed", str(args.seed), "--output", str(run), "-q",
+                        f"{fraction:.6g}", "--eval-negatives", str(args.eval_negatives), "--set",
+                        f"evaluation.memory_budget_mb={args.eval_budget_mb}", "--seed", str(args.seed), "--output",
+                        str(run), "-q", *partitioned(args.partitions),
                         *(["--set", f"model.storage_resident_mb={args.resident_mb}"] if args.resident_mb else [])])
     if trained["status"] == "ok":
         extra = json.loads((run / "model" / "config.json").read_text())["extra"]["training"]
@@ -153,16 +164,19 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         if not math.isfinite(speed) or speed <= 0:
             trained.update(status="failed", error=f"examples per second {speed}")
         table = run / "tables" / "table-0.f32"
+        table_gib = table.stat().st_size / 2**30 if table.exists() else 0.0
+        state_gib = report["num_entities"] * 4 / 2**30  # row-wise Adagrad: one float per entity
         trained.update(triples_per_second=round(speed, 1), train_seconds=round(float(extra["seconds"]), 1),
-                       table_gib=round(table.stat().st_size / 2**30, 3) if table.exists() else None,
-                       optimizer_state_gib=round(report["num_entities"] * 4 / 2**30, 3))
+                       table_gib=round(table_gib, 3), optimizer_state_gib=round(state_gib, 3),
+                       table_and_state_gib=round(table_gib + state_gib, 3))
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the saved model is what the rest reads: disk
     steps.append(step("train", trained))
     if trained["status"] != "ok":
         return steps
     common = ["evaluate", str(run / "model"), "--eval-fraction", f"{fraction:.6g}", "--seed", str(args.seed),
-              "--mmap"]
+              "--mmap", "--memory-budget-mb", str(args.eval_budget_mb)]
     sampled = run_kgem([*common, "--eval-negatives", str(args.eval_negatives)])
-    exact = run_kgem(common)
+    exact = run_kgem([*common, "--eval-negatives", "0"])
     estimate, mrr = _estimate(sampled), _exact_mrr(exact)
     if estimate is None or mrr is None:
         for record in (sampled, exact):
@@ -173,6 +187,14 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                       interval_holds_exact=None if estimate is None or mrr is None else
                       estimate["low"] <= mrr <= estimate["high"]))
     return steps
+
+
+def partitioned(partitions: int) -> list[str]:
+    """The training flags of partitioned training with ``partitions`` partitions (none for 0)."""
+    if partitions <= 0:
+        return []
+    return ["--distributed", "sharded", "--shard-negatives", "bucket", "--bucket-order", "affinity", "--partitions",
+            str(partitions)]
 
 
 def _estimate(record: dict[str, Any]) -> dict[str, float] | None:

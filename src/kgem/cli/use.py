@@ -60,6 +60,8 @@ def evaluation_config(loaded: LoadedModel, args: argparse.Namespace, ds: Dataset
                                            ("seed", args.seed), ("memory_budget_mb", args.memory_budget_mb),
                                            ("sides", args.sides), ("rank_type", args.rank_type)]
              if value is not None}
+    if args.eval_negatives == 0:  # every entity: the exact ranking, whatever the model was trained with
+        flags["num_negatives"] = None
     if args.filter is not None:
         flags["filter"] = [s for s in args.filter.split(",") if s and s != "none"]
     cfg = from_dict(EvaluationConfig, {**loaded.extra.get("pipeline", {}).get("evaluation", {}), **flags})
@@ -191,7 +193,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--memory-budget-mb", type=int, metavar="MB",
                    help="size of one score block (default: as trained, evaluation.memory_budget_mb)")
     p.add_argument("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval", type=int, metavar="N",
-                   help="rank against N sampled entities (filtered, seeded) instead of all")
+                   help="rank against N sampled entities (filtered, seeded) instead of all; 0: all (exact), "
+                        "whatever the model was trained with")
     p.add_argument("--eval-fraction", "--eval-percent", "--eval_percent", type=float, metavar="F",
                    help="evaluate a seeded random fraction F in (0, 1] of the split")
     p.add_argument("--seed", type=int, help="seed of the sampled negatives and the fraction (default: as trained)")

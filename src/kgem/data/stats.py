@@ -19,7 +19,7 @@ def _mean_group_size(keys: torch.Tensor, groups: torch.Tensor, num_groups: int) 
     return total / distinct.clamp(min=1)
 
 
-LARGE_ROWS = 1 << 24  # triples from which the categories are counted in bounded memory (``_blocked_group_size``)
+LARGE_ROWS = 1 << 22  # triples from which the categories are counted in bounded memory (``_blocked_group_size``)
 
 
 def _blocked_group_size(hrt: torch.Tensor, column: int, num_relations: int, block: int = 1 << 22) -> torch.Tensor:
@@ -46,8 +46,9 @@ def _blocked_group_size(hrt: torch.Tensor, column: int, num_relations: int, bloc
 def relation_categories(hrt: torch.Tensor, num_relations: int, threshold: float = 1.5) -> np.ndarray:
     """Category of each relation (Bordes et al. 2013): tails per head and heads per tail against ``threshold``.
 
-    Duplicate triples count once; from ``LARGE_ROWS`` triples on (a memory-mapped split of 10**8 triples), the
-    counts go a block at a time with one sorted array of keys, and a duplicate counts as often as it occurs."""
+    Duplicate triples count once; from ``LARGE_ROWS`` triples on (the exact count's ``unique`` over rows needs
+    some 250 bytes a triple), the counts go a block at a time with one sorted array of keys (8 bytes a triple),
+    and a duplicate counts as often as it occurs."""
     if len(hrt) >= LARGE_ROWS:
         tails_per_head = _blocked_group_size(hrt, 0, num_relations)
         heads_per_tail = _blocked_group_size(hrt, 2, num_relations)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kgem.ops.pages import register
+from kgem.ops.pages import register, release_rows
 
 BLOCK_BYTES = 64 << 20
 DTYPES: dict[torch.dtype, tuple[str, np.dtype]] = {
@@ -32,7 +32,8 @@ BY_NAME = {name: (dtype, np_dtype) for dtype, (name, np_dtype) in DTYPES.items()
 
 def save_tensors(tensors: dict[str, torch.Tensor], filename: str | os.PathLike[str],
                  metadata: dict[str, str] | None = None) -> None:
-    """Write ``tensors`` (CPU, contiguous) as a safetensors file, a block of at most 64 MiB at a time."""
+    """Write ``tensors`` (CPU, contiguous) as a safetensors file, a block of at most 64 MiB at a time (a
+    memory-mapped tensor's pages handed back after each)."""
     header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
     offset = 0
     order = sorted(tensors)
@@ -54,6 +55,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], filename: str | os.PathLike[s
             step = max(1, BLOCK_BYTES // max(flat.element_size(), 1))
             for start in range(0, len(flat), step):
                 f.write(_raw(flat[start : start + step]))
+                release_rows(flat, start, start + step)  # a mapped table's pages back (kgem.ops.pages)
 
 
 def _raw(block: torch.Tensor) -> bytes:

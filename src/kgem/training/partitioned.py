@@ -14,7 +14,9 @@ trains with the resident memory of two partitions. A partition the next bucket n
 and so read and write one partition, not two. Both storages run the same copies, so they train bit for bit alike.
 
 Everything outside a bucket (validation, checkpoints, the exchange between processes, the saved model) sees the
-stored table, complete, once ``release()`` has written every slot back.
+stored table, complete, once ``release()`` has written every slot back: a single process keeps the next bucket's
+partitions without writing them back between its buckets, and writes them when a checkpoint, a signal or the end
+of the epoch needs the table whole.
 """
 
 from __future__ import annotations
@@ -77,10 +79,12 @@ class ResidentPartitions:
             if self.sums is not None:
                 self.optimizer.state[self.weight]["sum"] = self.sums
 
-    def release(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
-        """Write every slot's rows back into the stored table; empty the slots but those holding ``keep``."""
+    def release(self, keep: set[int] | frozenset[int] = frozenset(), *, write_kept: bool = True) -> None:
+        """Write the slots' rows back into the stored table and empty them, but for the partitions in ``keep``,
+        which stay (and are written back too unless ``write_kept`` is False: the stored table then lags behind
+        them until the next ``release``, which only a single process's next bucket may allow)."""
         for slot, part in enumerate(self.slots):
-            if part is None:
+            if part is None or (part in keep and not write_kept):
                 continue
             self._copy(slot, part, to_store=True)
             if part not in keep:

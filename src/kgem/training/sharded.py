@@ -42,6 +42,7 @@ import torch
 from kgem.errors import ConfigError
 from kgem.models.model import Model
 from kgem.models.representation import Embedding
+from kgem.models.storage import release_rows
 from kgem.training.approaches import SLCWA
 from kgem.training.distributed import Replicas
 from kgem.training.optim import RowAdagrad, plain_sgd
@@ -82,6 +83,7 @@ class Partitions:
             key = self.of[part[:, 0]] * self.count + self.of[part[:, 2]]
             keys[start : start + block] = key
             sizes += torch.bincount(key, minlength=self.count**2)
+            release_rows(hrt, start, start + block)  # a mapped split's pages back (kgem.ops.pages)
         order = torch.from_numpy(np.argsort(keys.numpy(), kind="stable"))
         return list(torch.split(order, sizes.tolist()))
 

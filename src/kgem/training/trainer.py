@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from kgem.models.model import Model, state_mismatch
-from kgem.models.storage import release_pages
+from kgem.models.storage import release_pages, release_rows
 from kgem.training.approaches import SLCWA, Approach
 from kgem.training.checkpoint import Checkpoints
 from kgem.training.distributed import Replicas
@@ -276,34 +276,49 @@ class Trainer:
         else:
             seed, done, tally = int(torch.randint(2**62, (1,), generator=self.generator)), 0, Tally()
         plan = Epoch(parts, buckets, world, self.bucket_passes, seed, self.bucket_order)
-        for number in range(done, len(plan.rounds)):
-            buckets_now, part, failure = plan.rounds[number].buckets, Tally(), None
-            exchange.begin()
-            mine = buckets_now[rank]
-            if mine is not None:
-                generator = torch.Generator().manual_seed(plan.step_seeds[number][rank])
-                try:
-                    self._train_bucket(parts, mine, rows[plan.edges(number, rank)], generator, epoch, part)
-                except TrainingError as e:
-                    failure = str(e)
-            if self._resident is not None:  # every row back in the table; the next bucket's partitions stay in
-                after = plan.rounds[number + 1].buckets[rank] if number + 1 < len(plan.rounds) else None
-                self._resident.release(keep=set(parts.touched(after)) if after is not None else set())
-            agreed = exchange.end(buckets_now, part.total, part.batches, part.count, failure, signals.received)
-            if agreed.failure is not None:
-                raise TrainingError(agreed.failure)
-            tally.add(Tally(agreed.batches, agreed.total, agreed.count))
-            signals.received = agreed.signal
-            done = number + 1
-            if signals.received:
-                break
-            due = self.round_checkpoints and done % self.round_checkpoints == 0 and done < len(plan.rounds)
-            if save_partial is not None and due:
-                save_partial(torch.tensor([seed, done, *layout]), tally)
-        if self._resident is not None:
-            self._resident.close()
+        try:
+            for number in range(done, len(plan.rounds)):
+                buckets_now = plan.rounds[number].buckets
+                exchange.begin()
+                part, failure = self._train_round(plan, number, rank, parts, rows, epoch)
+                agreed = exchange.end(buckets_now, part.total, part.batches, part.count, failure, signals.received)
+                if agreed.failure is not None:
+                    raise TrainingError(agreed.failure)
+                tally.add(Tally(agreed.batches, agreed.total, agreed.count))
+                signals.received = agreed.signal
+                done = number + 1
+                if signals.received:
+                    break
+                due = self.round_checkpoints and done % self.round_checkpoints == 0 and done < len(plan.rounds)
+                if save_partial is not None and due:
+                    if self._resident is not None:
+                        self._resident.release(set(p for p in self._resident.slots if p is not None))  # written whole
+                    save_partial(torch.tensor([seed, done, *layout]), tally)
+        finally:  # the table whole again, whatever stopped the epoch
+            if self._resident is not None:
+                self._resident.close()
         self.model.invalidate_cache()
         return torch.tensor([seed, done, *layout]), tally
+
+    def _train_round(self, plan: Epoch, number: int, rank: int, parts: Partitions, rows: torch.Tensor,
+                     epoch: int) -> tuple[Tally, str | None]:
+        """This rank's part of round ``number``: its bucket trained (its tally, or the failure's message), then
+        the slots written back but for the next bucket's partitions (``kgem.training.partitioned``)."""
+        part, failure, world = Tally(), None, len(plan.rounds[number].buckets)
+        mine = plan.rounds[number].buckets[rank]
+        if mine is not None:
+            generator = torch.Generator().manual_seed(plan.step_seeds[number][rank])
+            edges = rows[plan.edges(number, rank)]
+            release_rows(rows, 0, len(rows))  # a mapped split's pages back to the page cache (kgem.ops.pages)
+            try:
+                self._train_bucket(parts, mine, edges, generator, epoch, part)
+            except TrainingError as e:
+                failure = str(e)
+        if self._resident is not None:
+            after = plan.rounds[number + 1].buckets[rank] if number + 1 < len(plan.rounds) else None
+            keep = set(parts.touched(after)) if after is not None else set()
+            self._resident.release(keep, write_kept=world > 1)  # the exchange reads the whole table
+        return part, failure
 
     def _train_bucket(self, parts: Partitions, bucket: int, edges: torch.Tensor, generator: torch.Generator,
                       epoch: int, tally: Tally) -> None:
