@@ -98,6 +98,14 @@ def test_evaluation_and_device_options_on_the_command_line(tmp_path, capsys) -> 
     table = pd.read_csv(tmp_path / "m.csv", index_col=0)
     assert table.loc["both", "count"] == 2 * 101  # half of the 201 nations test triples, both sides
     assert "5 sampled negatives" in capsys.readouterr().out
+    sampled = pipeline(overrides=["training.epochs=1", "model.dim=8", "evaluation.num_negatives=5"], progress=False,
+                       output=tmp_path / "sampled")
+    assert sampled.evaluation is not None and sampled.evaluation.sampled
+    assert main(["evaluate", str(tmp_path / "sampled" / "model"), "-q", "--eval-negatives", "0", "--output",
+                 str(tmp_path / "exact.csv")]) == 0  # every entity, though the model was trained with 5
+    assert "sampled" not in capsys.readouterr().out
+    exact = pd.read_csv(tmp_path / "exact.csv", index_col=0)
+    assert exact.loc["both", "mrr"] < float(sampled.metrics().loc["both", "mrr"])  # among 14 entities, not 6
     assert main(["evaluate", model, "-q", "--eval-fraction", "2"]) == 2
     assert main(["predict", model, "--head", "usa", "--relation", "embassy", "--device", "gpu"]) == 2
     assert "device 'gpu' cannot hold the model" in capsys.readouterr().err

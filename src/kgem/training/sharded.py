@@ -32,6 +32,7 @@ runs its buckets in turn.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,12 +65,13 @@ class Partitions:
         if contiguous:
             sizes = torch.tensor(self.bounds[1:]) - torch.tensor(self.bounds[:-1])
             self.of = torch.repeat_interleave(torch.arange(count), sizes)
+            self.members = [torch.arange(a, b) for a, b in itertools.pairwise(self.bounds)]
         else:
             order = torch.randperm(num_entities, generator=torch.Generator().manual_seed(seed))
             self.of = torch.empty(num_entities, dtype=torch.long)
             self.of[order] = torch.arange(num_entities) % count
-        self.members = list(torch.split(torch.argsort(self.of, stable=True),
-                                        torch.bincount(self.of, minlength=count).tolist()))
+            self.members = list(torch.split(torch.argsort(self.of, stable=True),
+                                            torch.bincount(self.of, minlength=count).tolist()))
 
     def buckets(self, hrt: torch.Tensor, block: int = 1 << 22) -> list[torch.Tensor]:
         """The row numbers of ``hrt`` in each bucket; bucket ``b`` holds heads of partition ``b // count`` and
