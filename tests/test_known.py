@@ -80,3 +80,27 @@ def test_filtered_evaluation_of_a_large_dataset_indexes_only_what_it_evaluates(m
     assert isinstance(ds.known_for_evaluation(), KnownTriples)
     monkeypatch.setattr(dataset, "LAZY_ROWS", 100)
     assert isinstance(ds.known_for_evaluation(), KnownSplits)
+
+
+def test_predictions_mark_and_remove_known_answers_alike_from_an_index_of_only_their_queries(monkeypatch) -> None:
+    from kgem.data import dataset
+    from kgem.data.known import KnownSplits
+    from kgem.pipeline import pipeline
+
+    result = pipeline(overrides=["training.epochs=1", "model.dim=8"], progress=False)
+    whole = result.known_triples()
+    assert isinstance(whole, KnownTriples)
+    monkeypatch.setattr(dataset, "LAZY_ROWS", 100)  # nations' 1,992 triples count as a large dataset
+    calls = [lambda p: p.predict_tails([("usa", "embassy"), ("china", "intergovorgs")], k=5, remove_known=True),
+             lambda p: p.predict_heads([("embassy", "usa")], k=5, remove_known=True),
+             lambda p: p.predict_relations([("usa", "uk")], k=5, remove_known=True),
+             lambda p: p.score_triples([("usa", "embassy", "uk"), ("uk", "embassy", "usa")]),
+             lambda p: p.top_triples(k=5, relation="embassy", remove_known=True)]
+    for call in calls:
+        result.known_cache = None
+        from_lazy = call(result)
+        assert isinstance(result.known_cache, KnownSplits)
+        result.known_cache = whole
+        expected = call(result)
+        assert from_lazy.equals(expected), (from_lazy, expected)
+        assert "known" in expected

@@ -25,6 +25,7 @@ from kgem.circuits.typed import TypedSquared
 from kgem.config import apply_overrides, from_dict, load_config, save_config, to_dict
 from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig
 from kgem.data import Dataset, KnownTriples, Vocabulary, relation_categories
+from kgem.data.known import KnownSplits
 from kgem.data.sources import DATASETS
 from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult
@@ -64,7 +65,7 @@ class PipelineResult(LinkPredictor):
     timings: dict[str, float] = field(default_factory=dict)
     likelihood: dict[str, float] | None = None
     output: Path | None = None
-    known_cache: KnownTriples | None = field(default=None, repr=False)
+    known_cache: KnownTriples | KnownSplits | None = field(default=None, repr=False)
 
     @property
     def entities(self) -> Vocabulary:  # type: ignore[override]
@@ -74,9 +75,9 @@ class PipelineResult(LinkPredictor):
     def relations(self) -> Vocabulary:  # type: ignore[override]
         return self.dataset.relations
 
-    def known_triples(self) -> KnownTriples:
-        if self.known_cache is None:
-            self.known_cache = self.dataset.known()
+    def known_triples(self) -> KnownTriples | KnownSplits:
+        if self.known_cache is None:  # a large dataset's triples stay where they are: each query indexes its own
+            self.known_cache = self.dataset.known_for_evaluation()
         return self.known_cache
 
     def metrics(self) -> pd.DataFrame:

@@ -63,23 +63,22 @@ class LoadedModel(LinkPredictor):
     spec: dict[str, Any]
     extra: dict[str, Any]
     config: dict[str, Any]
-    known: KnownTriples | None = None
+    known: KnownTriples | KnownSplits | None = None
 
-    def known_triples(self) -> KnownTriples | None:
+    def known_triples(self) -> KnownTriples | KnownSplits | None:
         return self.known
 
     def with_known(self, data: Dataset | Triples | Sequence[Triples]) -> LoadedModel:
         """A copy that knows the triples of ``data`` (all splits of a dataset), matched to this model by label;
-        triples whose labels the model does not know are left out."""
+        triples whose labels the model does not know are left out. From ``LAZY_ROWS`` triples on they stay where
+        they are (``KnownSplits``), and each query indexes only those it needs."""
         parts = list(data.splits().values()) if isinstance(data, Dataset) else (
             [data] if isinstance(data, Triples) else list(data))
-        hrt = torch.cat([self.encode(part) for part in parts]) if parts else torch.zeros(0, 3, dtype=torch.long)
-        return replace(self, known=KnownTriples(hrt, self.model.num_entities, self.model.num_relations))
+        return replace(self, known=self.known_index(parts))
 
     def known_index(self, parts: Sequence[Triples]) -> KnownTriples | KnownSplits:
-        """What filtered evaluation filters with: the true triples of ``parts`` matched to this model by label,
-        indexed (``KnownTriples``), or, from ``LAZY_ROWS`` triples on, indexed only for the queries evaluated
-        (``KnownSplits``)."""
+        """The true triples of ``parts`` matched to this model by label, indexed (``KnownTriples``), or, from
+        ``LAZY_ROWS`` triples on, indexed only for the queries at hand (``KnownSplits``)."""
         encoded = [self.encode(part) for part in parts]
         if sum(len(hrt) for hrt in encoded) >= LAZY_ROWS:
             return KnownSplits(encoded, self.model.num_entities, self.model.num_relations)

@@ -82,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if len(split) and not len(hrt):
         raise KgemError(f"none of the {len(split)} {args.split} triples uses only labels the model knows: is it the "
                         f"dataset the model was trained on?")
-    known = loaded.known_index([ds.splits()[s] for s in cfg.filter]) if cfg.filter else None
+    known = loaded.with_known([ds.splits()[s] for s in cfg.filter]).known if cfg.filter else None
     evaluator = evaluator_from_config(cfg, known, progress=not args.quiet, relation_categories=relation_categories(
         loaded.encode(ds.train), loaded.model.num_relations))
     result = evaluator(loaded.model, hrt)

@@ -6,6 +6,7 @@ sorted int64 query keys, offsets into one flat tensor of answers. Built with sor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -115,6 +116,11 @@ class KnownTriples:
         del triples
         return self
 
+    def for_relations(self, relations: torch.Tensor) -> KnownTriples:
+        """The index of the true triples of ``relations``: this one (see ``KnownSplits``)."""
+        del relations
+        return self
+
 
 LAZY_ROWS = 1 << 24  # true triples from which filtered evaluation indexes only what its queries need
 
@@ -135,16 +141,24 @@ class KnownSplits:
         return sum(len(part) for part in self.parts)
 
     def for_queries(self, triples: torch.Tensor) -> KnownTriples:
-        h, r, t = triples.long().unbind(1)
+        h, r, t = triples.long().cpu().unbind(1)
         tail_keys = torch.unique(h * self.num_relations + r)
         head_keys = torch.unique(t * self.num_relations + r)
+        return self._kept(lambda rows: _member(rows[:, 0] * self.num_relations + rows[:, 1], tail_keys)
+                          | _member(rows[:, 2] * self.num_relations + rows[:, 1], head_keys))
+
+    def for_relations(self, relations: torch.Tensor) -> KnownTriples:
+        """The index of the true triples of ``relations`` (top triples of a relation need all of them)."""
+        wanted = torch.unique(relations.long().cpu())
+        return self._kept(lambda rows: _member(rows[:, 1], wanted))
+
+    def _kept(self, keep: Callable[[torch.Tensor], torch.Tensor]) -> KnownTriples:
+        """The index of the rows ``keep`` selects, one block of each part at a time."""
         kept = [torch.zeros(0, 3, dtype=torch.long)]
         for part in self.parts:
             for start in range(0, len(part), self.block):
                 rows = part[start : start + self.block].long()
-                keep = _member(rows[:, 0] * self.num_relations + rows[:, 1], tail_keys)
-                keep |= _member(rows[:, 2] * self.num_relations + rows[:, 1], head_keys)
-                kept.append(rows[keep])
+                kept.append(rows[keep(rows)])
                 release_rows(part, start, start + self.block)
         return KnownTriples(torch.cat(kept), self.num_entities, self.num_relations)
 
@@ -153,5 +167,6 @@ def _member(keys: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
     """Which ``keys`` are among the sorted ``sorted_keys``."""
     if not len(sorted_keys):
         return torch.zeros(len(keys), dtype=torch.bool)
+    keys = keys.contiguous()
     pos = torch.searchsorted(sorted_keys, keys).clamp_(max=len(sorted_keys) - 1)
     return sorted_keys[pos] == keys

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from kgem.circuits.model import AnyModel
-from kgem.data.known import KnownTriples
+from kgem.data.known import KnownSplits, KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.inference._common import Queries, check_k, check_vocab, device_of, inference, label_columns, to_ids
@@ -27,7 +27,7 @@ TRIPLE_BATCH = 2**16
 
 
 def predict_tails(model: AnyModel, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
-                  known: KnownTriples | None = None, remove_known: bool = False,
+                  known: KnownTriples | KnownSplits | None = None, remove_known: bool = False,
                   memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best tails of each ``(head, relation)`` query (a list of label pairs, or a DataFrame with ``head``
     and ``relation`` columns). Columns: query_head, query_relation, rank (1 = best), tail, score, and ``known``
@@ -37,7 +37,7 @@ def predict_tails(model: AnyModel, entities: Vocabulary, relations: Vocabulary, 
 
 
 def predict_heads(model: AnyModel, entities: Vocabulary, relations: Vocabulary, queries: Queries, *, k: int = 10,
-                  known: KnownTriples | None = None, remove_known: bool = False,
+                  known: KnownTriples | KnownSplits | None = None, remove_known: bool = False,
                   memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best heads of each ``(relation, tail)`` query (label pairs, or a DataFrame with ``relation`` and
     ``tail`` columns). Columns: query_relation, query_tail, rank, head, score (and ``known``). Scores are the
@@ -47,7 +47,7 @@ def predict_heads(model: AnyModel, entities: Vocabulary, relations: Vocabulary, 
 
 
 def predict_relations(model: AnyModel, entities: Vocabulary, relations: Vocabulary, pairs: Queries, *, k: int = 10,
-                      known: KnownTriples | None = None, remove_known: bool = False,
+                      known: KnownTriples | KnownSplits | None = None, remove_known: bool = False,
                       memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` best relations linking each ``(head, tail)`` pair (label pairs, or a DataFrame with ``head`` and
     ``tail`` columns). Columns: query_head, query_tail, rank, relation, score (and ``known``). ``score_r`` scores
@@ -59,6 +59,9 @@ def predict_relations(model: AnyModel, entities: Vocabulary, relations: Vocabula
     h_labels, t_labels = label_columns(pairs, ("head", "tail"))
     h, t = to_ids(entities, h_labels, device), to_ids(entities, t_labels, device)
     num = model.num_relations
+    if known is not None:  # every (h, r, t) of the pairs: all the known triples the answers can be
+        every = torch.arange(num, device=device).repeat(len(h))
+        known = known.for_queries(torch.stack([h.repeat_interleave(num), every, t.repeat_interleave(num)], 1))
     batch = max(1, budget_elements(memory_budget_bytes) // max(num, 1))
     values, ids = [], []
     with inference(model):
@@ -80,7 +83,7 @@ def predict_relations(model: AnyModel, entities: Vocabulary, relations: Vocabula
 
 
 def score_triples(model: AnyModel, entities: Vocabulary, relations: Vocabulary, triples: Queries, *,
-                  known: KnownTriples | None = None) -> pd.DataFrame:
+                  known: KnownTriples | KnownSplits | None = None) -> pd.DataFrame:
     """Scores of label triples (a list of ``(head, relation, tail)`` or a DataFrame with those columns), in input
     order. Columns: head, relation, tail, score (and ``known``)."""
     check_vocab(model, entities, relations)
@@ -94,12 +97,13 @@ def score_triples(model: AnyModel, entities: Vocabulary, relations: Vocabulary, 
                           "score": torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)})
     frame = with_probability(frame, model)
     if known is not None:
-        frame["known"] = known.contains(hrt.cpu()).numpy()
+        frame["known"] = known.for_queries(hrt).contains(hrt.cpu()).numpy()
     return frame
 
 
 def _predict_entities(model: AnyModel, entities: Vocabulary, relations: Vocabulary, side: Side,
-                      anchor_labels: np.ndarray, r_labels: np.ndarray, k: int, known: KnownTriples | None,
+                      anchor_labels: np.ndarray, r_labels: np.ndarray, k: int,
+                      known: KnownTriples | KnownSplits | None,
                       remove_known: bool, memory_budget_bytes: int | None) -> pd.DataFrame:
     """Top-k entities for the hidden ``side`` ("tail" or "head"); ``anchor`` is the given entity of each query."""
     check_k(k)
@@ -109,6 +113,8 @@ def _predict_entities(model: AnyModel, entities: Vocabulary, relations: Vocabula
         raise DataError("the model has no entities")
     device = device_of(model)
     anchor, r = to_ids(entities, anchor_labels, device), to_ids(relations, r_labels, device)
+    if known is not None:  # (anchor, r, anchor) names each query's (h, r) and (r, t): all the answers it needs
+        known = known.for_queries(torch.stack([anchor, r, anchor], 1))
     batch, _ = plan(len(anchor), model.num_entities, memory_budget_bytes)
     values, ids = [], []
     with inference(model):
@@ -174,6 +180,6 @@ def _finish(frame: pd.DataFrame, query: torch.Tensor, hrt: torch.Tensor, known: 
     return frame.assign(rank=rank).reset_index(drop=True)
 
 
-def _check_known(known: KnownTriples | None, remove_known: bool) -> None:
+def _check_known(known: KnownTriples | KnownSplits | None, remove_known: bool) -> None:
     if remove_known and known is None:
         raise DataError("remove_known=True needs the known triples (known=...)")

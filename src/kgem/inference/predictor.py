@@ -11,7 +11,7 @@ from typing import Literal
 import pandas as pd
 
 from kgem.circuits.model import AnyModel, CircuitModel
-from kgem.data.known import KnownTriples
+from kgem.data.known import KnownSplits, KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.inference import generative
@@ -31,10 +31,10 @@ class LinkPredictor:
     entities: Vocabulary
     relations: Vocabulary
 
-    def known_triples(self) -> KnownTriples | None:
+    def known_triples(self) -> KnownTriples | KnownSplits | None:
         return None
 
-    def _known(self, remove_known: bool) -> KnownTriples | None:
+    def _known(self, remove_known: bool) -> KnownTriples | KnownSplits | None:
         known = self.known_triples()
         if remove_known and known is None:
             raise DataError("remove_known needs the known triples: load the model with its dataset "

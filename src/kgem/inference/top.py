@@ -6,7 +6,7 @@ import pandas as pd
 import torch
 
 from kgem.circuits.model import AnyModel, CircuitModel
-from kgem.data.known import KnownTriples
+from kgem.data.known import KnownSplits, KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
 from kgem.inference._common import check_k, check_vocab, device_of, inference, to_ids
@@ -15,8 +15,9 @@ from kgem.models.scan import RunningTopK, block_topk, plan, scan, within
 
 
 def top_triples(model: AnyModel, entities: Vocabulary, relations: Vocabulary, *, k: int = 100,
-                relation: str | None = None, known: KnownTriples | None = None, remove_known: bool = False,
-                batch_size: int | None = None, memory_budget_bytes: int | None = None) -> pd.DataFrame:
+                relation: str | None = None, known: KnownTriples | KnownSplits | None = None,
+                remove_known: bool = False, batch_size: int | None = None,
+                memory_budget_bytes: int | None = None) -> pd.DataFrame:
     """The ``k`` highest-scoring triples ``(h, r, t)`` over all heads and tails, of ``relation`` or of every relation.
 
     Scans ``(head, relation)`` rows in batches of ``batch_size`` (default: as many as fit ``memory_budget_bytes``
@@ -37,6 +38,8 @@ def top_triples(model: AnyModel, entities: Vocabulary, relations: Vocabulary, *,
     device = device_of(model)
     rel_ids = (to_ids(relations, [relation], device) if relation is not None
                else torch.arange(model.num_relations, device=device))
+    if known is not None:
+        known = known.for_relations(rel_ids)
     with inference(model):
         values, flat = _scan(model, rel_ids, known if remove_known else None, k, batch_size, memory_budget_bytes)
     num, per_head = model.num_entities, len(rel_ids)
