@@ -106,6 +106,11 @@ def test_evaluation_and_device_options_on_the_command_line(tmp_path, capsys) -> 
     assert "sampled" not in capsys.readouterr().out
     exact = pd.read_csv(tmp_path / "exact.csv", index_col=0)
     assert exact.loc["both", "mrr"] < float(sampled.metrics().loc["both", "mrr"])  # among 14 entities, not 6
+    assert main(["evaluate", model, "-q", "--eval-negatives", "5", "--eval-sampler", "degree"]) == 0
+    assert "(degree-proportional)" in capsys.readouterr().out
+    degree = pipeline(overrides=["training.epochs=1", "model.dim=8", "evaluation.num_negatives=5",
+                                 "evaluation.negative_sampler=degree", "training.frequency=1"], progress=False)
+    assert degree.evaluation is not None and degree.evaluation.sampler == "degree"
     assert main(["evaluate", model, "-q", "--eval-fraction", "2"]) == 2
     assert main(["predict", model, "--head", "usa", "--relation", "embassy", "--device", "gpu"]) == 2
     assert "device 'gpu' cannot hold the model" in capsys.readouterr().err

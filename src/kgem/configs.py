@@ -212,6 +212,10 @@ class EvaluationConfig:
                                             "and kgem evaluate")
     num_negatives: int | None = help_field(None, "rank against this many sampled entities (filtered, seeded; DGL-KE's "
                                                  "neg_sample_size_eval) instead of all; null = all")
+    negative_sampler: Literal["uniform", "degree"] = help_field(
+        "uniform", "with num_negatives: draw them uniformly, or in proportion to training degree + 1 (priority "
+                   "sampling: popular entities, the usual competitors, drawn more often; a narrower estimate of the "
+                   "full-ranking metrics where popularity drives the scores)")
     fraction: float = help_field(1.0, "evaluate a seeded random fraction of the triples (DGL-KE's eval_percent)")
     seed: int = help_field(0, "seed of the sampled negatives and of the fraction")
 

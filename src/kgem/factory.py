@@ -32,6 +32,7 @@ from kgem.data.types import DomainConstraints, derive_types, read_types
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
+from kgem.evaluation.candidates import degree_weights
 from kgem.models import INITIALIZERS, Model, build_model, model_info
 from kgem.models.builders import model_names
 from kgem.models.model import interaction_model
@@ -317,14 +318,27 @@ def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
 
 
 def evaluator_from_config(cfg: EvaluationConfig, known: KnownTriples | KnownSplits | None, *,
-                          relation_categories: np.ndarray | None = None, progress: bool = False) -> Evaluator:
+                          relation_categories: np.ndarray | None = None, progress: bool = False,
+                          negative_weights: torch.Tensor | None = None) -> Evaluator:
     """``evaluator(model, hrt)``: the ranking of ``hrt`` that ``cfg`` describes, for the test split, the
     early-stopping validations and ``kgem evaluate``. ``known``: the triples of the splits ``cfg.filter`` names
-    (None when it names none); ``relation_categories`` (one per relation id) enables ``result.per_category()``."""
+    (None when it names none); ``relation_categories`` (one per relation id) enables ``result.per_category()``;
+    ``negative_weights``: the sampling weights of ``negative_sampler: degree`` (``negative_weights_from_config``)."""
     if bool(cfg.filter) != (known is not None):
         raise ValueError(f"evaluation.filter {cfg.filter} and the known triples given disagree")
+    if (negative_weights is None) != (cfg.num_negatives is None or cfg.negative_sampler == "uniform"):
+        raise ValueError(f"evaluation.negative_sampler {cfg.negative_sampler} and the weights given disagree")
     return functools.partial(evaluate, known=known, filter_splits="+".join(cfg.filter),
-                             relation_categories=relation_categories, progress=progress, **evaluation_options(cfg))
+                             relation_categories=relation_categories, progress=progress,
+                             negative_weights=negative_weights, **evaluation_options(cfg))
+
+
+def negative_weights_from_config(cfg: EvaluationConfig, train: torch.Tensor, num_entities: int) -> torch.Tensor | None:
+    """The sampling weights of sampled evaluation: training degree + 1 with ``negative_sampler: degree`` (and
+    ``num_negatives``), else None (uniform draws, or every entity)."""
+    if cfg.num_negatives is None or cfg.negative_sampler == "uniform":
+        return None
+    return degree_weights(train, num_entities)
 
 
 def early_stopping_from_config(cfg: PipelineConfig, dataset: Dataset) -> EarlyStopping | None:
@@ -333,7 +347,9 @@ def early_stopping_from_config(cfg: PipelineConfig, dataset: Dataset) -> EarlySt
     if not cfg.training.early_stopping or dataset.valid is None:
         return None
     valid = dataset.valid.hrt
-    validate = evaluator_from_config(cfg.evaluation, known_from_config(cfg.evaluation, dataset))
+    weights = negative_weights_from_config(cfg.evaluation, dataset.train.hrt, dataset.num_entities)
+    validate = evaluator_from_config(cfg.evaluation, known_from_config(cfg.evaluation, dataset),
+                                     negative_weights=weights)
     return EarlyStopping(lambda m: validate(m, valid).mrr, frequency=cfg.training.frequency,
                          patience=cfg.training.patience, min_delta=cfg.training.min_delta)
 

@@ -37,6 +37,7 @@ from kgem.factory import (
     known_from_config,
     mixed_from_config,
     model_from_config,
+    negative_weights_from_config,
     sparse_lookups,
     trainer_from_config,
 )
@@ -133,7 +134,9 @@ def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
 def run_evaluation(model: AnyModel, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
     """``hrt`` ranked as ``cfg`` says, with the relation categories of the training triples (the test split)."""
     evaluator = evaluator_from_config(cfg, known_from_config(cfg, dataset),
-                                      relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations))
+                                      relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations),
+                                      negative_weights=negative_weights_from_config(cfg, dataset.train.hrt,
+                                                                                    dataset.num_entities))
     return evaluator(model, hrt)
 
 

@@ -80,6 +80,8 @@ FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
      "keep freed memory for reuse instead of returning it to the OS (glibc): faster large steps, more memory held"),
     (("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval"), "evaluation.num_negatives", int,
      "rank against this many sampled entities (filtered, seeded) instead of all"),
+    (("--eval-sampler", "--eval_sampler"), "evaluation.negative_sampler", str,
+     "with --eval-negatives: 'uniform' (default) or 'degree' (in proportion to training degree + 1)"),
     (("--eval-fraction", "--eval-percent", "--eval_percent"), "evaluation.fraction", float,
      "evaluate this seeded random fraction (0, 1] of the valid/test triples"),
 ]

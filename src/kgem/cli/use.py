@@ -1,8 +1,10 @@
-"""``kgem evaluate | predict | similar | export``: use a saved model directory."""
+"""``kgem evaluate | predict | similar | index | export``: use a saved model directory."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import Dataset, relation_categories
 from kgem.errors import KgemError
-from kgem.factory import dataset_from_config, evaluator_from_config
+from kgem.factory import dataset_from_config, evaluator_from_config, negative_weights_from_config
+from kgem.inference.index import NeighbourIndex, build_index, draw_ids, recall
+from kgem.inference.similarity import Kind
 from kgem.pipeline import test_likelihood, write_csv
 from kgem.saving import LoadedModel, load_model
 
@@ -57,6 +61,7 @@ def check_folder(path: str | Path) -> None:
 def evaluation_config(loaded: LoadedModel, args: argparse.Namespace, ds: Dataset) -> EvaluationConfig:
     """The evaluation section the model was trained with, overridden by the flags given."""
     flags = {key: value for key, value in [("num_negatives", args.eval_negatives), ("fraction", args.eval_fraction),
+                                           ("negative_sampler", args.eval_sampler),
                                            ("seed", args.seed), ("memory_budget_mb", args.memory_budget_mb),
                                            ("sides", args.sides), ("rank_type", args.rank_type)]
              if value is not None}
@@ -83,8 +88,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise KgemError(f"none of the {len(split)} {args.split} triples uses only labels the model knows: is it the "
                         f"dataset the model was trained on?")
     known = loaded.with_known([ds.splits()[s] for s in cfg.filter]).known if cfg.filter else None
+    train = loaded.encode(ds.train)
     evaluator = evaluator_from_config(cfg, known, progress=not args.quiet, relation_categories=relation_categories(
-        loaded.encode(ds.train), loaded.model.num_relations))
+        train, loaded.model.num_relations), negative_weights=negative_weights_from_config(
+        cfg, train, loaded.model.num_entities))
     result = evaluator(loaded.model, hrt)
     if len(hrt) < len(split):
         print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
@@ -157,8 +164,35 @@ def read_queries(path: str) -> pd.DataFrame:
 
 def cmd_similar(args: argparse.Namespace) -> None:
     loaded = load(args)
+    index = NeighbourIndex.load(args.index) if args.index else None
     kind = "relation" if args.relations else "entity"
-    write_or_print(loaded.similar(args.labels, k=args.k, metric=args.metric, kind=kind), args.output)
+    write_or_print(loaded.similar(args.labels, k=args.k, metric=args.metric, kind=kind, index=index), args.output)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    """Build and save a neighbour index, then print its settings and its recall@k against the exact scan."""
+    if Path(args.output).is_dir():
+        raise KgemError(f"{args.output}: is a folder; -o takes the name of the index file")
+    if args.recall_queries < 0 or args.k < 1:
+        raise KgemError(f"--recall-queries must be 0 or more and -k at least 1, got {args.recall_queries} and {args.k}")
+    check_folder(Path(args.output).parent)
+    loaded = load(args)
+    model = loaded._embedding_model("index")
+    kind: Kind = "relation" if args.relations else "entity"
+    started = time.perf_counter()
+    index = build_index(model, metric=args.metric, kind=kind, lists=args.lists, probes=args.probes,
+                        sample=args.sample, seed=args.seed)
+    built = time.perf_counter() - started
+    index.save(args.output)
+    s = index.settings
+    report: dict[str, Any] = {"file": str(args.output), "metric": s.metric, "kind": s.kind, "rows": s.rows,
+                              "dim": s.dim, "lists": s.lists, "probes": index.probes, "sample": s.sample,
+                              "build_seconds": round(built, 3)}
+    if args.recall_queries:
+        queries = draw_ids(s.rows, args.recall_queries, args.seed)
+        report.update({f"recall@{args.k}": round(recall(index, model, queries, args.k), 4),
+                       "recall_queries": len(queries)})
+    print(json.dumps(report))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -195,6 +229,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval", type=int, metavar="N",
                    help="rank against N sampled entities (filtered, seeded) instead of all; 0: all (exact), "
                         "whatever the model was trained with")
+    p.add_argument("--eval-sampler", choices=["uniform", "degree"],
+                   help="with --eval-negatives: draw them uniformly or in proportion to training degree + 1")
     p.add_argument("--eval-fraction", "--eval-percent", "--eval_percent", type=float, metavar="F",
                    help="evaluate a seeded random fraction F in (0, 1] of the split")
     p.add_argument("--seed", type=int, help="seed of the sampled negatives and the fraction (default: as trained)")
@@ -231,10 +267,34 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("labels", nargs="+", help="entity (or, with --relations, relation) labels")
     p.add_argument("--relations", action="store_true", help="the labels are relations")
     p.add_argument("-k", type=int, default=10)
-    p.add_argument("--metric", choices=["cosine", "l2", "dot"], default="cosine")
+    p.add_argument("--metric", choices=["cosine", "l2", "dot"],
+                   help="cosine (default), dot or l2; with --index, the index's")
+    p.add_argument("--index", metavar="FILE", help="answer from this neighbour index (kgem index) instead of the "
+                                                   "exact scan: approximate, fast on very large tables")
     p.add_argument("--output", help="write a CSV file instead of printing")
     add_device_option(p)
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("index", help="build an approximate nearest-neighbour index for similar (needs faiss)",
+                       description="Build a faiss IVF-Flat index of the entity (or relation) rows, reading the "
+                                   "table a block at a time (with --mmap, a table larger than memory), save it as "
+                                   "FILE and FILE.json, and print its settings and its recall@k against the exact "
+                                   "scan as JSON. Use it with kgem similar --index FILE. Needs pip install "
+                                   "'kgem[index]'.",
+                       epilog="example: kgem index runs/umls/model -o runs/umls/entities.faiss --probes 8")
+    p.add_argument("model", help="saved model folder")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to save the index")
+    p.add_argument("--relations", action="store_true", help="index the relations instead of the entities")
+    p.add_argument("--metric", choices=["cosine", "l2", "dot"], default="cosine")
+    p.add_argument("--lists", type=int, help="cells of the index (default 4 sqrt(rows), at most rows / 39)")
+    p.add_argument("--probes", type=int, help="cells a search visits (default an eighth of them; all: exact)")
+    p.add_argument("--sample", type=int, help="rows the cells are trained on (default 64 per cell)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training sample and the recall queries")
+    p.add_argument("--recall-queries", type=int, default=100, metavar="N",
+                   help="measure recall@k on N seeded queries against the exact scan (default 100; 0: skip)")
+    p.add_argument("-k", type=int, default=10, help="the k of the recall@k measured (default 10)")
+    add_device_option(p)
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("export", help="write embeddings as .npy + TSV labels + TensorBoard projector files")
     p.add_argument("model", help="saved model folder")

@@ -3,12 +3,14 @@ masking.
 
 A query is a triple with one side hidden: ``(h, r, ?)`` ("tail") or ``(?, r, t)`` ("head"). Its true answer is ranked
 against the candidates of a strategy (``kgem.evaluation.candidates``): every entity (``evaluate``) or sampled entities
-(``evaluate_sampled``, or ``evaluate`` with ``num_negatives``). In the filtered setting, candidates forming another
-known true triple are masked out of the ranking (Bordes et al. 2013).
+(``evaluate_sampled``, or ``evaluate`` with ``num_negatives``: uniformly, or in proportion to weights such as the
+entities' degrees). In the filtered setting, candidates forming another known true triple are masked out of the
+ranking (Bordes et al. 2013).
 
 Memory: a query batch is scored by the entity scan (``kgem.models.scan``), one ``(B, width)`` float32 block at a time
 within ``memory_budget_bytes`` (plus a few same-sized boolean temporaries; the model's own intermediates are its
-concern), and each block is counted (``RankCounts``) as it comes.
+concern), and each block is counted (``RankCounts``) as it comes; a degree-proportional sample also weighs the
+counted candidates (``kgem.evaluation.estimate.WeightedCounts``, in cache-sized row blocks).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from kgem.evaluation.candidates import (
     MIN_SAMPLED_BATCH,
     AllEntities,
     Candidates,
+    DegreeSampledEntities,
     Excluded,
     SampledEntities,
     Unit,
+    check_weights,
     known_answer,
     known_pairs,
 )
+from kgem.evaluation.estimate import BeaterEstimates, WeightedCounts
 from kgem.evaluation.ranks import EvaluationError, RankCounts, Ranks, check_rank_type
 from kgem.evaluation.result import EvaluationResult
 from kgem.models.scan import DEFAULT_MEMORY_BUDGET, MIN_BATCH, ScoringModel, Side, plan, scan
@@ -119,59 +124,91 @@ def _home_batches(cols: torch.Tensor, batch_size: int, width: int) -> tuple[torc
 
 def _rank_batch(model: ScoringModel, side: Side, anchor: torch.Tensor, r: torch.Tensor, cols: torch.Tensor,
                 ids: torch.Tensor | None, excluded: Excluded, width: int, memory_budget_bytes: int,
-                device: torch.device) -> RankCounts:
+                device: torch.device, scale: torch.Tensor | None = None) -> tuple[RankCounts, WeightedCounts | None]:
     """Counts of one query batch (true answers at ``cols``, all in one block) against its candidates, block by block
-    as the scan yields them, the home block first."""
+    as the scan yields them, the home block first; with ``scale`` (a weighted sample's, ``Unit.scale``) also the
+    weighted counts of the drawn candidates that beat or tie with each true answer."""
     home = int(cols[0])
     anchor, r, cols = anchor.to(device), r.to(device), cols.to(device)
     rows = torch.arange(len(cols), device=device)
     counts = RankCounts.zeros(len(cols), device)
+    weighted = None if scale is None else WeightedCounts.zeros(len(cols), device)
+    scale = None if scale is None else scale.to(device)
     true = torch.empty(0)
     for block in scan(model, side, anchor, r, candidates=ids, memory_budget_bytes=memory_budget_bytes, width=width,
                       first=home):
         scores = block.scores  # (B, C)
         if block.start <= home < block.stop:
             true = scores[rows, cols - block.start]  # (B,)
-        counts.add_excluding(true, scores, *excluded.within(block.start, block.stop), in_place=True)
+        pairs = excluded.within(block.start, block.stop)
+        if weighted is not None and scale is not None:  # before the count, which may overwrite the scores
+            weighted.add(true, scores, scale[block.start : block.stop], *_with_own(pairs, cols, block.start,
+                                                                                   block.stop))
+        counts.add_excluding(true, scores, *pairs, in_place=True)
         del block, scores  # one block alive at a time
     if excluded.restore is not None:  # true answers excluded with the other known answers (their scores unchanged):
         counts.equal += excluded.restore  # count them again as a tie and a candidate
         counts.candidates += excluded.restore
-    return counts
+    return counts, weighted
+
+
+def _with_own(pairs: tuple[torch.Tensor | None, torch.Tensor | None], cols: torch.Tensor, start: int,
+              stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The excluded ``(row, column)`` pairs of a block plus each query's own answer where it lies in the block: the
+    candidates a weighted count leaves out (a query's answer is never among its excluded pairs)."""
+    inside = torch.nonzero((cols >= start) & (cols < stop)).flatten()
+    own_rows, own_cols = inside, cols[inside] - start
+    rows, found = pairs
+    if rows is None or found is None:
+        return own_rows, own_cols
+    return torch.cat([rows.to(own_rows), own_rows]), torch.cat([found.to(own_cols), own_cols])
 
 
 def _rank_unit(model: ScoringModel, strategy: Candidates, unit: Unit, side: Side, anchor: torch.Tensor,
                r: torch.Tensor, target: torch.Tensor, known: KnownTriples | None, memory_budget_bytes: int,
-               device: torch.device, bar: tqdm) -> Iterator[tuple[torch.Tensor, Ranks]]:
-    """``(query positions, ranks)`` of the unit's queries, batch by batch."""
+               device: torch.device, bar: tqdm,
+               min_weight: float) -> Iterator[tuple[torch.Tensor, Ranks, BeaterEstimates | None]]:
+    """``(query positions, ranks, beater estimates)`` of the unit's queries, batch by batch; the estimates only
+    for a weighted sample (``unit.scale``)."""
     order, batches = _home_batches(unit.cols, unit.batch, unit.width)
     for batch in batches:
         rows = order[batch]  # positions within the unit
         queries = rows + unit.queries.start
         a, rb, tb = anchor[queries], r[queries], target[queries]
         excluded = strategy.excluded(unit, rows, side, a, rb, tb, known, device)
-        counts = _rank_batch(model, side, a, rb, unit.cols[rows], unit.ids, excluded, unit.width, memory_budget_bytes,
-                             device)
+        counts, weighted = _rank_batch(model, side, a, rb, unit.cols[rows], unit.ids, excluded, unit.width,
+                                       memory_budget_bytes, device, unit.scale)
         bar.update(len(rows))
-        yield queries, counts.ranks().cpu()
+        beaters = None if weighted is None else weighted.estimates(unit.threshold, min_weight)
+        yield queries, counts.ranks().cpu(), beaters
 
 
 def _rank(model: ScoringModel, triples: torch.Tensor, strategy: Candidates, chosen: tuple[Side, ...],
-          known: KnownTriples | None, batch_size: int | None, memory_budget_bytes: int, progress: bool) -> Ranks:
-    """The ranks of every query: all head queries (in triple order), then all tail queries."""
-    device, parts = model_device(model), []
+          known: KnownTriples | None, batch_size: int | None, memory_budget_bytes: int,
+          progress: bool) -> tuple[Ranks, BeaterEstimates | None]:
+    """The ranks of every query: all head queries (in triple order), then all tail queries; and, for a weighted
+    sample, their beater estimates in the same order."""
+    device, parts, estimates = model_device(model), [], []
+    min_weight = getattr(strategy, "min_weight", 1.0)
     with eval_mode(model), tqdm(total=len(triples) * len(chosen), disable=not progress, unit="query") as bar:
         for side, anchor, r, target in _views(triples, chosen):
-            positions, ranks = [], []
+            positions, ranks, beaters = [], [], []
             for unit in strategy.units(model.num_entities, side, anchor, r, target, known, batch_size,
                                        memory_budget_bytes):
-                for queries, batch_ranks in _rank_unit(model, strategy, unit, side, anchor, r, target, known,
-                                                       memory_budget_bytes, device, bar):
+                for queries, batch_ranks, batch_beaters in _rank_unit(model, strategy, unit, side, anchor, r, target,
+                                                                      known, memory_budget_bytes, device, bar,
+                                                                      min_weight):
                     positions.append(queries)
                     ranks.append(batch_ranks)
+                    if batch_beaters is not None:
+                        beaters.append(batch_beaters)
             if ranks:
-                parts.append(Ranks.cat(ranks)[torch.argsort(torch.cat(positions))])  # back to the triples' order
-    return Ranks.cat(parts)
+                order = torch.argsort(torch.cat(positions))  # back to the triples' order
+                parts.append(Ranks.cat(ranks)[order])
+                if beaters:
+                    estimates.append(BeaterEstimates.cat(beaters, min_weight)[order])
+    weighted = isinstance(strategy, DegreeSampledEntities)
+    return Ranks.cat(parts), BeaterEstimates.cat(estimates, min_weight) if weighted else None
 
 
 def _per_query(triples: torch.Tensor, sides: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +232,7 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
              memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET, rank_type: str = "realistic",
              relation_categories: np.ndarray | None = None, filter_splits: str = "",
              progress: bool = False, num_negatives: int | None = None, fraction: float = 1.0,
-             seed: int = 0) -> EvaluationResult:
+             seed: int = 0, negative_weights: torch.Tensor | None = None) -> EvaluationResult:
     """Rank each triple's hidden head and/or tail against all ``model.num_entities`` entities.
 
     ``known``: the true triples to filter out (e.g. ``dataset.known()``; ``KnownSplits`` indexes only those the
@@ -208,6 +245,8 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
     Cheaper estimates, as DGL-KE's ``neg_sample_size_eval`` and ``eval_percent``: ``num_negatives`` ranks against
     that many sampled entities instead (``evaluate_sampled``; ``num_entities`` or more is the full ranking), and
     ``fraction`` evaluates a random fraction of the triples (``fraction_indices``); both are drawn from ``seed``.
+    ``negative_weights`` draws the ``num_negatives`` in proportion to them instead of uniformly (``evaluate_sampled``'s
+    ``weights``, e.g. ``degree_weights(dataset.train.hrt, num_entities)``); a full ranking has no use for them.
     """
     if fraction != 1:
         triples = triples[fraction_indices(len(triples), fraction, seed)]
@@ -215,13 +254,13 @@ def evaluate(model: ScoringModel, triples: torch.Tensor, *, known: KnownTriples 
         return evaluate_sampled(model, triples, num_negatives=num_negatives, known=known, seed=seed, sides=sides,
                                 batch_size=batch_size, memory_budget_bytes=memory_budget_bytes, rank_type=rank_type,
                                 relation_categories=relation_categories, filter_splits=filter_splits,
-                                progress=progress)
+                                progress=progress, weights=negative_weights)
     check_rank_type(rank_type)
     retain_freed_memory()
     chosen = _parse_sides(sides)
     known = _indexed(known, triples)
     triples = _check_triples(triples, model, known)
-    ranks = _rank(model, triples, AllEntities(), chosen, known, batch_size, memory_budget_bytes, progress)
+    ranks, _ = _rank(model, triples, AllEntities(), chosen, known, batch_size, memory_budget_bytes, progress)
     return _result(model, triples, chosen, ranks, AllEntities(), known, filter_splits, rank_type, relation_categories)
 
 
@@ -230,8 +269,9 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
                      sides: str | Sequence[str] = "both", batch_size: int | None = None,
                      memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET, rank_type: str = "realistic",
                      relation_categories: np.ndarray | None = None, filter_splits: str = "",
-                     progress: bool = False) -> EvaluationResult:
-    """Rank each hidden head/tail against ``num_negatives`` entities drawn uniformly without replacement.
+                     progress: bool = False, weights: torch.Tensor | None = None) -> EvaluationResult:
+    """Rank each hidden head/tail against ``num_negatives`` entities drawn uniformly without replacement, or, with
+    ``weights``, in proportion to them.
 
     The negatives are shared by all queries of a batch (drawn afresh per batch and side from ``seed``), so a batch is
     one ``(B, K)``-like block. Per query, negatives that are known true (filtered setting) or equal to the true answer
@@ -239,6 +279,14 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
     not comparable with them; the result is labelled ``sampled=True`` with ``num_negatives``, and
     ``result.estimate()`` turns them into estimates of the full-ranking metrics with intervals
     (``kgem.evaluation.estimate``).
+
+    ``weights``: a float ``(num_entities,)`` tensor of positive sampling weights, e.g. training degree + 1
+    (``kgem.evaluation.candidates.degree_weights``). The negatives are then drawn by priority sampling
+    (``DegreeSampledEntities``): popular entities, the usual competitors of a true answer, are drawn more often, and
+    each drawn one stands for ``max(1, τ / w)`` entities of the full ranking. The result records the sampler
+    ("degree") and, per query, the estimated number of full-ranking candidates that beat the true answer, its
+    variance estimate and the threshold (``result.beaters``), from which ``result.estimate()`` gives the full-ranking
+    metrics with their intervals. The sampled ranks are the usual ones, against the drawn candidates.
     Other arguments as in ``evaluate``; ``batch_size`` is the number of queries that share one draw.
     """
     check_rank_type(rank_type)
@@ -247,11 +295,12 @@ def evaluate_sampled(model: ScoringModel, triples: torch.Tensor, *, num_negative
     triples = _check_triples(triples, model, known)
     if not 1 <= num_negatives <= model.num_entities:
         raise EvaluationError(f"num_negatives must lie in [1, {model.num_entities}], got {num_negatives}")
-    strategy = SampledEntities(num_negatives, seed)
-    ranks = _rank(model, triples, strategy, chosen, known, batch_size, memory_budget_bytes, progress)
+    strategy = SampledEntities(num_negatives, seed) if weights is None else DegreeSampledEntities(
+        num_negatives, seed, check_weights(weights, model.num_entities))
+    ranks, beaters = _rank(model, triples, strategy, chosen, known, batch_size, memory_budget_bytes, progress)
     full = _full_candidates(triples, chosen, known, model.num_entities)
     return _result(model, triples, chosen, ranks, strategy, known, filter_splits, rank_type, relation_categories,
-                   full)
+                   full, beaters)
 
 
 def _indexed(known: KnownTriples | KnownSplits | None, triples: torch.Tensor) -> KnownTriples | None:
@@ -278,10 +327,11 @@ def _full_candidates(triples: torch.Tensor, chosen: tuple[Side, ...], known: Kno
 
 def _result(model: ScoringModel, triples: torch.Tensor, chosen: tuple[Side, ...], ranks: Ranks,
             strategy: Candidates, known: KnownTriples | None, filter_splits: str, rank_type: str,
-            relation_categories: np.ndarray | None, full_candidates: torch.Tensor | None = None) -> EvaluationResult:
+            relation_categories: np.ndarray | None, full_candidates: torch.Tensor | None = None,
+            beaters: BeaterEstimates | None = None) -> EvaluationResult:
     query_side, query_relation = _per_query(triples, chosen)
     return EvaluationResult(ranks, query_side, query_relation, num_entities=model.num_entities,
                             filtered=known is not None, filter_splits=filter_splits, rank_type=rank_type,
                             sampled=strategy.sampled, num_negatives=strategy.num_negatives,
                             relation_categories=relation_categories, reciprocal=getattr(model, "inverse", None),
-                            full_candidates=full_candidates)
+                            full_candidates=full_candidates, sampler=strategy.sampler, beaters=beaters)

@@ -12,11 +12,12 @@ import pandas as pd
 import torch
 
 from kgem.data.stats import CATEGORIES
-from kgem.evaluation.estimate import estimate_full_metrics
+from kgem.evaluation.estimate import BeaterEstimates, estimate_full_metrics, estimate_weighted_metrics
 from kgem.evaluation.metrics import hits_at, rank_metrics
 from kgem.evaluation.ranks import RANK_TYPES, EvaluationError, Ranks, check_rank_type
 
 SIDES = ("head", "tail", "both")
+SAMPLERS = {"uniform": "uniform", "degree": "degree-proportional"}  # name: how it prints
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,23 @@ class EvaluationResult:
     relation_categories: np.ndarray | None = None
     reciprocal: bool | None = None  # head queries answered through reciprocal relations (None: not recorded)
     full_candidates: torch.Tensor | None = None  # sampled: each query's candidates in the full ranking (int64)
+    sampler: str | None = None  # sampled: how the negatives were drawn, "uniform" or "degree" (None: uniform)
+    beaters: BeaterEstimates | None = None  # degree sampler: per query, the estimated beaters of the full ranking
 
     def __post_init__(self) -> None:
         check_rank_type(self.rank_type)
         if not len(self.ranks) == len(self.side) == len(self.relation):
             raise EvaluationError(f"ranks, side and relation differ in length: "
                                   f"{len(self.ranks)}, {len(self.side)}, {len(self.relation)}")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise EvaluationError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if self.beaters is not None and len(self.beaters) != len(self.ranks):
+            raise EvaluationError(f"{len(self.beaters)} beater estimates for {len(self.ranks)} ranks")
+
+    @property
+    def sampled_by(self) -> str | None:
+        """How the negatives were drawn: "uniform" or "degree"; None for a full ranking."""
+        return (self.sampler or "uniform") if self.sampled else None
 
     def _select(self, side: str, rank_type: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The ranks of one side (or both) and their candidate counts."""
@@ -64,12 +76,17 @@ class EvaluationResult:
 
     def estimate(self, side: str = "both", rank_type: str | None = None, level: float = 0.95) -> pd.DataFrame:
         """A sampled evaluation's estimates of the full-ranking metrics, each with a conservative interval at
-        ``level`` (``kgem.evaluation.estimate``): rows mrr, mr, hits@1/3/10; columns estimate, low, high."""
+        ``level`` (``kgem.evaluation.estimate``): rows mrr, mr, hits@1/3/10; columns estimate, low, high. A
+        degree-proportional sample's come from its beater estimates, a uniform one's from the sampled ranks."""
         if not self.sampled or self.full_candidates is None:
             raise EvaluationError("estimate() belongs to a sampled evaluation (num_negatives); this one ranked "
                                   "against every entity: its metrics are exact")
         ranks, sampled = self._select(side, rank_type)
-        full = self.full_candidates if side == "both" else self.full_candidates[torch.from_numpy(self.side == side)]
+        chosen = slice(None) if side == "both" else torch.from_numpy(self.side == side)
+        full = self.full_candidates[chosen]
+        if self.beaters is not None:
+            return estimate_weighted_metrics(ranks, self.beaters[chosen], full, rank_type=rank_type or self.rank_type,
+                                             level=level)
         return estimate_full_metrics(ranks, sampled, full, level=level)
 
     def hits_at(self, k: int) -> float:
@@ -124,16 +141,19 @@ class EvaluationResult:
         out = {"filtered": self.filtered, "filter_splits": self.filter_splits, "rank_type": self.rank_type,
                "sampled": self.sampled, "num_negatives": self.num_negatives, "num_entities": self.num_entities,
                "num_queries": len(self.ranks), "reciprocal": self.reciprocal, "metrics": metrics}
+        if self.sampled:
+            out["sampler"] = self.sampled_by
         if self.sampled and self.full_candidates is not None:
-            out["full_ranking_estimate"] = {"level": 0.95, **self.estimate().to_dict(orient="index")}
+            out["full_ranking_estimate"] = {"level": 0.95, "sampler": self.sampled_by, "estimated": True,
+                                            **self.estimate().to_dict(orient="index")}
         return out
 
     def describe(self) -> str:
         """One line: filtered or raw, full or sampled ranking, rank type and query count."""
         setting = f"filtered ({self.filter_splits})" if self.filtered and self.filter_splits else (
             "filtered" if self.filtered else "raw")
-        against = (f"vs {self.num_negatives} sampled negatives" if self.sampled
-                   else f"vs all {self.num_entities} entities")
+        against = (f"vs {self.num_negatives} sampled negatives ({SAMPLERS[self.sampled_by or 'uniform']})"
+                   if self.sampled else f"vs all {self.num_entities} entities")
         heads = {True: ", heads via reciprocal relations", False: ", heads by their own scores", None: ""}[
             self.reciprocal]
         return f"{setting} link prediction {against}, {self.rank_type} ranks, {len(self.ranks)} queries{heads}"
@@ -142,8 +162,9 @@ class EvaluationResult:
         text = f"{self.describe()}\n{self.to_df().to_string(float_format=lambda x: f'{x:.4f}')}"
         if self.sampled and self.full_candidates is not None:
             estimate = self.estimate().to_string(float_format=lambda x: f"{x:.4f}")
-            text += ("\n\nfull-ranking metrics estimated from the sampled ranks (conservative 95% intervals):\n"
-                     + estimate)
+            sampler = SAMPLERS[self.sampled_by or "uniform"]
+            text += (f"\n\nfull-ranking metrics estimated from the sampled ranks ({sampler} sampler; estimates with "
+                     f"conservative 95% intervals):\n" + estimate)
         return text
 
 

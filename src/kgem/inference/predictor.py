@@ -17,6 +17,7 @@ from kgem.errors import DataError
 from kgem.inference import generative
 from kgem.inference._common import Queries
 from kgem.inference.export import export_embeddings
+from kgem.inference.index import NeighbourIndex, similar_indexed
 from kgem.inference.predict import predict_heads, predict_relations, predict_tails, score_triples
 from kgem.inference.similarity import Metric, similar
 from kgem.inference.top import top_triples
@@ -73,11 +74,20 @@ class LinkPredictor:
                            known=self._known(remove_known), remove_known=remove_known,
                            memory_budget_bytes=memory_budget_bytes)
 
-    def similar(self, labels: list[str], *, k: int = 10, metric: Metric = "cosine",
-                kind: Literal["entity", "relation"] = "entity", memory_budget_bytes: int | None = None) -> pd.DataFrame:
-        """Nearest entities (or relations) of each label by cosine, dot or (negative) L2."""
+    def similar(self, labels: list[str], *, k: int = 10, metric: Metric | None = None,
+                kind: Literal["entity", "relation"] | None = None, memory_budget_bytes: int | None = None,
+                index: NeighbourIndex | None = None) -> pd.DataFrame:
+        """Nearest entities (or relations) of each label by cosine (the default), dot or (negative) L2: the exact
+        scan, or with ``index`` (``kgem.inference.index.build_index``) the index's approximate answer, for its
+        metric and kind (the same table; a ``metric`` or ``kind`` given must be the index's)."""
+        model = self._embedding_model("similar")
+        if index is not None:
+            index.check(model, metric=metric, kind=kind)
+            vocab = self.entities if index.settings.kind == "entity" else self.relations
+            return similar_indexed(index, model, vocab, labels, k=k)
+        kind = kind or "entity"
         vocab = self.entities if kind == "entity" else self.relations
-        return similar(self._embedding_model("similar"), vocab, labels, k=k, metric=metric, kind=kind,
+        return similar(model, vocab, labels, k=k, metric=metric or "cosine", kind=kind,
                        memory_budget_bytes=memory_budget_bytes)
 
     def export(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
