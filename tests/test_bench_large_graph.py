@@ -23,9 +23,11 @@ def test_the_generated_graph_has_power_law_degrees_over_the_ids_asked_for(tmp_pa
     rows = [line.split("\t") for line in path.read_text().splitlines()]
     assert len(rows) == 20_000 and all(len(r) == 3 for r in rows)
     heads = np.array([int(h[1:]) for h, _, _ in rows])
+    tails = np.array([int(t[1:]) for _, _, t in rows])
     relations = np.array([int(r[1:]) for _, r, _ in rows])
     assert heads.min() >= 0 and heads.max() < 5000 and relations.max() < 50
-    degrees = np.sort(np.bincount(heads, minlength=5000))[::-1]
+    assert len(set(heads[:5000].tolist())) == 5000  # every entity names a triple
+    degrees = np.sort(np.bincount(tails, minlength=5000))[::-1]
     assert degrees[:50].sum() > 2 * degrees[-2500:].sum()  # the top 1% outweighs the bottom half
     again = tmp_path / "again.tsv"
     large_graph.generate(again, entities=5000, relations=50, triples=20_000, alpha=0.8, seed=1)
