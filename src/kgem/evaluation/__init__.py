@@ -8,6 +8,7 @@ from kgem.evaluation.calibration import (
     query_probabilities,
     reliability_table,
 )
+from kgem.evaluation.candidates import degree_weights
 from kgem.evaluation.evaluator import (
     DEFAULT_MEMORY_BUDGET,
     ScoringModel,
@@ -32,7 +33,8 @@ from kgem.evaluation.semantic import semantic_at_k
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET", "HITS_AT", "RANK_TYPES", "Calibration", "EvaluationError", "EvaluationResult",
-    "RankCounts", "RankType", "Ranks", "ScoringModel", "adjusted_mean_rank", "adjusted_mean_rank_index", "evaluate",
+    "RankCounts", "RankType", "Ranks", "ScoringModel", "adjusted_mean_rank", "adjusted_mean_rank_index",
+    "degree_weights", "evaluate",
     "evaluate_sampled", "expected_calibration_error", "expected_mean_rank", "fraction_indices", "hits_at", "mean_rank",
     "mean_reciprocal_rank", "plan_full", "plot_reliability", "query_probabilities", "rank_metrics", "ranks_from_scores",
     "reliability_table", "semantic_at_k",
