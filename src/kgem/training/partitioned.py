@@ -33,6 +33,8 @@ from kgem.models.storage import release_rows
 from kgem.training.optim import RowAdagrad
 from kgem.training.samplers import NegativeSampler
 
+COPY_ROWS = 1 << 16  # rows copied between a slot and the stored table at a time
+
 
 class ResidentPartitions:
     """The slots of partitioned training for ``model``'s entity table, whose partitions are the ranges
@@ -119,12 +121,15 @@ class ResidentPartitions:
         if self.sums is not None and self.buffer_sums is not None:
             pairs.append((self.buffer_sums, self.sums))
         with torch.no_grad():
-            for buffer, stored in pairs:
-                if to_store:
-                    stored[start:stop].copy_(buffer[local])
-                else:
-                    buffer[local].copy_(stored[start:stop])
-        release_rows(self.stored, start, stop)  # a mapped table's pages of them back to the page cache
+            for first in range(start, stop, COPY_ROWS):  # a block at a time: a mapped table's pages go straight back
+                last = min(first + COPY_ROWS, stop)
+                into = slice(local.start + first - start, local.start + last - start)
+                for buffer, stored in pairs:
+                    if to_store:
+                        stored[first:last].copy_(buffer[into])
+                    else:
+                        buffer[into].copy_(stored[first:last])
+                release_rows(self.stored, first, last)
 
 
 def local(edges: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
