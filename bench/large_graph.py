@@ -15,8 +15,9 @@ Steps, each in a fresh process whose peak resident memory (``ru_maxrss``) is rep
    the bucket's partitions, only the current bucket's two partitions in memory), or with ``--partitions 0`` the
    whole table paged by the OS (``--resident-mb`` bounds its resident pages); its triples per second, and the
    table's size on disk against the process's peak memory;
-4. **evaluate** ``--eval-triples`` test triples: sampled (``--eval-negatives`` candidates, the full-ranking estimate
-   with its interval) and exact filtered, on the same triples, and whether the interval holds the exact MRR.
+4. **evaluate** ``--eval-triples`` test triples: sampled (``--eval-negatives`` candidates drawn uniformly, and
+   drawn in proportion to training degree; each with the full-ranking estimate and its interval) and exact
+   filtered, on the same triples, and whether each interval holds the exact MRR.
 
 Prints one JSON line per step and a summary; a step that fails (non-zero exit, a missing number) is reported as
 failed with its error, never as a number. Files go to ``--work`` (default: a temporary folder, removed after).
@@ -129,7 +130,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     failed = [s["step"] for s in steps if s.get("status") != "ok"]
     peaks = [s["peak_rss_gib"] for s in steps if "peak_rss_gib" in s]
-    summary = {"settings": {k: v for k, v in vars(args).items() if k != "work"},
+    unused = {"work"} | ({"entities", "relations", "triples", "alpha"} if args.data else set())  # --data: its own
+    summary = {"settings": {k: v for k, v in vars(args).items() if k not in unused},
                "status": "failed" if failed else "ok", "failed_steps": failed,
                "max_peak_rss_gib": max(peaks) if peaks else None,
                "total_seconds": round(sum(s.get("seconds", 0.0) for s in steps), 1),
@@ -170,7 +172,8 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         table = run / "tables" / "table-0.f32"
         table_gib = table.stat().st_size / 2**30 if table.exists() else 0.0
         state_gib = report["num_entities"] * 4 / 2**30  # row-wise Adagrad: one float per entity
-        trained.update(triples_per_second=round(speed, 1), train_seconds=round(float(extra["seconds"]), 1),
+        trained.update(num_entities=report["num_entities"], train_triples=report["rows"]["train"],
+                       triples_per_second=round(speed, 1), train_seconds=round(float(extra["seconds"]), 1),
                        table_gib=round(table_gib, 3), optimizer_state_gib=round(state_gib, 3),
                        table_and_state_gib=round(table_gib + state_gib, 3))
         shutil.rmtree(run / "checkpoints", ignore_errors=True)  # the saved model is what the rest reads: disk
@@ -179,17 +182,20 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         return steps
     common = ["evaluate", str(run / "model"), "--eval-fraction", f"{fraction:.6g}", "--seed", str(args.seed),
               "--mmap", "--memory-budget-mb", str(args.eval_budget_mb)]
-    sampled = run_kgem([*common, "--eval-negatives", str(args.eval_negatives)])
+    samplers = {"evaluate_sampled": "uniform", "evaluate_sampled_degree": "degree"}
+    sampled = {name: run_kgem([*common, "--eval-negatives", str(args.eval_negatives), "--eval-sampler", how])
+               for name, how in samplers.items()}
     exact = run_kgem([*common, "--eval-negatives", "0"])
-    estimate, mrr = _estimate(sampled), _exact_mrr(exact)
-    if estimate is None or mrr is None:
-        for record in (sampled, exact):
-            if record["status"] == "ok":
-                record.update(status="failed", error="no MRR in the evaluation's output")
-    steps.append(step("evaluate_sampled", sampled, mrr_estimate=estimate))
-    steps.append(step("evaluate_exact", exact, mrr=mrr,
-                      interval_holds_exact=None if estimate is None or mrr is None else
-                      estimate["low"] <= mrr <= estimate["high"]))
+    mrr = _exact_mrr(exact)
+    if mrr is None and exact["status"] == "ok":
+        exact.update(status="failed", error="no MRR in the evaluation's output")
+    for name, record in sampled.items():
+        estimate = _estimate(record)
+        if estimate is None and record["status"] == "ok":
+            record.update(status="failed", error="no full-ranking estimate in the evaluation's output")
+        holds = None if estimate is None or mrr is None else estimate["low"] <= mrr <= estimate["high"]
+        steps.append(step(name, record, mrr_estimate=estimate, interval_holds_exact=holds))
+    steps.append(step("evaluate_exact", exact, mrr=mrr))
     return steps
 
 
