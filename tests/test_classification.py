@@ -108,3 +108,27 @@ def test_uniform_corruption_is_seeded() -> None:
     hrt = load_dataset("nations").test.hrt
     assert torch.equal(corrupt(hrt, 14, seed=5), corrupt(hrt, 14, seed=5))
     assert not torch.equal(corrupt(hrt, 14, seed=5), corrupt(hrt, 14, seed=6))
+
+
+def test_kgem_evaluate_classifies_a_split_with_thresholds_from_valid(tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from kgem.cli import main
+
+    trained_dir = tmp_path / "run"
+    pipeline(overrides=["training.epochs=5", "model.dim=16"], progress=False, output=trained_dir)
+    model = str(trained_dir / "model")
+    ds = load_dataset("nations")
+    negatives = tmp_path / "negatives.tsv"
+    rows = [("usa", "embassy", "usa"), ("china", "intergovorgs", "burma"), ("zz", "embassy", "uk")]
+    negatives.write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in rows))
+    assert main(["evaluate", model, "--task", "classification", "--per-relation", "--output",
+                 str(tmp_path / "c.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "triple classification" in out and "by relation" in out
+    table = pd.read_csv(tmp_path / "c.csv", index_col=0)
+    assert table.loc["all", "positives"] == len(ds.test) == table.loc["all", "negatives"]
+    assert main(["evaluate", model, "--task", "classification", "--negatives", str(negatives), "--corruption",
+                 "type", "--output", str(tmp_path / "given.csv")]) == 0
+    given = pd.read_csv(tmp_path / "given.csv", index_col=0)
+    assert given.loc["all", "negatives"] == 2  # the line with an unknown label is left out

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from kgem.circuits.model import CircuitModel
 from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import Dataset, relation_categories
+from kgem.data.triples import Triples, read_triples
 from kgem.errors import KgemError
+from kgem.evaluation.classification import classify, corrupt
 from kgem.factory import dataset_from_config, evaluator_from_config, negative_weights_from_config
 from kgem.inference.index import NeighbourIndex, build_index, draw_ids, recall
 from kgem.inference.similarity import Kind
@@ -76,12 +79,42 @@ def evaluation_config(loaded: LoadedModel, args: argparse.Namespace, ds: Dataset
     return cfg
 
 
+def evaluate_classification(loaded: LoadedModel, ds: Dataset, split: Triples, args: argparse.Namespace) -> None:
+    """``kgem evaluate --task classification``: thresholds tuned on the valid split (its negatives from
+    ``--valid-negatives`` or corrupted), the split classified with them (its negatives from ``--negatives`` or
+    corrupted, as ``--corruption`` says)."""
+    if ds.valid is None:
+        raise KgemError("triple classification tunes its thresholds on the valid split; the dataset has none")
+    known = loaded.with_known(ds).known
+    train = loaded.encode(ds.train)
+
+    def negatives(given: str | None, positives: torch.Tensor, seed: int) -> torch.Tensor:
+        if given:
+            read = read_triples(given, entities=loaded.entities, relations=loaded.relations, on_unseen="drop")
+            return loaded.encode(read)
+        return corrupt(positives, loaded.model.num_entities, strategy=args.corruption, known=known, train=train,
+                       model=loaded.model, seed=seed)
+
+    valid, test = loaded.encode(ds.valid), loaded.encode(split)
+    result = classify(loaded.model, (valid, negatives(args.valid_negatives, valid, 1)),
+                      (test, negatives(args.negatives, test, 2)), relation_labels=loaded.relations.labels)
+    print(result)
+    table = result.table(per_relation=args.per_relation)
+    if args.per_relation:
+        print("\nby relation:\n" + table.round(4).to_string())
+    if args.output:
+        write_or_print(table, args.output, index=True)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     loaded = load(args)
     ds = dataset_for(loaded, args)
     split = ds.splits().get(args.split)
     if split is None:
         raise KgemError(f"the dataset has no {args.split} split (it has {', '.join(ds.splits())})")
+    if args.task == "classification":
+        evaluate_classification(loaded, ds, split, args)
+        return
     cfg = evaluation_config(loaded, args, ds)
     hrt = loaded.encode(split)
     if len(split) and not len(hrt):
@@ -220,6 +253,15 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("model", help="saved model folder (e.g. runs/NAME/model)")
     add_data_options(p)
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--task", choices=["ranking", "classification"], default="ranking",
+                   help="ranking (link prediction, default) or classification (true or false, with thresholds tuned "
+                        "on the valid split)")
+    p.add_argument("--negatives", metavar="FILE", help="classification: the split's negative triples (labels); "
+                                                         "default: corruptions")
+    p.add_argument("--valid-negatives", metavar="FILE", help="classification: the valid split's negative triples")
+    p.add_argument("--corruption", choices=["uniform", "type", "hard"], default="uniform",
+                   help="classification: how negatives are corrupted (type: the relation's domain or range; hard: "
+                        "the highest-scoring of 32 uniform candidates)")
     p.add_argument("--filter", help="comma-separated splits to filter, or 'none' for raw ranks "
                                     "(default: as trained, usually train,valid,test)")
     p.add_argument("--sides", choices=["both", "head", "tail"])

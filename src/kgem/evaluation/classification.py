@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kgem.data.known import KnownTriples
+from kgem.data.known import KnownSplits, KnownTriples
 from kgem.evaluation.evaluator import eval_mode, model_device
 from kgem.evaluation.ranks import EvaluationError
 from kgem.models.scan import ScoringModel
@@ -157,8 +157,8 @@ def score_triples(model: ScoringModel, hrt: torch.Tensor, batch: int = 1 << 16) 
 
 
 def corrupt(hrt: torch.Tensor, num_entities: int, *, strategy: Corruption = "uniform",
-            known: KnownTriples | None = None, train: torch.Tensor | None = None, model: ScoringModel | None = None,
-            pool: int = 32, seed: int = 0) -> torch.Tensor:
+            known: KnownTriples | KnownSplits | None = None, train: torch.Tensor | None = None,
+            model: ScoringModel | None = None, pool: int = 32, seed: int = 0) -> torch.Tensor:
     """One negative per positive: its head or its tail (a fair coin) replaced as ``strategy`` says (see the module
     docstring); a corruption in ``known`` (or equal to its positive) is drawn again, side and entity, up to
     ``MAX_REDRAWS`` times, then kept."""
@@ -170,6 +170,8 @@ def corrupt(hrt: torch.Tensor, num_entities: int, *, strategy: Corruption = "uni
         raise EvaluationError("hard corruption needs the model (model=...)")
     generator = torch.Generator().manual_seed(seed)
     hrt = hrt.long().cpu()
+    if known is not None:  # a corruption shares (h, r) or (r, t) with its positive: the index of those is enough
+        known = known.for_queries(hrt)
     out = hrt.clone()
     todo = torch.arange(len(hrt))
     for _ in range(MAX_REDRAWS + 1):
