@@ -106,3 +106,34 @@ def test_bad_calibrator_input_is_named() -> None:
         fit_calibrator("beta", np.array([1.0, 2.0]), np.array([0.0, 1.0]))
     with pytest.raises(EvaluationError, match="isotonic: malformed"):
         calibrator_from_dict({"kind": "isotonic", "x": [2.0, 1.0], "y": [0.1, 0.2]})
+
+
+def test_a_calibrated_model_saves_and_reloads_with_identical_probabilities(tmp_path, capsys) -> None:
+    import kgem
+    from kgem.cli import main
+    from kgem.pipeline import pipeline
+
+    pipeline(overrides=["training.epochs=5", "model.dim=16"], progress=False, output=tmp_path / "run")
+    folder = tmp_path / "run" / "model"
+    loaded = kgem.load(folder)
+    with pytest.raises(Exception, match="predict_proba needs a calibrated model"):
+        loaded.predict_proba([("usa", "embassy", "uk")])
+    calibrated = loaded.calibrate(kgem.data.load_dataset("nations"), "isotonic")
+    triples = [("usa", "embassy", "uk"), ("uk", "embassy", "usa"), ("china", "intergovorgs", "burma")]
+    before = calibrated.predict_proba(triples)
+    assert ((before >= 0) & (before <= 1)).all()
+    calibrated.save(tmp_path / "saved")
+    again = kgem.load(tmp_path / "saved")
+    assert again.calibrator == calibrated.calibrator
+    assert np.array_equal(again.predict_proba(triples), before)
+    frame = again.predict_tails([("usa", "embassy")], k=3)
+    assert np.array_equal(frame["probability"].to_numpy(), again.calibrator.probabilities(frame["score"].to_numpy()))
+    assert main(["calibrate", str(folder), "--method", "platt", "--plot", str(tmp_path / "rel.png")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "platt" and set(report["test"]) == {"before", "after"}
+    assert report["test"]["after"]["ece"] <= report["test"]["before"]["ece"] + 0.05
+    assert (tmp_path / "rel.png").stat().st_size > 1000
+    assert kgem.load(folder).calibrator is not None  # saved beside the weights
+    (folder / "calibration.json").write_text("{\"kind\": \"platt\"}")
+    with pytest.raises(Exception, match="calibration.json: not a calibrator"):
+        kgem.load(folder)

@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from kgem.atomic import old_copies
+from kgem.atomic import atomic_write, old_copies
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.store import KIND as CIRCUIT_KIND
 from kgem.circuits.store import load_circuit, save_circuit
@@ -32,6 +33,9 @@ from kgem.data.known import LAZY_ROWS, KnownSplits
 from kgem.data.tensorfile import save_tensors
 from kgem.data.vocab import Vocabulary
 from kgem.errors import KgemError, ModelFileError
+from kgem.evaluation.calibrators import Calibrator, calibrator_from_dict, fit_calibrator
+from kgem.evaluation.classification import Corruption, corrupt
+from kgem.evaluation.classification import score_triples as score_all
 from kgem.inference.predictor import LinkPredictor
 from kgem.models.builders import build_model
 from kgem.models.model import Model, state_mismatch
@@ -64,9 +68,28 @@ class LoadedModel(LinkPredictor):
     extra: dict[str, Any]
     config: dict[str, Any]
     known: KnownTriples | KnownSplits | None = None
+    calibrator: Calibrator | None = None
 
     def known_triples(self) -> KnownTriples | KnownSplits | None:
         return self.known
+
+    def calibrate(self, dataset: Dataset, method: str = "platt", *, negatives: Triples | None = None,
+                  corruption: Corruption = "uniform", positive_base_rate: float | None = None,
+                  seed: int = 0) -> LoadedModel:
+        """A copy whose scores come with probabilities: ``method`` (platt, temperature or isotonic) fitted on the
+        valid split's triples and negatives (``negatives``, or corruptions of each, as ``corruption`` says; with
+        ``positive_base_rate``, weighted to that share of positives). ``save`` keeps it (``calibration.json``)."""
+        if dataset.valid is None:
+            raise KgemError("calibration fits on the valid split; the dataset has none")
+        positives = self.encode(dataset.valid)
+        known = self.with_known(dataset).known
+        negative = self.encode(negatives) if negatives is not None else corrupt(
+            positives, self.model.num_entities, strategy=corruption, known=known, train=self.encode(dataset.train),
+            model=self.model, seed=seed)
+        scores = score_all(self.model, torch.cat([positives, negative]))
+        labels = np.r_[np.ones(len(positives)), np.zeros(len(negative))]
+        fitted = fit_calibrator(method, scores, labels, positive_base_rate=positive_base_rate)
+        return replace(self, calibrator=fitted)
 
     def with_known(self, data: Dataset | Triples | Sequence[Triples]) -> LoadedModel:
         """A copy that knows the triples of ``data`` (all splits of a dataset), matched to this model by label;
@@ -96,12 +119,16 @@ class LoadedModel(LinkPredictor):
         return hrt[(hrt >= 0).all(1)]
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Save again (e.g. after fine-tuning ``model``) with the same spec and metadata."""
+        """Save again (e.g. after fine-tuning ``model``, or calibrating it) with the same spec and metadata."""
         if isinstance(self.model, CircuitModel):
-            return save_circuit(self.model.circuit, directory, name=self.model.name, args=self.model.args,
+            root = save_circuit(self.model.circuit, directory, name=self.model.name, args=self.model.args,
                                 entities=self.entities, relations=self.relations, extra=self.extra)
-        return save_model(self.model, directory, entities=self.entities, relations=self.relations, spec=self.spec,
-                          extra=self.extra)
+        else:
+            root = save_model(self.model, directory, entities=self.entities, relations=self.relations,
+                              spec=self.spec, extra=self.extra)
+        if self.calibrator is not None:
+            save_calibration(root, self.calibrator)
+        return root
 
 
 def save_model(model: Model, directory: str | os.PathLike[str], *, entities: Vocabulary, relations: Vocabulary,
@@ -152,7 +179,8 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
     weights = {key: value.to(target) for key, value in saved.items()}
     model = _rebuild(config, weights, root)
     model.eval()
-    return LoadedModel(model, entities, relations, config["spec"], config["extra"], config)
+    return LoadedModel(model, entities, relations, config["spec"], config["extra"], config,
+                       calibrator=read_calibration(root))
 
 
 def _load_circuit(root: Path, device: torch.device) -> LoadedModel:
@@ -160,7 +188,30 @@ def _load_circuit(root: Path, device: torch.device) -> LoadedModel:
     loaded = load_circuit(root, device=device)
     model = CircuitModel(loaded.circuit, loaded.name, loaded.args).eval()
     spec = {"name": loaded.name, "dim": loaded.config["dim"], "args": loaded.args}
-    return LoadedModel(model, loaded.entities, loaded.relations, spec, loaded.config["extra"], loaded.config)
+    return LoadedModel(model, loaded.entities, loaded.relations, spec, loaded.config["extra"], loaded.config,
+                       calibrator=read_calibration(root))
+
+
+CALIBRATION = "calibration.json"  # a calibrated model's calibrator, beside its weights
+
+
+def save_calibration(directory: str | os.PathLike[str], calibrator: Calibrator) -> Path:
+    """Write ``calibrator`` into the saved model folder ``directory`` (atomically; JSON, never a pickle)."""
+    path = Path(directory) / CALIBRATION
+    with atomic_write(path) as f:
+        json.dump(calibrator.to_dict(), f, indent=1)
+    return path
+
+
+def read_calibration(root: Path) -> Calibrator | None:
+    """The calibrator saved in ``root``, or None; a malformed file is a ModelFileError naming it."""
+    path = root / CALIBRATION
+    if not path.exists():
+        return None
+    try:
+        return calibrator_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KgemError) as e:
+        raise ModelFileError(f"{path}: not a calibrator kgem can read ({e})") from e
 
 
 def _backup_hint(root: Path) -> str:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -17,12 +18,14 @@ from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import Dataset, relation_categories
 from kgem.data.triples import Triples, read_triples
 from kgem.errors import KgemError
+from kgem.evaluation.calibrators import calibration_report, plot_binary_reliability
 from kgem.evaluation.classification import classify, corrupt
+from kgem.evaluation.classification import score_triples as score_all
 from kgem.factory import dataset_from_config, evaluator_from_config, negative_weights_from_config
 from kgem.inference.index import NeighbourIndex, build_index, draw_ids, recall
 from kgem.inference.similarity import Kind
 from kgem.pipeline import test_likelihood, write_csv
-from kgem.saving import LoadedModel, load_model
+from kgem.saving import LoadedModel, load_model, save_calibration
 
 
 def load(args: argparse.Namespace) -> Any:
@@ -195,6 +198,33 @@ def read_queries(path: str) -> pd.DataFrame:
     return queries
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    """Fit a calibrator on the valid split, report ECE, Brier score and log loss on the test split before (the
+    sigmoid of the raw scores) and after, and save it with the model (``calibration.json``)."""
+    loaded = load(args)
+    ds = dataset_for(loaded, args)
+    negatives = read_triples(args.negatives, entities=loaded.entities, relations=loaded.relations,
+                             on_unseen="drop") if args.negatives else None
+    calibrated = loaded.calibrate(ds, args.method, negatives=negatives, corruption=args.corruption,
+                                  positive_base_rate=args.positive_base_rate, seed=args.seed)
+    assert calibrated.calibrator is not None
+    report: dict[str, Any] = {"method": args.method, "calibrator": calibrated.calibrator.to_dict()}
+    if ds.test is not None:
+        test = loaded.encode(ds.test)
+        known = loaded.with_known(ds).known
+        negative = corrupt(test, loaded.model.num_entities, strategy=args.corruption, known=known,
+                           train=loaded.encode(ds.train), model=loaded.model, seed=args.seed + 1)
+        scores = score_all(loaded.model, torch.cat([test, negative]))
+        labels = np.r_[np.ones(len(test)), np.zeros(len(negative))]
+        before = 1 / (1 + np.exp(-scores))
+        after = calibrated.calibrator.probabilities(scores)
+        report["test"] = {"before": calibration_report(before, labels), "after": calibration_report(after, labels)}
+        if args.plot:
+            plot_binary_reliability({"uncalibrated": (before, labels), args.method: (after, labels)}, args.plot)
+    save_calibration(args.model, calibrated.calibrator)
+    print(json.dumps(report, indent=1))
+
+
 def cmd_similar(args: argparse.Namespace) -> None:
     loaded = load(args)
     index = NeighbourIndex.load(args.index) if args.index else None
@@ -301,6 +331,27 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--output", help="write a CSV file instead of printing")
     add_device_option(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("calibrate", help="fit probabilities of triples being true and save them with the model",
+                       description="Fit a calibrator (Platt, temperature or isotonic) on the valid split's triples "
+                                   "and negatives, report ECE, Brier score and log loss on the test split before "
+                                   "and after, and save it in the model folder: predictions then have a "
+                                   "probability column, and predict_proba works.")
+    p.add_argument("model", help="saved model folder (e.g. runs/NAME/model)")
+    add_data_options(p)
+    p.add_argument("--method", choices=["platt", "temperature", "isotonic"], default="platt")
+    p.add_argument("--negatives", metavar="FILE", help="the valid split's negative triples (labels); default: "
+                                                         "corruptions")
+    p.add_argument("--corruption", choices=["uniform", "type", "hard"], default="uniform",
+                   help="how negatives are corrupted (as kgem evaluate --task classification)")
+    p.add_argument("--positive-base-rate", type=float, metavar="P",
+                   help="weigh positives and negatives to this share of positives (AmpliGraph's mode for "
+                        "corruptions)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
+    p.add_argument("--plot", metavar="PNG", help="also draw the test split's reliability diagram (needs kgem[plot])")
+    p.add_argument("--device", default="cpu", help="where the model computes")
+    p.add_argument("--mmap", action="store_true", help="map the saved weights instead of reading them")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("similar", help="nearest entities (or relations) in embedding space",
                        description="The k nearest neighbours of each label by cosine similarity, dot product or "

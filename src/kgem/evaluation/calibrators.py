@@ -20,11 +20,14 @@ probability), ``brier_score`` and ``log_loss``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from kgem.evaluation.calibration import Calibration, plot_reliability
 from kgem.evaluation.ranks import EvaluationError
 
 CalibratorKind = Literal["platt", "temperature", "isotonic"]
@@ -251,6 +254,17 @@ def log_loss(probabilities: Any, labels: Any) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def plot_binary_reliability(curves: Mapping[str, tuple[Any, Any]], path: str | Path, bins: int = 10) -> Path:
+    """A reliability diagram PNG of binary probabilities: per curve ``name -> (probabilities, labels)``, the share
+    of true triples against the mean probability in each bin (``kgem.evaluation.calibration.plot_reliability``)."""
+    as_queries = {}
+    for name, (probabilities, labels) in curves.items():
+        p, y = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+        likelihood = np.log(np.clip(np.where(y > 0, p, 1 - p), EPS, 1.0))
+        as_queries[name] = Calibration(p, y > 0, likelihood, np.full(len(p), "triple"))
+    return plot_reliability(as_queries, path, bins, title="probability that a triple is true")
+
+
 def calibration_report(probabilities: Any, labels: Any, bins: int = 15) -> dict[str, float]:
     """ECE, Brier score and log loss of binary probabilities."""
     return {"ece": binary_ece(probabilities, labels, bins), "brier": brier_score(probabilities, labels),
@@ -258,4 +272,4 @@ def calibration_report(probabilities: Any, labels: Any, bins: int = 15) -> dict[
 
 
 __all__ = ["CALIBRATORS", "Calibrator", "Isotonic", "Platt", "Temperature", "binary_ece", "brier_score",
-           "calibration_report", "calibrator_from_dict", "fit_calibrator", "log_loss"]
+           "calibration_report", "calibrator_from_dict", "fit_calibrator", "log_loss", "plot_binary_reliability"]

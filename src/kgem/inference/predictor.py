@@ -8,12 +8,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.data.known import KnownSplits, KnownTriples
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
+from kgem.evaluation.calibrators import Calibrator
 from kgem.inference import generative
 from kgem.inference._common import Queries
 from kgem.inference.export import export_embeddings
@@ -32,8 +34,25 @@ class LinkPredictor:
     entities: Vocabulary
     relations: Vocabulary
 
+    calibrator: Calibrator | None = None  # scores -> probabilities a triple is true (kgem.evaluation.calibrators)
+
     def known_triples(self) -> KnownTriples | KnownSplits | None:
         return None
+
+    def _calibrated(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with a ``probability`` column from the calibrator, where there is one."""
+        if self.calibrator is None:
+            return frame
+        return frame.assign(probability=self.calibrator.probabilities(frame["score"].to_numpy(np.float64)))
+
+    def predict_proba(self, triples: Queries) -> np.ndarray:
+        """The calibrated probability that each ``(head, relation, tail)`` label triple is true (AmpliGraph's
+        ``predict_proba``); needs a calibrator (``kgem calibrate``, or ``LoadedModel.calibrate``)."""
+        if self.calibrator is None:
+            raise DataError("predict_proba needs a calibrated model: kgem calibrate MODEL_DIR, or "
+                            "loaded.calibrate(dataset) in Python")
+        scores = score_triples(self.model, self.entities, self.relations, triples)["score"].to_numpy(np.float64)
+        return self.calibrator.probabilities(scores)
 
     def _known(self, remove_known: bool) -> KnownTriples | KnownSplits | None:
         known = self.known_triples()
@@ -45,34 +64,39 @@ class LinkPredictor:
     def predict_tails(self, queries: Queries, *, k: int = 10, remove_known: bool = False,
                       memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Top-k tails of ``(head, relation)`` label pairs; see ``kgem.inference.predict_tails``."""
-        return predict_tails(self.model, self.entities, self.relations, queries, k=k,
-                             known=self._known(remove_known), remove_known=remove_known,
-                             memory_budget_bytes=memory_budget_bytes)
+        found = predict_tails(self.model, self.entities, self.relations, queries, k=k,
+                              known=self._known(remove_known), remove_known=remove_known,
+                              memory_budget_bytes=memory_budget_bytes)
+        return self._calibrated(found)
 
     def predict_heads(self, queries: Queries, *, k: int = 10, remove_known: bool = False,
                       memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Top-k heads of ``(relation, tail)`` label pairs."""
-        return predict_heads(self.model, self.entities, self.relations, queries, k=k,
-                             known=self._known(remove_known), remove_known=remove_known,
-                             memory_budget_bytes=memory_budget_bytes)
+        found = predict_heads(self.model, self.entities, self.relations, queries, k=k,
+                              known=self._known(remove_known), remove_known=remove_known,
+                              memory_budget_bytes=memory_budget_bytes)
+        return self._calibrated(found)
 
     def predict_relations(self, pairs: Queries, *, k: int = 10, remove_known: bool = False,
                           memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """Top-k relations between ``(head, tail)`` label pairs."""
-        return predict_relations(self.model, self.entities, self.relations, pairs, k=k,
-                                 known=self._known(remove_known), remove_known=remove_known,
-                                 memory_budget_bytes=memory_budget_bytes)
+        found = predict_relations(self.model, self.entities, self.relations, pairs, k=k,
+                                  known=self._known(remove_known), remove_known=remove_known,
+                                  memory_budget_bytes=memory_budget_bytes)
+        return self._calibrated(found)
 
     def score_triples(self, triples: Queries) -> pd.DataFrame:
         """Scores of ``(head, relation, tail)`` label triples, in input order."""
-        return score_triples(self.model, self.entities, self.relations, triples, known=self.known_triples())
+        return self._calibrated(score_triples(self.model, self.entities, self.relations, triples,
+                                              known=self.known_triples()))
 
     def top_triples(self, *, k: int = 100, relation: str | None = None, remove_known: bool = False,
                     memory_budget_bytes: int | None = None) -> pd.DataFrame:
         """The k highest-scoring triples of one relation or of the whole graph (bounded memory)."""
-        return top_triples(self.model, self.entities, self.relations, k=k, relation=relation,
-                           known=self._known(remove_known), remove_known=remove_known,
-                           memory_budget_bytes=memory_budget_bytes)
+        found = top_triples(self.model, self.entities, self.relations, k=k, relation=relation,
+                            known=self._known(remove_known), remove_known=remove_known,
+                            memory_budget_bytes=memory_budget_bytes)
+        return self._calibrated(found)
 
     def similar(self, labels: list[str], *, k: int = 10, metric: Metric | None = None,
                 kind: Literal["entity", "relation"] | None = None, memory_budget_bytes: int | None = None,
