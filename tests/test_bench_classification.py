@@ -1,0 +1,30 @@
+"""bench/classification.py runs one dataset and model end to end and reports numbers, or a failure as failed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+PATH = Path(__file__).resolve().parents[1] / "bench" / "classification.py"
+spec = importlib.util.spec_from_file_location("bench_classification", PATH)
+assert spec is not None and spec.loader is not None
+bench = importlib.util.module_from_spec(spec)
+sys.modules["bench_classification"] = bench
+spec.loader.exec_module(bench)
+
+
+def settings(**changes: object) -> argparse.Namespace:
+    base = {"data_root": None, "corruption": "uniform", "epochs": 2, "dim": 16, "lr": 0.01, "negatives": 8,
+            "batch_size": 256, "seed": 0}
+    return argparse.Namespace(**{**base, **changes})
+
+
+def test_one_run_reports_classification_and_every_calibrator() -> None:
+    row = bench.run("nations", "distmult", settings())
+    assert row["status"] == "ok"
+    assert 0 <= row["classification"]["accuracy"] <= 1 and math.isfinite(row["classification"]["auc_roc"])
+    assert set(row["calibration"]) == {"uncalibrated", "platt", "temperature", "isotonic"}
+    assert all("ece" in report or "error" in report for report in row["calibration"].values())
