@@ -34,13 +34,12 @@ from kgem.pipeline import pipeline
 def run(dataset: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train, classify and calibrate one model on one dataset."""
     start = time.perf_counter()
-    data = {"dataset": dataset, **({"path": str(Path(args.data_root) / dataset)} if args.data_root else {})}
-    ds = load_dataset(dataset, path=data.get("path"))
-    result = pipeline({"data": data, "model": {"name": model, "dim": args.dim},
+    ds = load_dataset(dataset, path=str(Path(args.data_root) / dataset) if args.data_root else None)
+    result = pipeline({"model": {"name": model, "dim": args.dim},
                        "training": {"approach": "slcwa", "optimizer": "adam", "lr": args.lr, "loss": "softplus",
                                     "epochs": args.epochs, "num_negatives": args.negatives,
                                     "batch_size": args.batch_size, "early_stopping": False, "seed": args.seed}},
-                      progress=False)
+                      data=ds, progress=False)
     known = ds.known()
     train = ds.train.hrt
 
