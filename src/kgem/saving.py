@@ -73,6 +73,14 @@ class LoadedModel(LinkPredictor):
     def known_triples(self) -> KnownTriples | KnownSplits | None:
         return self.known
 
+    def corruptions(self, dataset: Dataset, positives: torch.Tensor, strategy: Corruption = "uniform",
+                    seed: int = 0) -> torch.Tensor:
+        """One corruption of each of ``positives`` (this model's ids), never a triple of ``dataset``, drawn as
+        ``kgem.evaluation.classification.corrupt`` says: uniform, type-consistent (by ``dataset``'s training
+        triples) or hard (by this model's scores)."""
+        return corrupt(positives, self.model.num_entities, strategy=strategy, known=self.with_known(dataset).known,
+                       train=self.encode(dataset.train), model=self.model, seed=seed)
+
     def calibrate(self, dataset: Dataset, method: str = "platt", *, negatives: Triples | None = None,
                   corruption: Corruption = "uniform", positive_base_rate: float | None = None,
                   seed: int = 0) -> LoadedModel:
@@ -82,10 +90,8 @@ class LoadedModel(LinkPredictor):
         if dataset.valid is None:
             raise KgemError("calibration fits on the valid split; the dataset has none")
         positives = self.encode(dataset.valid)
-        known = self.with_known(dataset).known
-        negative = self.encode(negatives) if negatives is not None else corrupt(
-            positives, self.model.num_entities, strategy=corruption, known=known, train=self.encode(dataset.train),
-            model=self.model, seed=seed)
+        negative = self.encode(negatives) if negatives is not None else self.corruptions(dataset, positives,
+                                                                                           corruption, seed)
         scores = score_all(self.model, torch.cat([positives, negative]))
         labels = np.r_[np.ones(len(positives)), np.zeros(len(negative))]
         fitted = fit_calibrator(method, scores, labels, positive_base_rate=positive_base_rate)

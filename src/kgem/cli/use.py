@@ -19,7 +19,7 @@ from kgem.data import Dataset, relation_categories
 from kgem.data.triples import Triples, read_triples
 from kgem.errors import KgemError
 from kgem.evaluation.calibrators import calibration_report, plot_binary_reliability
-from kgem.evaluation.classification import classify, corrupt
+from kgem.evaluation.classification import classify
 from kgem.evaluation.classification import score_triples as score_all
 from kgem.factory import dataset_from_config, evaluator_from_config, negative_weights_from_config
 from kgem.inference.index import NeighbourIndex, build_index, draw_ids, recall
@@ -88,15 +88,12 @@ def evaluate_classification(loaded: LoadedModel, ds: Dataset, split: Triples, ar
     corrupted, as ``--corruption`` says)."""
     if ds.valid is None:
         raise KgemError("triple classification tunes its thresholds on the valid split; the dataset has none")
-    known = loaded.with_known(ds).known
-    train = loaded.encode(ds.train)
 
     def negatives(given: str | None, positives: torch.Tensor, seed: int) -> torch.Tensor:
         if given:
             read = read_triples(given, entities=loaded.entities, relations=loaded.relations, on_unseen="drop")
             return loaded.encode(read)
-        return corrupt(positives, loaded.model.num_entities, strategy=args.corruption, known=known, train=train,
-                       model=loaded.model, seed=seed)
+        return loaded.corruptions(ds, positives, args.corruption, seed)
 
     valid, test = loaded.encode(ds.valid), loaded.encode(split)
     result = classify(loaded.model, (valid, negatives(args.valid_negatives, valid, 1)),
@@ -211,9 +208,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {"method": args.method, "calibrator": calibrated.calibrator.to_dict()}
     if ds.test is not None:
         test = loaded.encode(ds.test)
-        known = loaded.with_known(ds).known
-        negative = corrupt(test, loaded.model.num_entities, strategy=args.corruption, known=known,
-                           train=loaded.encode(ds.train), model=loaded.model, seed=args.seed + 1)
+        negative = loaded.corruptions(ds, test, args.corruption, args.seed + 1)
         scores = score_all(loaded.model, torch.cat([test, negative]))
         labels = np.r_[np.ones(len(test)), np.zeros(len(negative))]
         before = 1 / (1 + np.exp(-scores))

@@ -110,7 +110,10 @@ class Thresholds:
 
     def of(self, relations: np.ndarray) -> np.ndarray:
         """Each triple's threshold: its relation's, else the global one."""
-        return np.array([self.per_relation.get(int(r), self.global_threshold) for r in relations], dtype=np.float64)
+        size = max([int(relations.max()) + 1 if len(relations) else 0, *(r + 1 for r in self.per_relation)])
+        table = np.full(size, self.global_threshold, dtype=np.float64)
+        table[list(self.per_relation)] = list(self.per_relation.values())
+        return table[relations.astype(np.int64)]
 
 
 @dataclass(frozen=True)
@@ -172,11 +175,12 @@ def corrupt(hrt: torch.Tensor, num_entities: int, *, strategy: Corruption = "uni
     hrt = hrt.long().cpu()
     if known is not None:  # a corruption shares (h, r) or (r, t) with its positive: the index of those is enough
         known = known.for_queries(hrt)
+    typed = _typed_pairs(train, num_entities) if strategy == "type" and train is not None else None
     out = hrt.clone()
     todo = torch.arange(len(hrt))
     for _ in range(MAX_REDRAWS + 1):
         head = torch.rand(len(todo), generator=generator) < 0.5  # the side drawn again too: one may be all known
-        out[todo] = _draw(hrt[todo], head, num_entities, strategy, train, model, pool, generator, known)
+        out[todo] = _draw(hrt[todo], head, num_entities, strategy, typed, model, pool, generator, known)
         if known is None:
             break
         again = known.contains(out[todo]) | (out[todo] == hrt[todo]).all(1)
@@ -186,16 +190,16 @@ def corrupt(hrt: torch.Tensor, num_entities: int, *, strategy: Corruption = "uni
     return out
 
 
-def _draw(hrt: torch.Tensor, head: torch.Tensor, num_entities: int, strategy: Corruption, train: torch.Tensor | None,
-          model: ScoringModel | None, pool: int, generator: torch.Generator,
-          known: KnownTriples | None) -> torch.Tensor:
+def _draw(hrt: torch.Tensor, head: torch.Tensor, num_entities: int, strategy: Corruption,
+          typed: tuple[torch.Tensor, torch.Tensor] | None, model: ScoringModel | None, pool: int,
+          generator: torch.Generator, known: KnownTriples | None) -> torch.Tensor:
     out = hrt.clone()
     column = torch.where(head, 0, 2)
     if strategy == "uniform":
         out[torch.arange(len(hrt)), column] = torch.randint(num_entities, (len(hrt),), generator=generator)
     elif strategy == "type":
-        assert train is not None
-        out[torch.arange(len(hrt)), column] = _typed(hrt[:, 1], head, train, num_entities, generator)
+        assert typed is not None
+        out[torch.arange(len(hrt)), column] = _typed(hrt[:, 1], head, typed, num_entities, generator)
     else:
         assert model is not None
         candidates = torch.randint(num_entities, (len(hrt), pool), generator=generator)
@@ -210,21 +214,26 @@ def _draw(hrt: torch.Tensor, head: torch.Tensor, num_entities: int, strategy: Co
     return out
 
 
-def _typed(r: torch.Tensor, head: torch.Tensor, train: torch.Tensor, num_entities: int,
+def _typed_pairs(train: torch.Tensor, num_entities: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sorted distinct ``relation * num_entities + entity`` keys of the training triples' heads and tails."""
+    train = train.long().cpu()
+    return (torch.unique(train[:, 1] * num_entities + train[:, 0]),
+            torch.unique(train[:, 1] * num_entities + train[:, 2]))
+
+
+def _typed(r: torch.Tensor, head: torch.Tensor, typed: tuple[torch.Tensor, torch.Tensor], num_entities: int,
            generator: torch.Generator) -> torch.Tensor:
-    """For each row, an entity seen as the head (``head``) or tail of relation ``r`` in ``train``; any entity for a
-    relation train lacks."""
-    train, r = train.long().cpu(), r.contiguous()
+    """For each row, an entity seen as the head (``head``) or tail of relation ``r`` in the training triples
+    (``_typed_pairs``); any entity for a relation they lack."""
+    r = r.contiguous()
     picks = torch.randint(num_entities, (len(r),), generator=generator)
-    for position in (0, 2):
-        keys = train[:, 1] * num_entities + train[:, position]
-        pairs = torch.unique(keys)  # sorted (relation, entity) pairs
+    for pairs, rows in zip(typed, (head, ~head), strict=True):
         rel_of = pairs // num_entities
         starts = torch.searchsorted(rel_of, r)
         counts = torch.searchsorted(rel_of, r, right=True) - starts
-        rows = (head if position == 0 else ~head) & (counts > 0)
+        rows = rows & (counts > 0)
         offsets = (torch.rand(len(r), generator=generator) * counts.clamp_min(1)).long()
-        picks[rows] = (pairs[(starts + offsets)[rows]] % num_entities)
+        picks[rows] = pairs[(starts + offsets)[rows]] % num_entities
     return picks
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +46,6 @@ from kgem.models.storage import release_rows
 from kgem.training.approaches import SLCWA
 from kgem.training.distributed import Replicas
 from kgem.training.optim import RowAdagrad, plain_sgd
-from kgem.training.samplers import NegativeSampler
 
 
 class Partitions:
@@ -99,17 +97,6 @@ class Partitions:
         return torch.cat([self.members[p] for p in self.touched(bucket)])
 
 
-@contextmanager
-def training_on(resident: torch.Tensor, sampler: NegativeSampler, negatives: str) -> Iterator[None]:
-    """While a rank trains a bucket whose ``resident`` entities are those of its partitions, its negatives come
-    from them (``negatives`` ``bucket``) or from the whole graph (``graph``)."""
-    sampler.candidates = resident if negatives == "bucket" else None
-    try:
-        yield
-    finally:
-        sampler.candidates = None
-
-
 @dataclass
 class Round:
     """One round: each rank's bucket (None: it idles), and which of the ``passes`` slices of it to train."""
@@ -156,11 +143,25 @@ def rounds(partitions: Partitions, sizes: list[int], world: int, generator: torc
     ``order``: ``random`` takes them as drawn; ``affinity`` gives each rank, where it can, a bucket sharing a
     partition with its bucket of the round before (PyTorch-BigGraph's affinity order), so that partitioned
     training copies one partition in and out between them instead of two."""
-    if order not in BUCKET_ORDERS:
-        raise ConfigError(f"training.bucket_order must be one of {', '.join(BUCKET_ORDERS)}, got {order!r}")
+    check_bucket_order(order)
     tries = max(1, min(16, 4096 // max(len(sizes), 1)))
     found = [_greedy(partitions, sizes, world, generator, order == "affinity") for _ in range(tries)]
     return min(found, key=len)
+
+
+def check_bucket_order(order: str) -> None:
+    if order not in BUCKET_ORDERS:
+        raise ConfigError(f"training.bucket_order must be one of {', '.join(BUCKET_ORDERS)}, got {order!r}")
+
+
+def check_schedule(partitions: int | None, passes: int, order: str, round_checkpoints: int) -> None:
+    """The schedule's settings: passes, bucket order and round checkpoints (which need partitions)."""
+    if passes < 1:
+        raise ConfigError(f"bucket_passes must be at least 1, got {passes}")
+    check_bucket_order(order)
+    if round_checkpoints < 0 or (round_checkpoints and partitions is None):
+        raise ConfigError(f"round_checkpoints ({round_checkpoints}) counts the rounds of sharded training "
+                          f"between checkpoints: 0 or more, with partitions")
 
 
 def _greedy(partitions: Partitions, sizes: list[int], world: int, generator: torch.Generator,

@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from kgem.training.losses import Loss
 from kgem.training.partitioned import ResidentPartitions, local
 from kgem.training.regularizers import Regularizer
 from kgem.training.schedule import EpochSchedule
-from kgem.training.sharded import BUCKET_ORDERS, Epoch, Exchange, Partitions, check_sharded, training_on
+from kgem.training.sharded import Epoch, Exchange, Partitions, check_schedule, check_sharded
 
 SavePartial = Callable[[torch.Tensor, Tally], None]  # a checkpoint inside an epoch: how far it got, its tally
 
@@ -113,16 +113,8 @@ class Trainer:
         if workers > 1:
             share(model, optimizer)  # checks the optimizer now; again per epoch, as a resume loads new state
         self.seed, self.partitions, self.shard_negatives = seed, partitions, shard_negatives
-        if bucket_passes < 1:
-            raise ConfigError(f"bucket_passes must be at least 1, got {bucket_passes}")
-        self.bucket_passes = bucket_passes
-        if bucket_order not in BUCKET_ORDERS:
-            raise ConfigError(f"bucket_order must be one of {', '.join(BUCKET_ORDERS)}, got {bucket_order!r}")
-        self.bucket_order = bucket_order
-        if round_checkpoints < 0 or (round_checkpoints and partitions is None):
-            raise ConfigError(f"round_checkpoints ({round_checkpoints}) counts the rounds of sharded training "
-                              f"between checkpoints: 0 or more, with partitions")
-        self.round_checkpoints = round_checkpoints
+        check_schedule(partitions, bucket_passes, bucket_order, round_checkpoints)
+        self.bucket_passes, self.bucket_order, self.round_checkpoints = bucket_passes, bucket_order, round_checkpoints
         if partitions is not None:
             if workers > 1:
                 raise ConfigError("HOGWILD workers and sharded training are two ways to use several cores: "
@@ -326,14 +318,10 @@ class Trainer:
         then the only rows of the table in memory (``kgem.training.partitioned``), in their local ids."""
         assert isinstance(self.approach, SLCWA)
         device, size = self.model.device, self.batch_size
-        context: AbstractContextManager[torch.Tensor | None]
-        if self._resident is not None:
-            context = self._resident.training(parts.touched(bucket), self.approach.sampler)
-        else:
-            context = training_on(parts.resident(bucket), self.approach.sampler, self.shard_negatives)
-        with context as offsets:
-            if offsets is not None:
-                edges = local(edges, offsets)
+        resident = self._resident
+        with resident.training(parts.touched(bucket), self.approach.sampler) if resident else nullcontext() as shift:
+            if shift is not None:
+                edges = local(edges, shift)
             batches = (edges[b : b + size].to(device, non_blocking=True) for b in range(0, len(edges), size))
             train_epoch(self.model, self.approach, batches, self.loss, self.optimizer, self.regularizer, generator,
                         epoch, tally, self.clip_grad_norm)
