@@ -180,6 +180,13 @@ def run_steps(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     steps.append(step("train", trained))
     if trained["status"] != "ok":
         return steps
+    return steps + evaluate_steps(args, run, fraction)
+
+
+def evaluate_steps(args: argparse.Namespace, run: Path, fraction: float) -> list[dict[str, Any]]:
+    """The evaluate steps: sampled (uniform and degree-proportional), each interval checked against the exact MRR,
+    and exact, on the same test triples, the saved model memory-mapped."""
+    steps: list[dict[str, Any]] = []
     common = ["evaluate", str(run / "model"), "--eval-fraction", f"{fraction:.6g}", "--seed", str(args.seed),
               "--mmap", "--memory-budget-mb", str(args.eval_budget_mb)]
     samplers = {"evaluate_sampled": "uniform", "evaluate_sampled_degree": "degree"}
@@ -214,8 +221,10 @@ def _generate_and_import(args: argparse.Namespace, work: Path, steps: list[dict[
         imported.update(rows=report["rows"], num_entities=report["num_entities"],
                         test_leakage=report["leakage"].get("test"))
     steps.append(step("import", imported))
+    if imported["status"] != "ok":
+        return None
     source.unlink()  # the import is what the rest reads
-    return report if imported["status"] == "ok" else None
+    return report
 
 
 def partitioned(partitions: int) -> list[str]:

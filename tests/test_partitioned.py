@@ -5,10 +5,8 @@ partition between consecutive buckets, and a killed run resuming at its last buc
 from __future__ import annotations
 
 import itertools
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from kgem.pipeline import pipeline
 from kgem.training import LOSSES, SLCWA, Checkpoints, Trainer, build_optimizer, partitioned
 from kgem.training.samplers import NegativeSampler
 from kgem.training.sharded import Partitions, rounds
+from signals import kill_when_saved
 
 
 @pytest.fixture(autouse=True)
@@ -117,13 +116,7 @@ def test_a_killed_partitioned_run_resumes_at_its_last_bucket(tmp_path) -> None:
     reference = fit_umls(str(tmp_path / "ref"), str(tmp_path / "ref-tables"), 3)
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_partitioned as t; "
             f"t.fit_umls({str(tmp_path / 'killed')!r}, {str(tmp_path / 'tables')!r}, 3)")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.time() + 120
-    while not list((tmp_path / "killed").glob("epoch-000001-batch-*")):  # a bucket of the second epoch is saved
-        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when_saved(code, tmp_path / "killed", "epoch-000001-batch-*")  # a bucket of the second epoch saved
     resumed = fit_umls(str(tmp_path / "killed"), str(tmp_path / "tables"), 3, resume=True)
     for (name, x), (_, y) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)

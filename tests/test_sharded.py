@@ -4,10 +4,8 @@ nothing, and two processes reach the single process's validation MRR on UMLS."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +19,7 @@ from kgem.training import LOSSES, SLCWA, Checkpoints, Trainer, TrainingInterrupt
 from kgem.training.mixed import HostTable, trainable_tensors
 from kgem.training.samplers import NegativeSampler
 from kgem.training.sharded import Epoch, Partitions, rounds
-from signals import sigterm_at
+from signals import kill_when_saved, sigterm_at
 
 
 @pytest.fixture(autouse=True)
@@ -133,13 +131,7 @@ def test_a_killed_sharded_run_resumes_at_its_last_round(tmp_path) -> None:
     reference = fit_umls(str(tmp_path / "ref"), 4)
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_sharded as t; "
             f"t.fit_umls({str(tmp_path / 'killed')!r}, 4)")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.time() + 120
-    while not list((tmp_path / "killed").glob("epoch-000001-batch-*")):  # a round of the second epoch is saved
-        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when_saved(code, tmp_path / "killed", "epoch-000001-batch-*")  # a round of the second epoch saved
     resumed = fit_umls(str(tmp_path / "killed"), 4, resume=True)
     for (name, x), (_, y) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
