@@ -10,10 +10,12 @@ import re
 import stat
 import tarfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from kgem.cli import main
 from kgem.data import DatasetInfo, RemoteFile, load_dataset
@@ -21,6 +23,10 @@ from kgem.data.sources import DATASETS, kgem_home
 from kgem.errors import DataError
 
 SPLITS = {"train.txt": b"a\tr\tb\r\nb\tr\tc\r\n", "valid.txt": b"a\tr\tc\r\n", "test.txt": b"c\tr\ta\r\n"}
+# AmpliGraph's layout of the datasets with a number per edge: <name>/{train,valid,test}.tsv, the number 4th
+WEIGHTED = {"train.tsv": b"a\tr\tb\t0.5\nb\tr\tc\t0.125\nc\ts\ta\t1\n", "valid.tsv": b"a\ts\tc\t0.25\n",
+            "test.tsv": b"b\ts\ta\t0.75\nc\tr\tb\t0\n"}
+WEIGHTS = {"train": [0.5, 0.125, 1.0], "valid": [0.25], "test": [0.75, 0.0]}
 
 
 def make_archive(files: dict[str, bytes]) -> bytes:
@@ -31,6 +37,22 @@ def make_archive(files: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def make_zip(files: dict[str, bytes], folders: tuple[str, ...] = ()) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for folder in folders:
+            zf.writestr(zipfile.ZipInfo(folder), b"")  # a directory entry, as zip tools write them
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def weighted_zip(folder: str = "wdata") -> bytes:
+    """The weighted splits inside ``folder``, beside the resource-fork files a zip made on macOS carries."""
+    files = {f"{folder}/{name}": data for name, data in WEIGHTED.items()}
+    return make_zip({**files, f"__MACOSX/{folder}/._train.tsv": b"\x00\x05\x16\x07junk"}, folders=(f"{folder}/",))
 
 
 @pytest.fixture
@@ -119,18 +141,89 @@ def test_archive_without_train_and_corrupt_archive(server, tmp_path) -> None:
     base, root, _ = server
     for name, data in {"empty.tar.gz": make_archive({"other/readme.txt": b"x"}), "bad.tar.gz": b"not a tar"}.items():
         (root / name).write_bytes(data)
-    with pytest.raises(DataError, match="no train.txt in the archive"):
+    with pytest.raises(DataError, match=r"no train.txt \(or .tsv, .csv\) in the archive"):
         load_dataset(DatasetInfo("e", "t", archive=RemoteFile(f"{base}/empty.tar.gz")), cache_dir=tmp_path / "c")
     with pytest.raises(DataError, match="corrupt archive"):
         load_dataset(DatasetInfo("b", "t", archive=RemoteFile(f"{base}/bad.tar.gz")), cache_dir=tmp_path / "c")
     assert list((tmp_path / "c").iterdir()) == []
 
 
-def test_archive_paths_cannot_escape(server, tmp_path) -> None:
+@pytest.mark.parametrize(("kind", "bad"), [("tar", "../../escape/train.txt"), ("zip", "../../escape/train.txt"),
+                                           ("zip", "/escape/train.txt"), ("zip", "wdata\\..\\..\\escape\\train.tsv")])
+def test_archive_paths_escaping_the_folder_are_refused(server, tmp_path, kind, bad) -> None:
     base, root, _ = server
-    (root / "evil.tar.gz").write_bytes(make_archive({"../../escape/train.txt": b"a\tr\tb\n", **SPLITS}))
-    load_dataset(DatasetInfo("evil", "t", archive=RemoteFile(f"{base}/evil.tar.gz")), cache_dir=tmp_path / "c")
-    assert not (tmp_path / "escape").exists()
+    pack = make_archive if kind == "tar" else make_zip
+    (root / "evil").write_bytes(pack({bad: b"a\tr\tb\n", **SPLITS}))
+    with pytest.raises(DataError, match="evil: refused: the archive holds '.*escape/train.*', a path outside its "
+                                        "folder"):
+        load_dataset(DatasetInfo("evil", "t", archive=RemoteFile(f"{base}/evil")), cache_dir=tmp_path / "c")
+    assert list((tmp_path / "c").iterdir()) == []
+    assert not (tmp_path / "escape").exists() and not Path("/escape").exists()
+
+
+def test_zip_download_reads_each_splits_edge_weights(server, tmp_path) -> None:
+    """A zip at a URL without a suffix (as figshare serves them), the .tsv splits in a folder, cached as they are."""
+    base, root, requests = server
+    (root / "files").mkdir()
+    (root / "files" / "123").write_bytes(weighted_zip())
+    info = DatasetInfo("weighted", "t", archive=RemoteFile(f"{base}/files/123"), inner="wdata", edge_weights=3)
+    ds = load_dataset(info, cache_dir=tmp_path / "cache")
+    for split, triples in ds.splits().items():
+        assert triples.weights is not None and triples.weights.dtype == torch.float32
+        assert triples.weights.tolist() == WEIGHTS[split], split
+    assert ds.train.to_df()[["head", "relation", "tail"]].values.tolist() == [["a", "r", "b"], ["b", "r", "c"],
+                                                                              ["c", "s", "a"]]
+    assert sorted(p.name for p in (tmp_path / "cache" / "weighted").iterdir()) == sorted(WEIGHTED)
+    unweighted = load_dataset(info, cache_dir=tmp_path / "cache", edge_weights=None)  # from the cache: train.tsv
+    assert len(requests) == 1
+    assert all(t.weights is None for t in unweighted.splits().values())
+    assert torch.equal(unweighted.test.hrt, ds.test.hrt)
+
+
+def test_zip_without_the_folders_train_file(server, tmp_path) -> None:
+    base, root, _ = server
+    (root / "flat").write_bytes(make_zip(WEIGHTED))  # the splits at the top, not in wdata/
+    info = DatasetInfo("flat", "t", archive=RemoteFile(f"{base}/flat"), inner="wdata", edge_weights=3)
+    with pytest.raises(DataError, match=r"flat: no wdata/train.txt \(or .tsv, .csv\) in the archive \(it holds "
+                                        r"\['train.tsv', 'valid.tsv', 'test.tsv'\]\)"):
+        load_dataset(info, cache_dir=tmp_path / "c")
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_per_split_files_keep_their_suffix(server, tmp_path) -> None:
+    """A comma-separated split file is cached as .csv, so the reader splits it at commas."""
+    base, root, _ = server
+    for split, data in (("train", b"a,r,b\nb,r,c\n"), ("valid", b"a,r,c\n"), ("test", b"c,r,a\n")):
+        (root / f"{split}.csv").write_bytes(data)
+    files = {split: RemoteFile(f"{base}/{split}.csv") for split in ("train", "valid", "test")}
+    info = DatasetInfo("commas", "t", files=files)
+    ds = load_dataset(info, cache_dir=tmp_path / "cache")
+    assert (ds.num_entities, ds.num_relations, len(ds.train)) == (3, 1, 2)
+    assert sorted(p.name for p in (tmp_path / "cache" / "commas").iterdir()) == ["test.csv", "train.csv",
+                                                                                 "valid.csv"]
+
+
+def test_datasets_with_a_number_per_edge_are_registered() -> None:
+    for name, inner in (("onet20k", "onet20k"), ("ppi5k", "ppi5k"), ("nl27k", "nl27k"), ("cn15k", "cn15k")):
+        info = DATASETS.get(name)
+        assert info.edge_weights == 3 and info.inner == inner and info.counts is not None
+        assert info.archive is not None and info.archive.url.startswith("https://ndownloader.figshare.com/files/")
+        assert info.pinned is False  # not downloaded here yet: its sha256 is unknown
+    assert DATASETS.get("ppi5k").counts == (4999, 7, 230929, 19017, 21720)
+    assert sum(DATASETS.get(name).edge_weights is not None for name in DATASETS) == 4
+
+
+def test_a_registered_weighted_dataset_from_a_local_folder(tmp_path) -> None:
+    """``path=`` with a registered name reads the registered layout: AmpliGraph's own download folder works."""
+    folder = tmp_path / "ppi5k"
+    folder.mkdir()
+    for name, data in WEIGHTED.items():
+        (folder / name).write_bytes(data)
+    ds = load_dataset("ppi5k", path=folder)
+    assert ds.name == "ppi5k" and ds.valid.weights is not None and ds.valid.weights.tolist() == WEIGHTS["valid"]
+    assert load_dataset("PPI5K", path=folder, edge_weights=None).train.weights is None
+    with pytest.raises(DataError, match="4 fields, but only 3 columns are read"):
+        load_dataset("ppi5k", path=folder, edge_weights=None, extra_columns="error")
 
 
 def test_registry_and_cache_home(monkeypatch, tmp_path) -> None:
@@ -154,10 +247,13 @@ def test_readme_and_kgem_datasets_say_which_downloads_are_checksum_pinned(capsys
     downloads = {name: DATASETS.get(name).pinned for name in DATASETS if not DATASETS.get(name).bundled}
     assert said == downloads
     assert main(["datasets"]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[5:8] == ["source", "edge_weights", "sha256"]  # the header has no name column
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
     for name, info in ((name, DATASETS.get(name)) for name in DATASETS):
-        shown = rows[name][7] if rows[name][7] != "NOT" else "NOT pinned"
+        shown = rows[name][8] if rows[name][8] != "NOT" else "NOT pinned"
         assert shown == {None: "-", True: "pinned", False: "NOT pinned"}[info.pinned], name
+        assert rows[name][7] == ("-" if info.edge_weights is None else str(info.edge_weights)), name
 
 
 def test_unpinned_dataset_download_warns_not_verified(server, tmp_path, caplog) -> None:

@@ -30,8 +30,12 @@ class DataConfig:
     format: str = help_field("raw_udd_hrt", "DGL-KE file format: raw_udd_{order} (label triples, columns in "
                              "that order, e.g. raw_udd_htr) or udd_{order} (ids + entities.dict/relations.dict)")
     header: bool = help_field(False, "the label files' first line names the columns (skip it)")
-    extra_columns: Literal["error", "ignore"] = help_field("error", "label files with more than 3 columns (e.g. an "
-                                                           "edge weight, not supported yet): error or ignore them")
+    extra_columns: Literal["error", "ignore"] = help_field("error", "label files with more than the columns read: "
+                                                           "error or ignore them")
+    edge_weights: int | str | None = help_field(None, "the column of a number per edge (importance, confidence, "
+                                                      "...): 3 for a 4th column (DGL-KE's has_edge_importance), or "
+                                                      "its name with header; read into the triples' weights, which "
+                                                      "training uses as training.edge_weights says")
     quotechar: str | None = help_field(None, "quote character of fields that hold the delimiter, as CSV writers "
                                              "quote them (e.g. '\"'); null: no quoting")
     files: list[str] = help_field([], "train [valid [test]] file names inside path (default: train/valid/test.*)")
@@ -116,6 +120,12 @@ class TrainingConfig:
                                                   "log-likelihood) or mle (exact log-likelihood)")
     objective_weights: list[float] = help_field([1.0, 1.0, 1.0], "pll's weights of log p(t|h,r), log p(r|h,t) "
                                                                  "and log p(h|r,t)")
+    edge_weights: Literal["loss", "focuse", "ignore"] = help_field(
+        "loss", "what the training triples' numeric values (data.edge_weights) do: weigh each edge's terms in the "
+                "loss (loss: DGL-KE's edge importance, PyTorch-BigGraph's weight), modulate its scores (focuse: "
+                "AmpliGraph's FocusE, slcwa only) or nothing (ignore)")
+    focuse_args: dict[str, Any] = help_field({}, "FocusE settings: non_linearity (linear, softplus, sigmoid, tanh), "
+                                                 "stop_epoch (251), structural_wt (0.001), normalize (true)")
     regularizer: str | None = help_field("n3", "lp or n3, or null")
     regularizer_args: dict[str, Any] = help_field({"weight": 0.01}, "regularizer arguments")
     epochs: int = help_field(50, "maximum number of epochs")
@@ -197,6 +207,11 @@ class TrainingConfig:
             raise ConfigError(f"training.peer_timeout must be a positive number of seconds, got {self.peer_timeout}")
         if not 0 <= self.min_delta < math.inf:
             raise ConfigError(f"training.min_delta must be zero or positive, got {self.min_delta}")
+        if self.edge_weights == "focuse" and self.approach != "slcwa":
+            raise ConfigError(f"training.edge_weights: focuse modulates a positive's and its sampled negatives' "
+                              f"scores: train with approach slcwa (not {self.approach})")
+        if self.focuse_args and self.edge_weights != "focuse":
+            raise ConfigError("training.focuse_args are FocusE's settings: set training.edge_weights: focuse")
         sampling = [name for name in ("filtered", "shared_negatives") if getattr(self, name)]
         if sampling and self.approach != "slcwa":
             raise ConfigError(f"training.{sampling[0]} is an option of negative sampling (approach slcwa); "

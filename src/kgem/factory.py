@@ -57,6 +57,7 @@ from kgem.training import (
 from kgem.training import build_optimizer as make_optimizer
 from kgem.training import build_scheduler as make_scheduler
 from kgem.training.distributed import Replicas, launched
+from kgem.training.focuse import FocusE
 from kgem.training.mixed import HostTable, trainable_tensors, update_async
 from kgem.training.optim import OPTIMIZERS
 from kgem.training.schedule import RULES, Plateau
@@ -73,7 +74,8 @@ def dataset_from_config(cfg: DataConfig, data: Data = None) -> Dataset:
     if isinstance(data, Dataset):
         return data
     if isinstance(data, pd.DataFrame):
-        return Dataset.from_split(data, cfg.split, seed=cfg.split_seed, on_duplicates=cfg.on_duplicates)
+        return Dataset.from_split(data, cfg.split, seed=cfg.split_seed, on_duplicates=cfg.on_duplicates,
+                                  edge_weights=cfg.edge_weights)
     source = str(data) if data is not None else cfg.dataset
     folder = cfg.path if data is None and cfg.path is not None else source
     order = cfg.format.rpartition("_")[2]
@@ -82,6 +84,8 @@ def dataset_from_config(cfg: DataConfig, data: Data = None) -> Dataset:
         return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
     reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates, "header": cfg.header,
                               "extra_columns": cfg.extra_columns, "quotechar": cfg.quotechar}
+    if cfg.edge_weights is not None:
+        reader["edge_weights"] = cfg.edge_weights
     if order != "hrt":
         reader["columns"] = order_to_columns(order)
     if cfg.files:
@@ -243,8 +247,13 @@ def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> 
         return Generative(functools.partial(pll, weights=weights) if cfg.objective == "pll" else
                           objective(cfg.objective))
     if cfg.approach == "slcwa":
+        focuse = None
+        if cfg.edge_weights == "focuse":
+            focuse = construct("training.focuse_args", "focuse", FocusE,
+                               **checked("training.focuse_args", "focuse", cfg.focuse_args,
+                                         arguments(FocusE, skip=("epoch",))))
         return SLCWA(NegativeSampler(cfg.num_negatives, bernoulli=cfg.sampler == "bernoulli", filtered=cfg.filtered,
-                                     shared=cfg.shared_negatives))
+                                     shared=cfg.shared_negatives), focuse)
     return KvsAll() if cfg.approach == "kvsall" else OneVsAll()
 
 

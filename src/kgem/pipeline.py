@@ -211,7 +211,8 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     start = time.perf_counter()
     try:
         history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
-                                                                checkpoints=checkpoints, resume=resume)
+                                                                checkpoints=checkpoints, resume=resume,
+                                                                weights=training_weights(cfg, dataset))
     except BaseException:
         if replicas is not None:
             replicas.leave()
@@ -228,6 +229,16 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     if run is not None:
         run.finish(outcome)
     return outcome
+
+
+def training_weights(cfg: PipelineConfig, dataset: Dataset) -> torch.Tensor | None:
+    """The training triples' numeric values as training uses them (``training.edge_weights``), or None."""
+    if cfg.training.edge_weights == "ignore":
+        return None
+    if cfg.training.edge_weights == "focuse" and dataset.train.weights is None:
+        raise ConfigError("training.edge_weights: focuse needs a number per training edge: name its column with "
+                          "data.edge_weights (3 for a 4th column)")
+    return dataset.train.weights
 
 
 def table_storage(cfg: ModelConfig, run: RunFolder | FollowerFolder | None,

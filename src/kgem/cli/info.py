@@ -28,6 +28,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         counts = info.counts or (None,) * 5
         rows.append({"name": name, "entities": counts[0], "relations": counts[1], "train": counts[2],
                      "valid": counts[3], "test": counts[4], "source": "bundled" if info.bundled else "download",
+                     "edge_weights": "-" if info.edge_weights is None else info.edge_weights,
                      "sha256": {None: "-", True: "pinned", False: "NOT pinned"}[info.pinned],
                      "description": info.description})
     print(pd.DataFrame(rows).set_index("name").to_string())

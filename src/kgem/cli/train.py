@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,24 @@ from kgem.factory import dataset_from_config
 from kgem.pipeline import pipeline, resolve_config, resume
 from kgem.training.distributed import follower, launched
 
+
+def column(text: str) -> int | str:
+    """A column: its position (a whole number) or its name."""
+    return int(text) if text.isdigit() else text
+
+
 # (option strings, config key, type, help); DGL-KE's spelling is accepted next to ours
-FLAGS: list[tuple[tuple[str, ...], str, type, str]] = [
+FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
     (("--dataset",), "data.dataset", str, "registered dataset, a folder of train/valid/test files, or one file of "
                                           "facts to split 80/10/10"),
     (("--data-path", "--data_path"), "data.path", str, "folder holding the dataset's files"),
     (("--format",), "data.format", str, "raw_udd_{hrt,htr,...} (label triples) or udd_{...} (ids + .dict files)"),
     (("--header",), "data.header", bool, "the label files' first line names the columns: skip it"),
     (("--quotechar",), "data.quotechar", str, "quote character of fields holding the delimiter (CSV: '\"')"),
+    (("--edge-weights", "--edge_weights"), "data.edge_weights", column,
+     "the column of a number per edge (3: a 4th column; a name with --header): weighs the loss, or FocusE's scores"),
+    (("--edge-weights-mode", "--edge_weights_mode"), "training.edge_weights", str,
+     "what the edge weights do: loss (default: weigh each edge's terms), focuse (AmpliGraph's FocusE) or ignore"),
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
     (("--dim", "--hidden-dim", "--hidden_dim"), "model.dim", int, "embedding dimension"),
     (("--storage",), "model.storage", str,
@@ -251,6 +262,11 @@ def add_parsers(sub: Any) -> None:
             p.add_argument(*flags, dest=key.replace(".", "_"), action="store_const", const=True, help=text)
         else:
             p.add_argument(*flags, dest=key.replace(".", "_"), type=kind, help=text, metavar=kind.__name__.upper())
+    p.add_argument("--has-edge-importance", "--has_edge_importance", dest="data_edge_weights", action="store_const",
+                   const=3, help="DGL-KE's spelling of --edge-weights 3: a 4th column of edge importances")
+    p.add_argument("--focuse", dest="training_edge_weights", action="store_const", const="focuse",
+                   help="train with FocusE (--edge-weights-mode focuse; its settings: --set "
+                        "training.focuse_args.stop_epoch=50)")
     p.add_argument("--max-step", "--max_step", type=positive,
                    help="training steps (DGL-KE); rounded up to whole epochs")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config override, e.g. model.inverse=false")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +153,16 @@ class Dataset:
     @classmethod
     def from_dfs(cls, train: pd.DataFrame, valid: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
                  *, name: str = "dataframe", columns: tuple[str, str, str] = ("head", "relation", "tail"),
-                 on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep") -> Dataset:
-        """Build a dataset from DataFrames with head, relation and tail columns."""
-        tr = triples_from_df(train, columns=columns, on_duplicates=on_duplicates, source=f"{name}/train")
+                 on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
+                 edge_weights: str | None = None) -> Dataset:
+        """Build a dataset from DataFrames with head, relation and tail columns (and ``edge_weights``, a column of
+        a number per edge)."""
+        tr = triples_from_df(train, columns=columns, on_duplicates=on_duplicates, source=f"{name}/train",
+                             edge_weights=edge_weights)
         others = [None if df is None else triples_from_df(
             df, columns=columns, entities=tr.entities, relations=tr.relations, on_unseen=on_unseen,
-            on_duplicates=on_duplicates, source=f"{name}/{split}") for split, df in (("valid", valid), ("test", test))]
+            on_duplicates=on_duplicates, source=f"{name}/{split}", edge_weights=edge_weights)
+            for split, df in (("valid", valid), ("test", test))]
         return cls(tr, others[0], others[1], name=name)
 
     @classmethod
@@ -169,13 +173,17 @@ class Dataset:
         """Split one set of facts (a DataFrame, Triples, or a triples file) into train/valid/test by ``ratios``
         (seeded), keeping every entity and relation in train, so valid and test have nothing unseen."""
         if isinstance(facts, pd.DataFrame):
-            triples = triples_from_df(facts, columns=columns, on_duplicates=on_duplicates, source=name or "dataframe")
+            weights = read_options.get("edge_weights")  # a column name, or its position
+            if isinstance(weights, int) and not 0 <= weights < len(facts.columns):
+                raise DataError(f"edge_weights: no column {weights} in a DataFrame of {len(facts.columns)} columns")
+            triples = triples_from_df(facts, columns=columns, on_duplicates=on_duplicates, source=name or "dataframe",
+                                      edge_weights=facts.columns[weights] if isinstance(weights, int) else weights)
         elif isinstance(facts, Triples):
             triples = facts
         else:
             triples = read_triples(facts, on_duplicates=on_duplicates, **read_options)
         label = name or Path(triples.source).stem
-        parts = [Triples(triples.hrt[ids], triples.entities, triples.relations, source=f"{label}/{split}")
+        parts = [replace(triples.subset(ids), source=f"{label}/{split}", stats={})
                  for split, ids in zip(SPLITS, split_indices(triples.hrt, ratios, seed=seed))]
         return cls(parts[0], parts[1] if len(parts[1]) else None, parts[2] if len(parts[2]) else None, name=label)
 

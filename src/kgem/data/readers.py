@@ -190,11 +190,13 @@ def _offset_of_line(data: bytes, index: int) -> int:
 def iter_label_chunks(
     path: str | os.PathLike[str], *, delimiter: str = "\t", header: bool = False,
     columns: Sequence[int | str] = (0, 1, 2), quotechar: str | None = None, extra_columns: ExtraColumns = "error",
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int = CHUNK_BYTES, weight: int | str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield ``(m, 3)`` object arrays of (head, relation, tail) labels from a delimited file.
 
     ``columns`` picks the head, relation and tail columns by position, or by name when ``header`` is true.
+    ``weight`` picks one more, a number per edge: the arrays are then ``(m, 4)``, the 4th column floats (a field
+    that is not a finite number is an error naming its line).
     Every line must have the same number of fields as the first one; more fields than ``columns`` uses are an
     error unless ``extra_columns="ignore"``. Without ``header``, a first line that looks like column names
     (``subject, predicate, object``, ...) found nowhere else in the file is read as a triple, with a warning.
@@ -217,8 +219,9 @@ def iter_label_chunks(
             if b"\r" in data.split(b"\n", 1)[0].rstrip(b"\r"):  # CRLF arrives here as LF; a lone CR ends no line
                 raise DataError(f"{path}:{top}: lines end with a bare CR (classic Mac OS); convert the file to LF "
                                 f"or CRLF line endings")
-            data, first, picks = _resolve_header(path, data, top, delimiter, header, columns, num_fields, quotechar)
-            _check_extra_columns(path, top, num_fields, picks, columns, extra_columns,
+            wanted = [*columns, *([] if weight is None else [weight])]
+            data, first, picks = _resolve_header(path, data, top, delimiter, header, wanted, num_fields, quotechar)
+            _check_extra_columns(path, top, num_fields, picks, wanted, extra_columns,
                                  quotes=quotechar is None and b'"' in data.split(b"\n", 1)[0])
         if quotechar and quotechar.encode() in data:
             labels = _parse_quoted_chunk(path, data, first, delimiter, quotechar, num_fields)
@@ -230,9 +233,12 @@ def iter_label_chunks(
         if not len(labels):
             continue
         labels = rest = labels[:, picks]
-        if empty and not header and _looks_like_header(labels[0]):
+        if weight is not None:
+            labels[:, 3] = _numbers(path, data, first, labels[:, 3])
+            rest = labels[:, :3]
+        if empty and not header and _looks_like_header(labels[0, :3]):
             suspect, rest = labels[0], labels[1:]
-        if suspect is not None and np.isin(rest, suspect).any():
+        if suspect is not None and np.isin(rest[:, :3], suspect).any():
             suspect = None
         empty = False
         yield labels
@@ -242,6 +248,18 @@ def iter_label_chunks(
         log.warning("%s:%d: the first line %s looks like a header (column names found nowhere else in the file) "
                     "and was read as a triple; pass header=True (config data.header: true, kgem train --header) "
                     "to skip it", path, top, list(suspect))
+
+
+def _numbers(path: Path, data: bytes, first: int, fields: np.ndarray) -> np.ndarray:
+    """The fields as float64, or a DataError naming the line of the first that is not a finite number."""
+    values = pd.to_numeric(pd.Series(fields), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        lines = [i for i, line in enumerate(data.split(b"\n")) if line]  # the parser skips blank lines
+        line = lines[int(bad[0])] if int(bad[0]) < len(lines) else 0
+        hint = " (a header line? read it with header=True)" if first + line == 1 else ""
+        raise DataError(f"{path}:{first + line}: edge weight {fields[bad[0]]!r} is not a finite number{hint}")
+    return values
 
 
 def _looks_like_header(row: np.ndarray) -> bool:
@@ -256,8 +274,10 @@ def _check_extra_columns(path: Path, line: int, num_fields: int, picks: list[int
         quoting = (" If a quoted field holds the delimiter, read with quotechar='\"' (config data.quotechar, "
                    "kgem train --quotechar); otherwise" if quotes else ";")
         raise DataError(f"{path}:{line}: {num_fields} fields, but only {len(set(picks))} columns are read "
-                        f"({list(columns)}).{quoting} extra columns such as edge weights are not supported, pass "
-                        f"extra_columns='ignore' (config data.extra_columns: ignore) to read the file without them"
+                        f"({list(columns)}).{quoting} extra columns: pass extra_columns='ignore' (config "
+                        f"data.extra_columns: ignore) to read the file without them, or edge_weights=3 (config "
+                        f"data.edge_weights: 3, kgem train --edge-weights 3) to read a 4th column of numbers as "
+                        f"the edges' weights"
                         .replace(".; ", "; "))
 
 
@@ -270,7 +290,7 @@ def _resolve_header(path: Path, data: bytes, first: int, delimiter: str, header:
         first_line, _, data = data.partition(b"\n")
         names = _split_line(first_line.decode("utf-8", errors="replace"), delimiter, quotechar)
         first += 1
-    if len(columns) != 3:
+    if len(columns) not in (3, 4):
         raise DataError(f"columns must name 3 columns (head, relation, tail), got {list(columns)}")
     picks = []
     for col in columns:

@@ -1,8 +1,8 @@
 """Where datasets come from: bundled in the package, downloaded from their canonical source, or a local folder.
 
 Downloads go to ``$KGEM_HOME/datasets/<name>`` (default ``~/.cache/kgem``). A download is streamed to a
-temporary file, its sha256 checked, the split files extracted into a staging folder, and the staging folder
-renamed into place last, so an interrupted or corrupt download never looks complete.
+temporary file, its sha256 checked, the split files extracted into a staging folder (``kgem.data.archives``), and
+the staging folder renamed into place last, so an interrupted or corrupt download never looks complete.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tarfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -22,7 +20,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from kgem.atomic import atomic_dir
-from kgem.data.dataset import SPLITS, Dataset
+from kgem.data.archives import extract_splits, has_train
+from kgem.data.dataset import SPLITS, SUFFIXES, Dataset
 from kgem.errors import DataError
 from kgem.registry import Registry
 
@@ -30,6 +29,7 @@ log = logging.getLogger("kgem")
 
 CONVE = "https://raw.githubusercontent.com/TimDettmers/ConvE/f3c0eb286025410fa5b4c04696c918264163d0ca"
 CODEX = "https://raw.githubusercontent.com/tsafavi/codex/3132e426c2a6b643b70bad679905a3a6270be440/data/triples"
+FIGSHARE = "https://ndownloader.figshare.com/files"  # AmpliGraph's copies: zips of <name>/{train,valid,test}.tsv
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,12 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered dataset: bundled (``bundled=True``), or a tar.gz ``archive`` or one ``files`` entry per split.
+    """A registered dataset: bundled (``bundled=True``), or an ``archive`` (zip or tar, told apart by its first
+    bytes) or one ``files`` entry per split.
 
-    ``counts`` are the published sizes: entities, relations, train, valid, test.
+    ``counts`` are the published sizes: entities, relations, train, valid, test. ``edge_weights``: the column of the
+    split files that holds a number per edge (importance, confidence, ...); ``load_dataset`` reads it into each
+    split's ``Triples.weights``.
     """
 
     name: str
@@ -54,6 +57,7 @@ class DatasetInfo:
     archive: RemoteFile | None = None
     files: dict[str, RemoteFile] = field(default_factory=dict)
     inner: str = ""  # folder inside the archive that holds the split files
+    edge_weights: int | None = None
 
     @property
     def pinned(self) -> bool | None:
@@ -100,6 +104,18 @@ for _info in [
                            "0575ce05e4ce915e395bb4f708e8df9547989dd4c8c71407cbfd78c19daffcf7")}),
     DatasetInfo("codex-l", "CoDEx large (Safavi & Koutra 2020)", (77951, 69, 551193, 30622, 30622), files={
         split: RemoteFile(f"{CODEX}/codex-l/{split}.txt") for split in SPLITS}),
+    DatasetInfo("onet20k", "O*NET20K (Pai & Costabello 2021): jobs and skills, edge values: importance",
+                (20643, 19, 461932, 850, 2000), archive=RemoteFile(f"{FIGSHARE}/66192209"), inner="onet20k",
+                edge_weights=3),
+    DatasetInfo("ppi5k", "PPI5K (Chen et al. 2019): protein interactions, edge values: confidence",
+                (4999, 7, 230929, 19017, 21720), archive=RemoteFile(f"{FIGSHARE}/66192224"), inner="ppi5k",
+                edge_weights=3),
+    DatasetInfo("nl27k", "NL27K (Chen et al. 2019): NELL beliefs, edge values: confidence",
+                (27221, 405, 149100, 12274, 14026), archive=RemoteFile(f"{FIGSHARE}/66192212"), inner="nl27k",
+                edge_weights=3),
+    DatasetInfo("cn15k", "CN15K (Chen et al. 2019): ConceptNet, edge values: confidence",
+                (15000, 36, 199417, 16829, 19224), archive=RemoteFile(f"{FIGSHARE}/66192206"), inner="cn15k",
+                edge_weights=3),
 ]:
     register_dataset(_info)
 
@@ -119,24 +135,38 @@ def load_dataset(name: str | DatasetInfo, *, path: str | os.PathLike[str] | None
     """Load a dataset by registered name (bundled or downloaded into the cache) or from a local folder.
 
     ``path`` (or a ``name`` that is an existing folder) reads train/valid/test files from that folder.
-    ``options`` go to ``Dataset.from_folder`` (``on_unseen``, ``on_duplicates``, reader options).
+    ``options`` go to ``Dataset.from_folder`` (``on_unseen``, ``on_duplicates``, reader options). A registered
+    dataset with a number per edge (``DatasetInfo.edge_weights``, also with ``path``) reads it into each split's
+    ``weights``; ``edge_weights=None`` reads the triples without it.
     """
+    info = name if isinstance(name, DatasetInfo) else DATASETS.get(name) if name in DATASETS else None
+    options = reader_defaults(info, options)
+    label = info.name if info else str(name)
     if path is not None:
-        label = name.name if isinstance(name, DatasetInfo) else name
         return Dataset.from_folder(path, name=label, **options)
-    if isinstance(name, str) and name not in DATASETS and Path(name).is_dir():
-        return Dataset.from_folder(name, **options)
-    info = name if isinstance(name, DatasetInfo) else DATASETS.get(name)
+    if info is None and Path(label).is_dir():
+        return Dataset.from_folder(label, **options)
+    info = info or DATASETS.get(label)  # an unknown name: the error lists the known ones
     if info.bundled:
         return Dataset.from_folder(bundled_folder(info.name), name=info.name, **options)
     folder = fetch(info, Path(cache_dir) if cache_dir else kgem_home() / "datasets", download=download)
     return Dataset.from_folder(folder, name=info.name, **options)
 
 
+def reader_defaults(info: DatasetInfo | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the registered layout as defaults: the column of edge weights, unless the caller passes
+    ``edge_weights=None``, which reads the triples without it (that column then ignored: ``extra_columns``)."""
+    if info is None or info.edge_weights is None:
+        return options
+    if "edge_weights" in options and options["edge_weights"] is None:
+        return {"extra_columns": "ignore", **options}
+    return {"edge_weights": info.edge_weights, **options}
+
+
 def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
     """The folder with the dataset's split files, downloading it first if it is not in ``root``."""
     final = root / info.name
-    if (final / "train.txt").is_file():
+    if has_train(final):
         return final
     if not download:
         raise DataError(f"dataset {info.name!r} is not in {root} and download=False")
@@ -145,15 +175,21 @@ def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
         log.warning("dataset %r has no pinned sha256: its download is not verified", info.name)
     with atomic_dir(final) as staging:  # mode 0o777 less the umask, as the cache it becomes
         if info.archive is not None:
-            archive = staging / "archive.tar.gz"
+            archive = staging / "archive"  # zip or tar: ``extract_splits`` reads which from its first bytes
             download_file(info.archive, archive, desc=info.name)
-            extract_splits(archive, staging, info.inner)
+            extract_splits(archive, staging, info.inner, source=info.archive.url)
             archive.unlink()
         for split, remote in info.files.items():
-            download_file(remote, staging / f"{split}.txt", desc=f"{info.name}/{split}")
-        if not (staging / "train.txt").is_file():
-            raise DataError(f"dataset {info.name!r}: the download holds no train.txt")
+            download_file(remote, staging / split_file_name(split, remote.url), desc=f"{info.name}/{split}")
+        if not has_train(staging):
+            raise DataError(f"dataset {info.name!r}: the download holds no train file")
     return final
+
+
+def split_file_name(split: str, url: str) -> str:
+    """The name a downloaded split file is kept under: the split and the URL's suffix (which tells the reader the
+    delimiter and compression), ``.txt`` for a URL with none it reads."""
+    return split + next((suffix for suffix in SUFFIXES if url.endswith(suffix)), ".txt")
 
 
 def download_file(remote: RemoteFile, dest: Path, *, desc: str = "download") -> None:
@@ -179,24 +215,3 @@ def download_file(remote: RemoteFile, dest: Path, *, desc: str = "download") -> 
     if remote.sha256 is None:
         log.warning("unverified download %s (no pinned checksum): sha256 %s", remote.url, got)
     os.replace(tmp, dest)
-
-
-def extract_splits(archive: Path, dest: Path, inner: str = "") -> None:
-    """Copy the split files of a tar archive into ``dest``. Only regular files named like a split inside the
-    ``inner`` folder are read, and they are written under our own names, so no archive path can escape ``dest``."""
-    wanted = {f"{split}.txt" for split in SPLITS}
-    try:
-        with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-            for m in members:
-                folder, _, base = m.name.lstrip("./").rpartition("/")
-                if base in wanted and folder == inner.strip("/"):
-                    source = tar.extractfile(m)
-                    assert source is not None
-                    with source, open(dest / base, "wb") as out:
-                        shutil.copyfileobj(source, out)
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise DataError(f"{archive}: corrupt archive: {e}") from e
-    if not (dest / "train.txt").exists():
-        names = [m.name for m in members][:10]
-        raise DataError(f"{archive}: no {inner + '/' if inner else ''}train.txt in the archive (it holds {names})")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -34,11 +34,14 @@ class Triples:
     relations: Vocabulary
     source: str = "<memory>"
     stats: dict[str, int] = field(default_factory=dict)
+    weights: torch.Tensor | None = None  # (n,) float32: a numeric value per edge (importance, confidence, ...)
 
     def __post_init__(self) -> None:
         if self.hrt.dtype != torch.int64 or self.hrt.ndim != 2 or self.hrt.shape[1] != 3:
             raise DataError(f"{self.source}: triples must be an int64 tensor of shape (n, 3), "
                             f"got {self.hrt.dtype} {tuple(self.hrt.shape)}")
+        if self.weights is not None:
+            self.weights = check_weights(self.weights, len(self.hrt), self.source)
         if len(self.hrt):
             lo = self.hrt.min(dim=0).values.tolist()
             hi = self.hrt.max(dim=0).values.tolist()
@@ -63,20 +66,31 @@ class Triples:
         return len(self.relations)
 
     def to_df(self) -> pd.DataFrame:
-        """Labels and ids as a DataFrame with columns head, relation, tail, head_id, relation_id, tail_id."""
+        """Labels and ids as a DataFrame with columns head, relation, tail, head_id, relation_id, tail_id (and
+        weight when the triples have numeric values)."""
         ids = self.hrt.numpy()
-        return pd.DataFrame({
+        frame = pd.DataFrame({
             "head": self.entities.to_labels(ids[:, 0]), "relation": self.relations.to_labels(ids[:, 1]),
             "tail": self.entities.to_labels(ids[:, 2]),
             "head_id": ids[:, 0], "relation_id": ids[:, 1], "tail_id": ids[:, 2],
         })
+        if self.weights is not None:
+            frame["weight"] = self.weights.numpy()
+        return frame
 
     def with_hrt(self, hrt: torch.Tensor, **stats: int) -> Triples:
+        """The same vocabularies with other triples (and no weights)."""
         return Triples(hrt, self.entities, self.relations, self.source, {**self.stats, **stats})
 
+    def subset(self, index: torch.Tensor, **stats: int) -> Triples:
+        """The triples (and their weights) at ``index``, a tensor of positions or a boolean mask."""
+        weights = None if self.weights is None else self.weights[index]
+        return Triples(self.hrt[index], self.entities, self.relations, self.source, {**self.stats, **stats}, weights)
+
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Write the triples as a label TSV file (atomic), readable by ``read_triples``."""
-        frame = self.to_df()[["head", "relation", "tail"]]
+        """Write the triples as a label TSV file (atomic), readable by ``read_triples`` (with their weights as a
+        4th column, read back with ``edge_weights=3``)."""
+        frame = self.to_df()[["head", "relation", "tail", *(["weight"] if self.weights is not None else [])]]
         with atomic_write(path) as f:
             frame.to_csv(f, sep="\t", header=False, index=False, lineterminator="\n")
 
@@ -84,8 +98,22 @@ class Triples:
         """Add a reciprocal relation r⁻¹ = r + num_relations for every r, and the triple (t, r⁻¹, h) for each triple."""
         labels = self.relations.labels
         relations = Vocabulary(np.concatenate([labels, [f"{x}{INVERSE_SUFFIX}" for x in labels]]), kind="relation")
+        weights = None if self.weights is None else torch.cat([self.weights, self.weights])
         return Triples(with_inverse(self.hrt, self.num_relations), self.entities, relations,
-                       f"{self.source} + inverse", dict(self.stats))
+                       f"{self.source} + inverse", dict(self.stats), weights)
+
+
+def check_weights(weights: torch.Tensor | np.ndarray, rows: int, source: str) -> torch.Tensor:
+    """``weights`` as a float32 tensor of one finite value per triple, or a DataError naming ``source``."""
+    tensor = torch.as_tensor(weights)
+    if tensor.ndim != 1 or len(tensor) != rows or not (tensor.is_floating_point() or tensor.dtype == torch.int64):
+        raise DataError(f"{source}: edge weights must be one number per triple ({rows}), got {tensor.dtype} "
+                        f"{tuple(tensor.shape)}")
+    tensor = tensor.to(torch.float32)
+    bad = torch.nonzero(~torch.isfinite(tensor))
+    if len(bad):
+        raise DataError(f"{source}: edge weight {float(tensor[bad[0, 0]])} of triple {int(bad[0, 0])} is not finite")
+    return tensor
 
 
 def with_inverse(hrt: torch.Tensor, num_relations: int) -> torch.Tensor:
@@ -118,9 +146,9 @@ def handle_duplicates(triples: Triples, on_duplicates: OnDuplicates) -> Triples:
     if dups:
         action = "dropped" if on_duplicates == "drop" else "kept"
         log.warning("%s: %d duplicate triples (%s)", triples.source, dups, action)
-    if dups and on_duplicates == "drop":
-        return triples.with_hrt(triples.hrt[first], duplicates=dups)
-    return triples.with_hrt(triples.hrt, duplicates=dups)
+    if dups and on_duplicates == "drop":  # a dropped duplicate's weight goes with it: the first one's stays
+        return triples.subset(first, duplicates=dups)
+    return replace(triples, stats={**triples.stats, "duplicates": dups})
 
 
 def encode_labels(chunks: Iterable[np.ndarray], entities: Vocabulary | None = None,
@@ -156,7 +184,8 @@ def encode_labels(chunks: Iterable[np.ndarray], entities: Vocabulary | None = No
 
 def apply_unseen(ids: np.ndarray, labels_source: str, on_unseen: OnUnseen,
                  examples: list | None = None) -> tuple[np.ndarray, int]:
-    """Handle rows with id -1 (a label the vocabulary lacks): raise, or drop them and return the count."""
+    """Handle rows with id -1 (a label the vocabulary lacks): raise, or say they are dropped. Returns the mask of
+    the rows kept and how many were dropped."""
     if on_unseen not in ("error", "drop"):
         raise DataError(f"on_unseen must be 'error' or 'drop', got {on_unseen!r}")
     bad = (ids < 0).any(axis=1)
@@ -170,48 +199,78 @@ def apply_unseen(ids: np.ndarray, labels_source: str, on_unseen: OnUnseen,
         example = tuple(examples[0]) if examples else tuple(ids[bad][0].tolist())
         log.warning("%s: dropped %d of %d triples with an entity or relation unseen in train, e.g. %s "
                     "(on_unseen='error' makes this an error)", labels_source, count, len(ids), example)
-    return ids[~bad], count
+    return np.logical_not(bad), count
 
 
 def triples_from_labels(chunks: Iterable[np.ndarray], source: str, *, entities: Vocabulary | None = None,
                         relations: Vocabulary | None = None, on_unseen: OnUnseen = "drop",
-                        on_duplicates: OnDuplicates = "keep") -> Triples:
-    """Build Triples from label chunks; with vocabularies given, unseen labels follow ``on_unseen``."""
+                        on_duplicates: OnDuplicates = "keep", weighted: bool = False) -> Triples:
+    """Build Triples from label chunks; with vocabularies given, unseen labels follow ``on_unseen``.
+    ``weighted``: each chunk has a 4th column of numbers, the edges' weights."""
+    values: list[np.ndarray] = []
+    if weighted:
+        chunks = _peel_weights(chunks, values)
     ids, entities, relations, examples = encode_labels(chunks, entities, relations)
-    ids, unseen = apply_unseen(ids, source, on_unseen, examples)
-    triples = Triples(torch.from_numpy(np.ascontiguousarray(ids)), entities, relations, source,
-                      {"unseen": unseen} if unseen else {})
+    keep, unseen = apply_unseen(ids, source, on_unseen, examples)
+    weights = torch.from_numpy(np.concatenate(values)[keep].astype(np.float32)) if weighted else None
+    triples = Triples(torch.from_numpy(np.ascontiguousarray(ids[keep] if unseen else ids)), entities, relations,
+                      source, {"unseen": unseen} if unseen else {}, weights)
     return handle_duplicates(triples, on_duplicates)
+
+
+def _peel_weights(chunks: Iterable[np.ndarray], values: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The label columns of ``(m, 4)`` chunks, their 4th column (already numbers) appended to ``values``."""
+    for chunk in chunks:
+        values.append(chunk[:, 3].astype(np.float64))
+        yield chunk[:, :3]
 
 
 def read_triples(path: str | os.PathLike[str], *, entities: Vocabulary | None = None,
                  relations: Vocabulary | None = None, delimiter: str | None = None, header: bool = False,
                  columns: tuple[int | str, int | str, int | str] = (0, 1, 2), quotechar: str | None = None,
                  extra_columns: Literal["error", "ignore"] = "error", on_unseen: OnUnseen = "drop",
-                 on_duplicates: OnDuplicates = "keep") -> Triples:
+                 on_duplicates: OnDuplicates = "keep", edge_weights: int | str | None = None) -> Triples:
     """Read a delimited file of (head, relation, tail) labels (gz, CRLF and a UTF-8 BOM accepted). ``delimiter``
     defaults to a comma for ``.csv`` / ``.csv.gz`` files and a tab for every other file.
 
     ``header``: the first line names the columns (``columns`` may then be names); ``extra_columns="ignore"``
-    reads files with more fields than the three used. With vocabularies given, a triple with a label they lack
-    is dropped with a warning (``on_unseen="drop"``) or is an error (``"error"``)."""
+    reads files with more fields than the three used. ``edge_weights``: the column (a position, or a name with
+    ``header``) of a numeric value per edge, read into ``Triples.weights`` (3: a 4th column, DGL-KE's edge
+    importance). With vocabularies given, a triple with a label they lack is dropped with a warning
+    (``on_unseen="drop"``) or is an error (``"error"``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if delimiter is None:
         delimiter = "," if path.name.endswith((".csv", ".csv.gz")) else "\t"
     chunks = iter_label_chunks(path, delimiter=delimiter, header=header, columns=columns, quotechar=quotechar,
-                               extra_columns=extra_columns)
+                               extra_columns=extra_columns, weight=edge_weights)
     return triples_from_labels(chunks, str(path), entities=entities, relations=relations,
-                               on_unseen=on_unseen, on_duplicates=on_duplicates)
+                               on_unseen=on_unseen, on_duplicates=on_duplicates, weighted=edge_weights is not None)
 
 
 def triples_from_df(frame: pd.DataFrame, *, columns: tuple[str, str, str] = ("head", "relation", "tail"),
                     entities: Vocabulary | None = None, relations: Vocabulary | None = None,
                     on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
-                    source: str = "<DataFrame>") -> Triples:
-    """Build Triples from a DataFrame's head, relation and tail columns."""
+                    source: str = "<DataFrame>", edge_weights: str | None = None) -> Triples:
+    """Build Triples from a DataFrame's head, relation and tail columns (and ``edge_weights``: a column of a
+    number per edge, read into ``Triples.weights``)."""
     if not len(frame):
         raise DataError(f"{source}: no triples (the DataFrame is empty)")
-    return triples_from_labels([frame_labels(frame, columns)], source, entities=entities, relations=relations,
-                               on_unseen=on_unseen, on_duplicates=on_duplicates)
+    labels = frame_labels(frame, columns)
+    if edge_weights is not None:
+        labels = np.column_stack([labels, frame_numbers(frame, edge_weights, source).astype(object)])
+    return triples_from_labels([labels], source, entities=entities, relations=relations, on_unseen=on_unseen,
+                               on_duplicates=on_duplicates, weighted=edge_weights is not None)
+
+
+def frame_numbers(frame: pd.DataFrame, column: str, source: str) -> np.ndarray:
+    """A DataFrame column as float64, or a DataError naming the first row that is not a finite number."""
+    if column not in frame.columns:
+        raise DataError(f"{source}: no column {column!r} (edge weights); it has {list(frame.columns)}")
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise DataError(f"{source} row {frame.index[bad[0]]!r}: edge weight {frame[column].iloc[bad[0]]!r} is not "
+                        f"a finite number")
+    return values

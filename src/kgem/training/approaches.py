@@ -7,6 +7,11 @@
 - ``Generative``: a generative circuit's own objective on each batch of triples (pseudo- or exact log-likelihood).
 
 With a model built with ``inverse=True`` the training triples get their reciprocals and only tails are predicted.
+
+Edge weights (a number per training triple) travel with the rows: ``prepare`` appends each row's index as a 4th
+column, which every way of batching (shuffles, HOGWILD workers, replicas, sharded buckets in local ids) carries
+along untouched, and ``split`` turns it back into the batch's weights. The loss weighs each edge's terms by them
+(``Loss.sampled`` / ``multi_label``), or FocusE modulates its scores (``kgem.training.focuse``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import torch
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.objectives import Objective
 from kgem.data.known import KnownTriples
-from kgem.data.triples import with_inverse
+from kgem.data.triples import triple_keys, with_inverse
+from kgem.errors import ConfigError
 from kgem.models.model import Model
+from kgem.training.focuse import FocusE
 from kgem.training.losses import Loss
 from kgem.training.negatives import score_sampled
 from kgem.training.samplers import Negatives, NegativeSampler
@@ -32,8 +39,28 @@ class Approach:
     (``compute``): a process of a replicated run (``training.distributed``) trains its part of the global batch
     with exactly the draws a single process would make."""
 
-    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
-        return with_inverse(hrt, model.num_relations) if model.inverse else hrt
+    weights: torch.Tensor | None = None  # per training row (reciprocals included): what a row's 4th column indexes
+
+    def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The training rows of the triples ``hrt`` (and their ``weights``, one per triple, or None)."""
+        if weights is not None and len(weights) != len(hrt):
+            raise ConfigError(f"{len(weights)} edge weights for {len(hrt)} training triples")
+        if model.inverse:
+            hrt = with_inverse(hrt, model.num_relations)
+            weights = None if weights is None else torch.cat([weights, weights])
+        self.weights = weights
+        if weights is None:
+            return hrt
+        return torch.cat([hrt, torch.arange(len(hrt)).unsqueeze(1)], 1)
+
+    def split(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch's triples ``(B, 3)`` and their weights ``(B,)`` (None without weights)."""
+        if batch.shape[1] == 3 or self.weights is None:
+            return batch[:, :3], None
+        return batch[:, :3], self.weights[batch[:, 3].cpu()].to(batch.device)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each (1-based) epoch's batches: nothing by default."""
 
     def step(self, model: AnyModel, batch: torch.Tensor, loss: Loss, generator: torch.Generator,
              part: slice = slice(None)) -> Step:
@@ -61,35 +88,56 @@ def embedding_model(model: AnyModel, approach: str) -> Model:
 class SLCWA(Approach):
     """Negative sampling: each positive against ``sampler.num_negatives`` corruptions of its head or tail."""
 
-    def __init__(self, sampler: NegativeSampler) -> None:
-        self.sampler = sampler
+    def __init__(self, sampler: NegativeSampler, focuse: FocusE | None = None) -> None:
+        """``focuse``: the edge weights modulate the scores (FocusE) instead of weighing the loss."""
+        self.sampler, self.focuse = sampler, focuse
 
-    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
+    def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
         model = embedding_model(model, "slcwa")
-        hrt = super().prepare(hrt, model)
-        self.sampler.prepare(hrt, model.num_entities, model.relation.num, tails_only=model.inverse)
-        return hrt
+        if self.focuse is not None:
+            if weights is None:
+                raise ConfigError("FocusE modulates scores by the edges' numeric values: the training triples have "
+                                  "none (data.edge_weights names their column)")
+            weights = self.focuse.values(hrt, weights, model.num_relations)
+        elif weights is not None:
+            weights = loss_weights(weights)
+        rows = super().prepare(hrt, model, weights)
+        self.sampler.prepare(rows[:, :3], model.num_entities, model.relation.num, tails_only=model.inverse)
+        return rows
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.focuse is not None:
+            self.focuse.epoch = epoch
 
     def draw(self, batch: torch.Tensor, generator: torch.Generator) -> Negatives:
-        return self.sampler.sample(batch.cpu(), generator).to(batch.device)  # drawn on the CPU: same draws anywhere
+        # drawn on the CPU: the same draws anywhere
+        return self.sampler.sample(batch[:, :3].cpu(), generator).to(batch.device)
 
     def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         model = embedding_model(model, "slcwa")
         assert isinstance(drawn, Negatives)
         neg = drawn.rows(part)
-        pos, neg_scores, factors = score_sampled(model, batch, neg.ids, neg.corrupt_head)
+        hrt, weight = self.split(batch)
+        pos, neg_scores, factors = score_sampled(model, hrt, neg.ids, neg.corrupt_head)
         if neg.known is not None:  # true triples the filter could not replace do not count as negatives
             neg_scores = neg_scores.masked_fill(neg.known, float("-inf"))
-        return loss.sampled(pos, neg_scores), factors
+        if self.focuse is not None:
+            assert weight is not None
+            pos, neg_scores = self.focuse(pos, neg_scores, weight)
+            return loss.sampled(pos, neg_scores), factors
+        return loss.sampled(pos, neg_scores, weight), factors
 
 
 class KvsAll(Approach):
     """Each distinct query against the multi-hot of its known answers in the training graph."""
 
-    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
+    def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
         model = embedding_model(model, "kvsall")
-        hrt = super().prepare(hrt, model)
+        rows = super().prepare(hrt, model, None if weights is None else loss_weights(weights))
+        hrt = rows[:, :3]
         self.known = KnownTriples(hrt, model.num_entities, model.relation.num)
+        self.lookup = None if self.weights is None else EdgeWeights(hrt, self.weights, model.num_entities,
+                                                                    model.relation.num)
         side = torch.zeros(len(hrt), 1, dtype=torch.long)
         queries = [torch.cat([side, hrt[:, :2]], 1)]  # (0, h, r): predict tails
         if not model.inverse:
@@ -100,20 +148,24 @@ class KvsAll(Approach):
         model = embedding_model(model, "kvsall")
         tails = batch[batch[:, 0] == 0]
         heads = batch[batch[:, 0] == 1]
-        scores, rows, cols = [], [], []
+        scores, rows, cols, edges = [], [], [], []
         if len(tails):
             scores.append(model.score_t(tails[:, 1], tails[:, 2]))
             row, col = self.known.tail_pairs(tails[:, 1].cpu(), tails[:, 2].cpu())  # the index lives on the CPU
             rows.append(row)
             cols.append(col)
+            edges.append(torch.stack([tails[row, 1].cpu(), tails[row, 2].cpu(), col], 1))
         if len(heads):
             scores.append(model.score_h(heads[:, 2], heads[:, 1]))
             row, col = self.known.head_pairs(heads[:, 2].cpu(), heads[:, 1].cpu())
             rows.append(row + len(tails))
             cols.append(col)
+            edges.append(torch.stack([col, heads[row, 2].cpu(), heads[row, 1].cpu()], 1))
         block = scores[0] if len(scores) == 1 else torch.cat(scores)  # no copy of the (B, E) block when one side
         factors = [model.entity(batch[:, 1]), model.relation(batch[:, 2])]
-        return loss.multi_label(block, torch.cat(rows).to(block.device), torch.cat(cols).to(block.device)), factors
+        weight = None if self.lookup is None else self.lookup(torch.cat(edges)).to(block.device)
+        return loss.multi_label(block, torch.cat(rows).to(block.device), torch.cat(cols).to(block.device),
+                                weight), factors
 
 
 class OneVsAll(Approach):
@@ -121,14 +173,45 @@ class OneVsAll(Approach):
 
     def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         model = embedding_model(model, "1vsall")
-        h, r, t = batch.unbind(1)
+        hrt, weight = self.split(batch)
+        h, r, t = hrt.unbind(1)
         scores, targets = [model.score_t(h, r)], [t]
         if not model.inverse:
             scores.append(model.score_h(r, t))
             targets.append(h)
+            weight = None if weight is None else torch.cat([weight, weight])
         block = scores[0] if len(scores) == 1 else torch.cat(scores)
-        return (loss.multi_label(block, torch.arange(len(block), device=block.device), torch.cat(targets)),
-                model.factors(batch))
+        return (loss.multi_label(block, torch.arange(len(block), device=block.device), torch.cat(targets), weight),
+                model.factors(hrt))
+
+    def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return super().prepare(hrt, model, None if weights is None else loss_weights(weights))
+
+
+def loss_weights(weights: torch.Tensor) -> torch.Tensor:
+    """Edge weights as the loss takes them: not negative (FocusE takes any values)."""
+    if len(weights) and float(weights.min()) < 0:
+        raise ConfigError(f"edge weights weigh the loss, so they must not be negative (the smallest is "
+                          f"{float(weights.min())}); rescale them, or train with FocusE (training.edge_weights: "
+                          f"focuse), which normalises them per relation")
+    return weights
+
+
+class EdgeWeights:
+    """The weight of any training triple, looked up by its key (a triple given more than once: their mean)."""
+
+    def __init__(self, hrt: torch.Tensor, weights: torch.Tensor, num_entities: int, num_relations: int) -> None:
+        if num_entities * num_entities * max(num_relations, 1) >= 2**62:
+            raise ConfigError("edge weights in KvsAll training need num_entities² × num_relations below 2**62; "
+                              "train with slcwa or 1vsall")
+        self.num_entities, self.num_relations = num_entities, num_relations
+        self.keys, inverse = torch.unique(triple_keys(hrt, num_entities, num_relations), return_inverse=True)
+        total = torch.zeros(len(self.keys), dtype=torch.float64).index_add_(0, inverse, weights.double())
+        self.mean = (total / torch.bincount(inverse, minlength=len(self.keys))).to(torch.float32)
+
+    def __call__(self, hrt: torch.Tensor) -> torch.Tensor:
+        """The weights ``(n,)`` of training triples ``hrt (n, 3)``."""
+        return self.mean[torch.searchsorted(self.keys, triple_keys(hrt, self.num_entities, self.num_relations))]
 
 
 class Generative(Approach):
@@ -140,8 +223,11 @@ class Generative(Approach):
     def __init__(self, objective: Objective) -> None:
         self.objective = objective
 
-    def prepare(self, hrt: torch.Tensor, model: AnyModel) -> torch.Tensor:
+    def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
         circuit_model(model)
+        if weights is not None:
+            raise ConfigError("generative circuits model the triples' probability: they do not train on edge "
+                              "weights (training.edge_weights: ignore)")
         return hrt
 
     def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:

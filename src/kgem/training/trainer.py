@@ -124,8 +124,10 @@ class Trainer:
         self._resident: ResidentPartitions | None = None
 
     def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
-            checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False) -> History:
-        """Train for ``epochs`` on the training triples ``hrt (n, 3)``.
+            checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False,
+            weights: torch.Tensor | None = None) -> History:
+        """Train for ``epochs`` on the training triples ``hrt (n, 3)`` (``weights``: a number per triple, which
+        the approach weighs the loss or modulates the scores by).
 
         With ``checkpoints``, state is saved every ``checkpoints.every`` epochs and at the end. On SIGTERM/SIGINT
         the current batch finishes, a checkpoint is saved (mid-epoch if need be) and TrainingInterrupted is raised.
@@ -135,7 +137,7 @@ class Trainer:
         if getattr(self.scheduler, "needs_metric", False) and early_stopping is None:
             raise ConfigError("the plateau scheduler steps on the validation metric: train with validation "
                               "(early stopping on a valid split: training.early_stopping in a config)")
-        rows = self.approach.prepare(hrt, self.model)
+        rows = self.approach.prepare(hrt, self.model, weights)
         if self.partitions is not None:
             assert isinstance(self.model, Model)  # check_sharded said so
             owned = self.shard_negatives == "bucket"  # PyTorch-BigGraph's scheme: partitions in and out of memory
@@ -164,6 +166,7 @@ class Trainer:
                                          **dataclasses.asdict(tally)}
                         checkpoints.save(self.state(epoch - 1, history, early_stopping, partial=partial_state))
 
+                self.approach.start_epoch(epoch)
                 order, tally = self._run_batches(rows, epoch, partial if epoch == first else None, signals,
                                                  save_partial if checkpoints is not None else None)
                 self.model.invalidate_cache()
