@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from kgem.cli import circuits, data, info, train, use
+from kgem.cli import circuits, data, dglke, discover, info, train, use
 from kgem.errors import KgemError, TrainingInterrupted
 
 EPILOG = """\
@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_parsers(sub)
     circuits.add_parsers(sub)
     data.add_parsers(sub)
+    discover.add_parsers(sub)
+    dglke.add_parsers(sub)
     return parser
 
 
