@@ -33,7 +33,6 @@ from kgem.evaluation.calibrators import CALIBRATORS, calibration_report, fit_cal
 from kgem.evaluation.classification import classify, corrupt, score_triples
 from kgem.pipeline import pipeline
 
-
 # AmpliGraph's documented filtered MRR (docs "Performance", AmpliGraph 2) for the datasets and models compared here
 AMPLIGRAPH_MRR = {("fb15k237", "transe"): 0.31, ("fb15k237", "distmult"): 0.30, ("fb15k237", "complex"): 0.31,
                   ("wn18rr", "transe"): 0.22, ("wn18rr", "distmult"): 0.47, ("wn18rr", "complex"): 0.51}

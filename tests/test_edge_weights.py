@@ -309,3 +309,24 @@ def test_train_reads_dglke_edge_importance_and_focuse(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *common, "--output", str(tmp_path / "c")]) == 2
     assert "--edge-weights 3" in capsys.readouterr().err
+
+
+# --- the numeric-edge fixture --------------------------------------------------------------------------------------
+
+def test_noisy_confidences_tells_facts_from_noise_by_their_values():
+    from kgem.data.numeric import noisy_confidences
+
+    ds = noisy_confidences(3, num_entities=60, num_relations=3, tails=3)
+    again = noisy_confidences(3, num_entities=60, num_relations=3, tails=3)
+    assert torch.equal(ds.train.hrt, again.train.hrt) and torch.equal(ds.test.weights, again.test.weights)
+    splits = ds.splits()
+    keys = {name: {tuple(row) for row in split.hrt.tolist()} for name, split in splits.items()}
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["valid"] and not keys["valid"] & keys["test"]
+    assert set(range(60)) <= set(ds.train.hrt[:, [0, 2]].unique().tolist())  # nothing unseen
+    for split in splits.values():
+        high = split.weights >= 0.6
+        assert high.any() and (~high).any() and bool(((split.weights < 0.4) | high).all())
+    # a head's true tails under a relation are exactly its `tails` best under the hidden model: here, per split,
+    # the facts (high values) of each (h, r) across the splits number 3
+    facts = torch.cat([split.hrt[split.weights >= 0.6] for split in splits.values()])
+    assert torch.unique(facts[:, :2], dim=0, return_counts=True)[1].eq(3).all()
