@@ -302,7 +302,7 @@ def test_train_reads_dglke_edge_importance_and_focuse(tmp_path, capsys):
         frame.to_csv(tmp_path / f"{name}.txt", sep="\t", header=False, index=False)
     common = ["--dataset", str(tmp_path), "--model", "distmult", "--dim", "8", "--epochs", "1", "--approach", "slcwa"]
     assert main(["train", *common, "--has_edge_importance", "--output", str(tmp_path / "a")]) == 0
-    assert main(["train", *common, "--edge-weights", "3", "--focuse", "--set", "training.focuse_args.stop_epoch=2",
+    assert main(["train", *common, "--weight-col", "3", "--focuse", "--set", "training.focuse_args.stop_epoch=2",
                  "--output", str(tmp_path / "b")]) == 0
     config = (tmp_path / "b" / "config.yaml").read_text()
     assert "edge_weights: 3" in config and "edge_weights: focuse" in config and "stop_epoch: 2" in config

@@ -36,8 +36,9 @@ FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
     (("--format",), "data.format", str, "raw_udd_{hrt,htr,...} (label triples) or udd_{...} (ids + .dict files)"),
     (("--header",), "data.header", bool, "the label files' first line names the columns: skip it"),
     (("--quotechar",), "data.quotechar", str, "quote character of fields holding the delimiter (CSV: '\"')"),
-    (("--edge-weights", "--edge_weights"), "data.edge_weights", column,
-     "the column of a number per edge (3: a 4th column; a name with --header): weighs the loss, or FocusE's scores"),
+    (("--edge-weights", "--edge_weights", "--weight-col", "--weight_col"), "data.edge_weights", column,
+     "the column of a number per edge (3: a 4th column; a name with --header; PyTorch-BigGraph's weight_col): "
+     "weighs the loss, or FocusE's scores"),
     (("--edge-weights-mode", "--edge_weights_mode"), "training.edge_weights", str,
      "what the edge weights do: loss (default: weigh each edge's terms), focuse (AmpliGraph's FocusE) or ignore"),
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
