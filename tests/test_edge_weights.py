@@ -14,10 +14,12 @@ import torch.nn.functional as F
 
 import kgem
 from kgem.cli import main
+from kgem.configs import DataConfig
 from kgem.data.dataset import Dataset
 from kgem.data.triples import Triples, read_triples, triples_from_df
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, DataError
+from kgem.factory import dataset_from_config
 from kgem.training.approaches import EdgeWeights
 from kgem.training.focuse import FocusE
 from kgem.training.losses import LOSSES
@@ -62,6 +64,16 @@ def test_four_columns_without_edge_weights_say_how_to_read_them(tmp_path):
     path.write_text("a\tr\tb\t1\n")
     with pytest.raises(DataError, match="edge_weights=3"):
         read_triples(path)
+
+
+def test_dglke_id_files_read_their_edge_importance(tmp_path):
+    (tmp_path / "entities.dict").write_text("0\ta\n1\tb\n2\tc\n")
+    (tmp_path / "relations.dict").write_text("0\tr\n")
+    (tmp_path / "train.tsv").write_text("0\t1\t0\t0.5\n1\t2\t0\t2\n")  # udd_htr: head, tail, relation, importance
+    ds = Dataset.from_id_files(tmp_path, order="htr", edge_weights=3)
+    assert ds.train.hrt.tolist() == [[0, 0, 1], [1, 0, 2]] and ds.train.weights.tolist() == [0.5, 2.0]
+    config = DataConfig(dataset=str(tmp_path), format="udd_htr", edge_weights=3)
+    assert dataset_from_config(config).train.weights.tolist() == [0.5, 2.0]
 
 
 def test_unseen_triples_take_their_weights_with_them(tmp_path):

@@ -81,7 +81,11 @@ def dataset_from_config(cfg: DataConfig, data: Data = None) -> Dataset:
     order = cfg.format.rpartition("_")[2]
     if cfg.format.startswith("udd_"):
         files = tuple(cfg.files) if cfg.files else ("train.tsv", "valid.tsv", "test.tsv")
-        return Dataset.from_id_files(folder, order=order, files=files)  # type: ignore[arg-type]
+        if isinstance(cfg.edge_weights, str):
+            raise ConfigError(f"data.edge_weights: {cfg.format} files have no header, so name the weight column by "
+                              f"its position (3: a 4th column), not {cfg.edge_weights!r}")
+        return Dataset.from_id_files(folder, order=order, files=files,  # type: ignore[arg-type]
+                                     edge_weights=cfg.edge_weights)
     reader: dict[str, Any] = {"on_duplicates": cfg.on_duplicates, "header": cfg.header,
                               "extra_columns": cfg.extra_columns, "quotechar": cfg.quotechar}
     if cfg.edge_weights is not None:

@@ -190,8 +190,9 @@ class Dataset:
     @classmethod
     def from_id_files(cls, folder: str | os.PathLike[str], *, order: str = "hrt",
                       files: tuple[str, str, str] = ("train.tsv", "valid.tsv", "test.tsv"),
-                      name: str | None = None) -> Dataset:
-        """DGL-KE's ``udd_{order}`` format: integer triple files plus ``entities.dict`` and ``relations.dict``."""
+                      name: str | None = None, edge_weights: int | None = None) -> Dataset:
+        """DGL-KE's ``udd_{order}`` format: integer triple files plus ``entities.dict`` and ``relations.dict``
+        (``edge_weights``: the column of each edge's importance, DGL-KE's ``--has_edge_importance``: 3)."""
         folder = Path(folder)
         entities = Vocabulary(read_id_dict(folder / "entities.dict"), kind="entity")
         relations = Vocabulary(read_id_dict(folder / "relations.dict"), kind="relation")
@@ -201,8 +202,10 @@ class Dataset:
             if not path.exists():
                 splits.append(None)
                 continue
-            ids = read_id_triples(path, order=order)
-            splits.append(Triples(torch.from_numpy(np.ascontiguousarray(ids)), entities, relations, str(path)))
+            ids, values = read_id_triples(path, order=order, edge_weights=edge_weights)
+            weights = None if values is None else torch.from_numpy(values.astype(np.float32))
+            splits.append(Triples(torch.from_numpy(np.ascontiguousarray(ids)), entities, relations, str(path),
+                                  weights=weights))
         if splits[0] is None:
             raise DataError(f"{folder / files[0]}: no such file")
         return cls(splits[0], splits[1], splits[2], name=name or folder.name)

@@ -334,15 +334,19 @@ def read_id_dict(path: str | os.PathLike[str]) -> np.ndarray:
     return labels
 
 
-def read_id_triples(path: str | os.PathLike[str], *, order: str = "hrt", delimiter: str = "\t") -> np.ndarray:
-    """Read integer (h, r, t) triples (DGL-KE's ``udd_*`` formats) into an ``(n, 3)`` int64 array."""
-    parts = []
-    for chunk in iter_label_chunks(path, delimiter=delimiter, columns=order_to_columns(order)):
+def read_id_triples(path: str | os.PathLike[str], *, order: str = "hrt", delimiter: str = "\t",
+                    edge_weights: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read integer (h, r, t) triples (DGL-KE's ``udd_*`` formats) into an ``(n, 3)`` int64 array, and the
+    ``edge_weights`` column (DGL-KE's edge importance: 3) into float64 values (None without one)."""
+    parts, values = [], []
+    for chunk in iter_label_chunks(path, delimiter=delimiter, columns=order_to_columns(order), weight=edge_weights):
         try:
-            parts.append(chunk.astype(np.int64))
+            parts.append(chunk[:, :3].astype(np.int64))
         except ValueError:
             raise DataError(f"{path}: expected integer ids in every field") from None
-    return np.concatenate(parts)
+        if edge_weights is not None:
+            values.append(chunk[:, 3].astype(np.float64))
+    return np.concatenate(parts), np.concatenate(values) if edge_weights is not None else None
 
 
 def frame_labels(frame: pd.DataFrame, columns: Sequence[str] = ("head", "relation", "tail")) -> np.ndarray:
