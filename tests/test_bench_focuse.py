@@ -16,7 +16,7 @@ spec.loader.exec_module(bench)
 
 
 def settings(**changes: object) -> argparse.Namespace:
-    base = {"data_root": None, "data_seed": 0, "epochs": 2, "dim": 8, "lr": 0.01, "loss": "softplus", "negatives": 4,
+    base = {"data_root": None, "data_seed": 0, "epochs": 2, "dim": 8, "lr": 0.01, "negatives": 4,
             "batch_size": 512, "regularizer_weight": 1e-3, "non_linearity": "softplus", "stop_epoch": None,
             "structural_wt": 0.001, "share": 0.1}
     return argparse.Namespace(**{**base, **changes})
@@ -25,8 +25,8 @@ def settings(**changes: object) -> argparse.Namespace:
 def test_each_mode_reports_both_ends_of_the_test_split() -> None:
     args = settings()
     ds = bench.dataset("noisy", args)
-    rows = [bench.run(ds, "distmult", mode, 0, args) for mode in bench.MODES]
-    assert all(row["status"] == "ok" for row in rows)
+    rows = [bench.run(ds, "distmult", mode, 0, args, "margin_ranking") for mode in bench.MODES]
+    assert all(row["status"] == "ok" and row["loss"] == "margin_ranking" for row in rows)
     assert all(row["delta_mrr"] == round(row["mrr_top"] - row["mrr_bottom"], 4) for row in rows)
     assert bench.config("distmult", "focuse", 0, args)["training"]["focuse_args"]["stop_epoch"] == 1  # 2/3 of 2
     table = bench.summary([*rows, {**rows[0], "seed": 1, "mrr_all": 1.0}, {**rows[1], "status": "failed"}])
