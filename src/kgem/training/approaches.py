@@ -125,6 +125,8 @@ class SLCWA(Approach):
             assert weight is not None
             pos, neg_scores = self.focuse(pos, neg_scores, weight)
             return loss.sampled(pos, neg_scores), factors
+        if weight is None:  # a loss of one's own need not take weights it is never given
+            return loss.sampled(pos, neg_scores), factors
         return loss.sampled(pos, neg_scores, weight), factors
 
 
@@ -163,9 +165,10 @@ class KvsAll(Approach):
             edges.append(torch.stack([col, heads[row, 2].cpu(), heads[row, 1].cpu()], 1))
         block = scores[0] if len(scores) == 1 else torch.cat(scores)  # no copy of the (B, E) block when one side
         factors = [model.entity(batch[:, 1]), model.relation(batch[:, 2])]
-        weight = None if self.lookup is None else self.lookup(torch.cat(edges)).to(block.device)
-        return loss.multi_label(block, torch.cat(rows).to(block.device), torch.cat(cols).to(block.device),
-                                weight), factors
+        pairs = (block, torch.cat(rows).to(block.device), torch.cat(cols).to(block.device))
+        if self.lookup is None:
+            return loss.multi_label(*pairs), factors
+        return loss.multi_label(*pairs, self.lookup(torch.cat(edges)).to(block.device)), factors
 
 
 class OneVsAll(Approach):
@@ -181,8 +184,9 @@ class OneVsAll(Approach):
             targets.append(h)
             weight = None if weight is None else torch.cat([weight, weight])
         block = scores[0] if len(scores) == 1 else torch.cat(scores)
-        return (loss.multi_label(block, torch.arange(len(block), device=block.device), torch.cat(targets), weight),
-                model.factors(hrt))
+        pairs = (block, torch.arange(len(block), device=block.device), torch.cat(targets))
+        fit = loss.multi_label(*pairs) if weight is None else loss.multi_label(*pairs, weight)
+        return fit, model.factors(hrt)
 
     def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
         return super().prepare(hrt, model, None if weights is None else loss_weights(weights))
