@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
-PATH = Path(__file__).resolve().parents[1] / "bench" / "classification.py"
-spec = importlib.util.spec_from_file_location("bench_classification", PATH)
-assert spec is not None and spec.loader is not None
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_classification"] = bench
-spec.loader.exec_module(bench)
+from bench_script import load_bench
+
+bench = load_bench("classification.py", "bench_classification")
 
 
 def settings(**changes: object) -> argparse.Namespace:

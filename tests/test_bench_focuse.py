@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
-PATH = Path(__file__).resolve().parents[1] / "bench" / "focuse.py"
-spec = importlib.util.spec_from_file_location("bench_focuse", PATH)
-assert spec is not None and spec.loader is not None
-bench = importlib.util.module_from_spec(spec)
-sys.modules["bench_focuse"] = bench
-spec.loader.exec_module(bench)
+from bench_script import load_bench
+
+bench = load_bench("focuse.py", "bench_focuse")
 
 
 def settings(**changes: object) -> argparse.Namespace:

@@ -3,18 +3,11 @@ a failed step is reported as failed, never as a number."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-PATH = Path(__file__).resolve().parents[1] / "bench" / "large_graph.py"
-spec = importlib.util.spec_from_file_location("large_graph", PATH)
-assert spec is not None and spec.loader is not None
-large_graph = importlib.util.module_from_spec(spec)
-sys.modules["large_graph"] = large_graph
-spec.loader.exec_module(large_graph)
+from bench_script import load_bench
+
+large_graph = load_bench("large_graph.py", "large_graph")
 
 
 def test_the_generated_graph_has_power_law_degrees_over_the_ids_asked_for(tmp_path) -> None:

@@ -57,6 +57,25 @@ def tolerance(text: str) -> float | Literal["auto"]:
 
 
 def add_parsers(sub: Any) -> None:
+    for add in (add_query, add_discover, add_clusters, add_duplicates):
+        add(sub)
+
+
+def add_items(p: argparse.ArgumentParser, verb: str) -> None:
+    """The saved model and the items a table command reads: entity labels, or relations with --relations."""
+    p.add_argument("model", help="saved model folder")
+    p.add_argument("labels", nargs="*", help=f"the labels to {verb} (default: all)")
+    p.add_argument("--relations", action="store_true", help=f"{verb} relations instead of entities")
+
+
+def add_output(p: argparse.ArgumentParser, command: Any) -> None:
+    """Where the table goes and where the model computes, then the command to run."""
+    p.add_argument("-o", "--output", help="write a CSV file instead of printing")
+    add_device_option(p)
+    p.set_defaults(func=command)
+
+
+def add_query(sub: Any) -> None:
     p = sub.add_parser("query", help="the top n completions of a triple with one slot open",
                        description="Give two of --head/--relation/--tail: the n best completions of the third, as "
                                    "kgem predict ranks them, optionally among --candidates only.",
@@ -70,10 +89,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--remove-known", action="store_true", help="leave out facts already in the dataset")
     p.add_argument("--mark-known", action="store_true", help="add a column saying which are known facts")
     add_data_options(p)
-    p.add_argument("-o", "--output", help="write a CSV file instead of printing")
-    add_device_option(p)
-    p.set_defaults(func=cmd_query)
+    add_output(p, cmd_query)
 
+
+def add_discover(sub: Any) -> None:
     p = sub.add_parser("discover", help="likely missing facts: candidates drawn by a strategy, kept if ranked high",
                        description="Draw candidate triples of each --relation (default: every relation) that are "
                                    "not in the dataset, rank each against its corruptions as kgem evaluate does "
@@ -92,38 +111,32 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sides", choices=SIDES, default="both", help="rank against head and/or tail corruptions")
     p.add_argument("--seed", type=int, default=0, help="seed of the candidates (default 0)")
     add_data_options(p)
-    p.add_argument("-o", "--output", help="write a CSV file instead of printing")
-    add_device_option(p)
-    p.set_defaults(func=cmd_discover)
+    add_output(p, cmd_discover)
 
+
+def add_clusters(sub: Any) -> None:
     p = sub.add_parser("clusters", help="cluster entities (or relations) by their embeddings (needs scikit-learn)",
                        description="k-means or DBSCAN over the embedding rows (Euclidean). Needs pip install "
                                    "'kgem[cluster]'.",
                        epilog="example: kgem clusters runs/umls/model --n-clusters 6 -o clusters.csv")
-    p.add_argument("model", help="saved model folder")
-    p.add_argument("labels", nargs="*", help="the labels to cluster (default: all)")
-    p.add_argument("--relations", action="store_true", help="cluster relations instead of entities")
+    add_items(p, "cluster")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="kmeans")
     p.add_argument("--n-clusters", type=int, default=8, help="k-means: how many clusters (default 8)")
     p.add_argument("--eps", type=float, default=0.5, help="DBSCAN: the neighbourhood radius (default 0.5)")
     p.add_argument("--min-samples", type=int, default=5, help="DBSCAN: neighbours of a core point (default 5)")
     p.add_argument("--seed", type=int, default=0, help="k-means: seed of the starts (default 0)")
-    p.add_argument("-o", "--output", help="write a CSV file instead of printing")
-    add_device_option(p)
-    p.set_defaults(func=cmd_clusters)
+    add_output(p, cmd_clusters)
 
+
+def add_duplicates(sub: Any) -> None:
     p = sub.add_parser("duplicates", help="groups of entities (or relations) with near-identical embeddings",
                        description="Groups of items linked by embedding distances within --tolerance (connected "
                                    "components), found by an exact blocked scan.",
                        epilog="example: kgem duplicates runs/umls/model --tolerance 0.05 --metric cosine")
-    p.add_argument("model", help="saved model folder")
-    p.add_argument("labels", nargs="*", help="the labels to compare (default: all)")
-    p.add_argument("--relations", action="store_true", help="compare relations instead of entities")
+    add_items(p, "compare")
     p.add_argument("--tolerance", default="auto",
                    help="largest distance of a duplicate, or 'auto' (default): as many as --expected-fraction")
     p.add_argument("--expected-fraction", type=float, default=0.1, metavar="F",
                    help="with --tolerance auto: the share of items to put in groups (default 0.1)")
     p.add_argument("--metric", choices=DISTANCES, default="l2", help="l2 (Euclidean, default) or cosine distance")
-    p.add_argument("-o", "--output", help="write a CSV file instead of printing")
-    add_device_option(p)
-    p.set_defaults(func=cmd_duplicates)
+    add_output(p, cmd_duplicates)
