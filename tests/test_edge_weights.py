@@ -20,7 +20,7 @@ from kgem.data.triples import Triples, read_triples, triples_from_df
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError, DataError
 from kgem.factory import dataset_from_config
-from kgem.training.approaches import EdgeWeights
+from kgem.training.approaches import EdgeWeights, KvsAll
 from kgem.training.focuse import FocusE
 from kgem.training.losses import LOSSES
 
@@ -190,6 +190,11 @@ def test_edge_weights_look_up_the_mean_of_duplicates():
     hrt = torch.tensor([[0, 0, 1], [1, 1, 2], [0, 0, 1], [2, 0, 0]])
     lookup = EdgeWeights(hrt, torch.tensor([1.0, 2.0, 5.0, 4.0]), 3, 2)
     assert lookup(torch.tensor([[2, 0, 0], [0, 0, 1], [1, 1, 2]])).tolist() == [4.0, 3.0, 2.0]
+
+    # KvsAll's true pairs: a tail query (0, h, r) answered by t is (h, r, t); a head query (1, t, r) by h is (h, r, t)
+    queries = torch.tensor([[0, 0, 0], [1, 2, 1], [1, 0, 0]])
+    pairs = KvsAll.pair_weights(queries, torch.tensor([0, 1, 2]), torch.tensor([1, 1, 2]), lookup)
+    assert pairs.tolist() == [3.0, 2.0, 4.0]
 
 
 # --- training with weights -----------------------------------------------------------------------------------------

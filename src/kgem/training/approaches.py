@@ -150,25 +150,35 @@ class KvsAll(Approach):
         model = embedding_model(model, "kvsall")
         tails = batch[batch[:, 0] == 0]
         heads = batch[batch[:, 0] == 1]
-        scores, rows, cols, edges = [], [], [], []
+        scores, rows, cols = [], [], []
         if len(tails):
             scores.append(model.score_t(tails[:, 1], tails[:, 2]))
             row, col = self.known.tail_pairs(tails[:, 1].cpu(), tails[:, 2].cpu())  # the index lives on the CPU
             rows.append(row)
             cols.append(col)
-            edges.append(torch.stack([tails[row, 1].cpu(), tails[row, 2].cpu(), col], 1))
         if len(heads):
             scores.append(model.score_h(heads[:, 2], heads[:, 1]))
             row, col = self.known.head_pairs(heads[:, 2].cpu(), heads[:, 1].cpu())
             rows.append(row + len(tails))
             cols.append(col)
-            edges.append(torch.stack([col, heads[row, 2].cpu(), heads[row, 1].cpu()], 1))
         block = scores[0] if len(scores) == 1 else torch.cat(scores)  # no copy of the (B, E) block when one side
         factors = [model.entity(batch[:, 1]), model.relation(batch[:, 2])]
-        pairs = (block, torch.cat(rows).to(block.device), torch.cat(cols).to(block.device))
+        row, col = torch.cat(rows), torch.cat(cols)
+        pairs = (block, row.to(block.device), col.to(block.device))
         if self.lookup is None:
             return loss.multi_label(*pairs), factors
-        return loss.multi_label(*pairs, self.lookup(torch.cat(edges)).to(block.device)), factors
+        weight = self.pair_weights(torch.cat([tails, heads]).cpu(), row, col, self.lookup)
+        return loss.multi_label(*pairs, weight.to(block.device)), factors
+
+    @staticmethod
+    def pair_weights(queries: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                     lookup: EdgeWeights) -> torch.Tensor:
+        """The weight of each true pair's triple: ``(h, r, answer)`` of a tail query ``(0, h, r)``, ``(answer, r,
+        t)`` of a head query ``(1, t, r)``."""
+        query = queries[rows]
+        tail = query[:, 0] == 0
+        return lookup(torch.stack([torch.where(tail, query[:, 1], cols), query[:, 2],
+                                   torch.where(tail, cols, query[:, 1])], 1))
 
 
 class OneVsAll(Approach):
