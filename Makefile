@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,plot,index,cluster]"
+	$(PY) -m pip install -q -e ".[test,plot,hpo,index,cluster,track]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -186,3 +186,12 @@ def test_rgcn_takes_its_encoder_and_decoder_arguments() -> None:
     assert checked("model.args", "rgcn", args, model_arguments("rgcn")) == args
     with pytest.raises(ConfigError, match="model.args.layers: rgcn takes no argument 'layers'; known: decoder, "):
         checked("model.args", "rgcn", {"layers": 1}, model_arguments("rgcn"))
+
+
+def test_overrides_reach_new_keys_nested_inside_a_free_form_dict_but_not_new_sections() -> None:
+    cfg = apply_overrides(PipelineConfig(), ["tracking.trackers=[mlflow]",
+                                             "tracking.args.mlflow.tracking_uri=sqlite:///x.db", "model.args.p=1"])
+    assert cfg.tracking.args == {"mlflow": {"tracking_uri": "sqlite:///x.db"}} and cfg.model.args == {"p": 1}
+    for override in ("model.foo.bar=1", "model.dim.bar=1", "nosection.key=1"):
+        with pytest.raises(ConfigError, match="is not a config section"):
+            apply_overrides(PipelineConfig(), [override])

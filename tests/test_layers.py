@@ -15,7 +15,8 @@ LAYERS = [
     {"training"},
     {"evaluation"},
     {"inference"},
-    {"configs", "config", "factory", "pretrained", "pipeline", "saving", "cli", "demo", "__init__", "__main__"},
+    {"configs", "config", "factory", "pretrained", "pipeline", "saving", "cli", "tracking", "hpo", "plots", "demo",
+     "__init__", "__main__"},
 ]
 
 

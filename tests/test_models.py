@@ -8,6 +8,7 @@ import torch
 
 from kgem.models import INTERACTIONS, MODELS, build_model
 from kgem.models.factor import FactorInteraction
+from kgem.models.literal import LITERAL_MODELS
 from references import bilinear, composed, merged, neural, translational
 
 REFERENCE = merged(bilinear.REFERENCE, translational.REFERENCE, neural.REFERENCE, composed.REFERENCE)
@@ -28,7 +29,8 @@ def all_triples() -> torch.Tensor:
 
 def test_every_registered_interaction_has_a_reference() -> None:
     assert set(INTERACTIONS.names()) == set(REFERENCE)
-    assert set(MODELS) == {*REFERENCE, "randombaseline", "rgcn"}  # rgcn is an encoder: tests/test_rgcn.py
+    # rgcn is an encoder (tests/test_rgcn.py), the literal models combine rows with attributes (tests/test_literals.py)
+    assert set(MODELS) == {*REFERENCE, "randombaseline", "rgcn", *LITERAL_MODELS}
 
 
 @pytest.mark.parametrize(("name", "args", "formula"), CASES)

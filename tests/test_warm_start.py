@@ -14,6 +14,7 @@ from kgem.errors import ConfigError
 from kgem.factory import model_from_config
 from kgem.models import build_model
 from kgem.pipeline import pipeline, resolve_config
+from kgem.pretrained import warm_start
 from kgem.saving import save_model
 
 OLD_ENTITIES = Vocabulary(["a", "b", "c", "d"], kind="entity")  # in this order (from_labels sorts)
@@ -74,6 +75,9 @@ def test_what_does_not_fit_is_a_clear_config_error(tmp_path) -> None:
         build(str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="encoder"):
         build(path, "rgcn")
+    literal_model, literal = save(tmp_path, "distmult_literal")
+    with pytest.raises(ConfigError, match=r"encoder \(LiteralEmbedding"):
+        warm_start(literal_model, literal, entities=OLD_ENTITIES, relations=OLD_RELATIONS)
     with pytest.raises(ConfigError, match="give the entity and relation vocabularies"):
         model_from_config(ModelConfig(name="distmult", dim=4, init_from=path), 5, 2)
     torch.manual_seed(0)

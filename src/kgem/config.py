@@ -212,7 +212,8 @@ def load_config(cls: type[C], path: str | os.PathLike[str]) -> C:
 
 def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
     """Apply ``a.b=c`` overrides; ``c`` is parsed as YAML and checked against the field's type. Keys inside a
-    free-form dict field (``model.args.p=1``) may be new; keys of config sections must exist."""
+    free-form dict field (``model.args.p=1``, ``tracking.args.mlflow.tracking_uri=...``) may be new, nested too; keys of
+    config sections must exist."""
     data = to_dict(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -221,6 +222,8 @@ def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
         node, obj = data, typing.cast(Any, cfg)
         *parents, leaf = key.split(".")
         for part in parents:
+            if part not in node and not dataclasses.is_dataclass(obj):  # a new key inside a free-form dict
+                node[part] = {}
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a config section")
             node = node[part]

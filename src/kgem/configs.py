@@ -36,6 +36,10 @@ class DataConfig:
                                                       "...): 3 for a 4th column (DGL-KE's has_edge_importance), or "
                                                       "its name with header; read into the triples' weights, which "
                                                       "training uses as training.edge_weights says")
+    literals: str | None = help_field(None, "numeric attributes of the entities for the literal models "
+                                            "(distmult_literal, distmult_literal_gated, complex_literal): a file of "
+                                            "entity<TAB>attribute<TAB>value lines (gz too), min-max normalised per "
+                                            "attribute, values of entities the dataset lacks dropped")
     quotechar: str | None = help_field(None, "quote character of fields that hold the delimiter, as CSV writers "
                                              "quote them (e.g. '\"'); null: no quoting")
     files: list[str] = help_field([], "train [valid [test]] file names inside path (default: train/valid/test.*)")
@@ -233,8 +237,15 @@ class EvaluationConfig:
                    "full-ranking metrics where popularity drives the scores)")
     fraction: float = help_field(1.0, "evaluate a seeded random fraction of the triples (DGL-KE's eval_percent)")
     seed: int = help_field(0, "seed of the sampled negatives and of the fraction")
+    protocol: Literal["standard", "ogb"] = help_field(
+        "standard", "standard: rank against every entity (or num_negatives sampled ones), filtered as filter says; "
+                    "ogb: against the head and tail negatives given with each triple (OGB's protocol: unfiltered, "
+                    "realistic ranks; ogbl-biokg, ogbl-wikikg2)")
 
     def __post_init__(self) -> None:
+        if self.protocol == "ogb" and self.num_negatives is not None:
+            raise ConfigError("evaluation.num_negatives draws negatives; protocol ogb ranks against those given "
+                              "with each triple: set num_negatives to null, or protocol to standard")
         if self.memory_budget_mb <= 0:
             raise ConfigError(f"evaluation.memory_budget_mb must be positive, got {self.memory_budget_mb}")
         if self.num_negatives is not None and self.num_negatives <= 0:
@@ -245,8 +256,50 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrackingConfig:
+    trackers: list[str] = help_field([], "experiment trackers besides the run folder's CSV files: tensorboard, "
+                                         "mlflow, wandb (each an optional extra)")
+    experiment: str = help_field("kgem", "the experiment (MLflow) or project (W&B) the run is filed under")
+    run_name: str | None = help_field(None, "the run's name in the trackers (default: the run folder's name)")
+    args: dict[str, dict[str, Any]] = help_field({}, "settings per tracker, e.g. {tensorboard: {log_dir: tb}, "
+                                                     "mlflow: {tracking_uri: 'sqlite:///mlflow.db'}, "
+                                                     "wandb: {mode: offline}}")
+
+    def __post_init__(self) -> None:
+        unused = sorted(set(self.args) - set(self.trackers))
+        if unused:
+            raise ConfigError(f"tracking.args has settings for {', '.join(unused)}, which is not in "
+                              f"tracking.trackers ({', '.join(self.trackers) or 'empty'})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HpoConfig:
+    search_space: dict[str, dict[str, Any]] = help_field(
+        {}, "kgem optimize: the ranges to search, by config key, e.g. {model.dim: {type: int, low: 32, high: 256, "
+            "log: true}, training.lr: {type: float, low: 0.001, high: 0.1, log: true}, training.loss: "
+            "{type: categorical, choices: [softplus, cross_entropy]}}")
+    trials: int = help_field(20, "kgem optimize: trials to finish (a resumed search counts the finished ones)")
+    sampler: Literal["tpe", "random", "grid"] = help_field("tpe", "kgem optimize: how trials are drawn (grid: "
+                                                                  "every combination of categorical choices)")
+    pruner: Literal["none", "median", "percentile", "successive_halving", "hyperband", "threshold"] = help_field(
+        "median", "kgem optimize: stops trials whose validation MRR at a check is poor")
+    pruner_args: dict[str, Any] = help_field({}, "the pruner's settings (Optuna's names), e.g. {n_warmup_steps: 5} "
+                                                 "or {lower: 0.1} for threshold")
+    seed: int = help_field(0, "kgem optimize: the sampler's seed")
+    timeout: float | None = help_field(None, "kgem optimize: stop starting trials after this many seconds")
+
+    def __post_init__(self) -> None:
+        if self.trials <= 0:
+            raise ConfigError(f"hpo.trials must be positive, got {self.trials}")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise ConfigError(f"hpo.timeout must be a positive number of seconds or null, got {self.timeout}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    hpo: HpoConfig = field(default_factory=HpoConfig)

@@ -1,5 +1,6 @@
 """``make demo``: train ComplEx on a bundled dataset through the pipeline, print the test metrics, save the model,
-load it back, and ask it questions: the top-5 tails of a readable query and the nearest neighbours of an entity."""
+load it back, ask it questions (the top-5 tails of a readable query and the nearest neighbours of an entity), and
+draw the run's plots (with matplotlib, the ``plot`` extra that ``make demo`` installs)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pandas as pd
 
 import kgem
 from kgem.cli.train import next_run_folder
+from kgem.errors import KgemError
+from kgem.plots import plot_run
 
 QUERIES = {  # a readable query and an entity to find neighbours of, per bundled dataset
     "umls": (("virus", "causes"), "virus"),
@@ -49,6 +52,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"nearest neighbours of {entity} (cosine similarity of embeddings):")
         print(model.similar([entity], k=5).to_string(index=False), end="\n\n")
     print(f"more: kgem predict {output / 'model'} --head {head} --relation {relation} -k 10 --remove-known")
+    try:
+        written = plot_run(output, which=["losses", "validation", "embeddings"])
+    except KgemError as e:  # matplotlib missing: the demo has done its job; say how to get the plots
+        print(f"no plots: {e}")
+        return
+    print("\nplots of the run: " + ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

@@ -27,14 +27,18 @@ from kgem.config import coerce
 from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
 from kgem.data import Dataset, KnownTriples, load_dataset
 from kgem.data.known import KnownSplits
+from kgem.data.literals import read_literals
+from kgem.data.negatives import GivenNegatives
 from kgem.data.readers import order_to_columns
 from kgem.data.types import DomainConstraints, derive_types, read_types
 from kgem.data.vocab import Vocabulary
 from kgem.errors import ConfigError
 from kgem.evaluation import EvaluationResult, ScoringModel, evaluate
 from kgem.evaluation.candidates import degree_weights
+from kgem.evaluation.given import given_evaluator
 from kgem.models import INITIALIZERS, Model, build_model, model_info
 from kgem.models.builders import model_names
+from kgem.models.literal import LITERAL_MODELS
 from kgem.models.model import interaction_model
 from kgem.models.representation import Embedding
 from kgem.pretrained import warm_start, warm_start_circuit
@@ -122,18 +126,20 @@ def check_model_name(name: str) -> None:
 
 def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool = False,
                       graph: torch.Tensor | None = None, entities: Vocabulary | None = None,
-                      relations: Vocabulary | None = None) -> AnyModel:
+                      relations: Vocabulary | None = None, literals: torch.Tensor | None = None) -> AnyModel:
     """``sparse``: lookups give sparse gradients (for ``sparseadam``); ``graph``: the training triples, for
-    encoders (R-GCN); ``entities`` and ``relations``: the labels of the ids, which ``init_from`` matches.
-    A circuit's name gives a ``CircuitModel`` (``circuit_from_config``)."""
+    encoders (R-GCN); ``entities`` and ``relations``: the labels of the ids, which ``init_from`` matches;
+    ``literals``: the entities' numeric attributes (``literals_from_config``), which the literal models need and
+    no other takes. A circuit's name gives a ``CircuitModel`` (``circuit_from_config``)."""
     check_model_name(cfg.name)
+    check_literals(cfg.name, literals)
     if is_circuit(cfg.name):
         return circuit_from_config(cfg, num_entities, num_relations, graph=graph, entities=entities,
                                    relations=relations)
     if cfg.constraints is not None:
         raise ConfigError(f"model.constraints: restricts a squared generative circuit (cp2, complex2), not "
                           f"model {cfg.name}")
-    model = _build_from_config(cfg, num_entities, num_relations, sparse=sparse, graph=graph)
+    model = _build_from_config(cfg, num_entities, num_relations, sparse=sparse, graph=graph, literals=literals)
     if cfg.init_from is not None:
         if entities is None or relations is None:
             raise ConfigError("model.init_from matches rows by label: give the entity and relation vocabularies")
@@ -141,8 +147,25 @@ def model_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *
     return model
 
 
+def check_literals(name: str, literals: torch.Tensor | None) -> None:
+    """A literal model needs ``data.literals``, and no other model reads them: a ConfigError saying which."""
+    if name.lower() in LITERAL_MODELS and literals is None:
+        raise ConfigError(f"model {name} combines each entity's embedding with its numeric attributes: set "
+                          f"data.literals to a file of entity<TAB>attribute<TAB>value lines (kgem train --literals "
+                          f"FILE)")
+    if name.lower() not in LITERAL_MODELS and literals is not None:
+        raise ConfigError(f"data.literals: model {name} reads no numeric attributes; the models that do are "
+                          f"{', '.join(LITERAL_MODELS)}")
+
+
+def literals_from_config(cfg: DataConfig, entities: Vocabulary) -> torch.Tensor | None:
+    """The matrix of ``cfg.literals`` over ``entities`` (``kgem.data.literals.read_literals``): one row per entity,
+    one column per attribute; None without the setting."""
+    return None if cfg.literals is None else read_literals(cfg.literals, entities).values
+
+
 def _build_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool,
-                       graph: torch.Tensor | None) -> Model:
+                       graph: torch.Tensor | None, literals: torch.Tensor | None = None) -> Model:
     init = None
     if cfg.init:
         initializer = INITIALIZERS.get(cfg.init)
@@ -151,6 +174,8 @@ def _build_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, 
         with torch.random.fork_rng(devices=[]):  # torch checks some arguments only when applied; the seed's draws
             construct("model.init_args", cfg.init, init, torch.empty(2, 2))  # stay the model's
     args = checked("model.args", cfg.name, cfg.args, model_arguments(cfg.name))
+    if literals is not None:
+        args["literals"] = literals
     model = construct("model.args", cfg.name, build_model, cfg.name, num_entities, num_relations, cfg.dim,
                       inverse=cfg.inverse, graph=graph, entity_initializer=init, relation_initializer=init,
                       sparse=sparse, **args)
@@ -320,8 +345,28 @@ def scheduler_from_config(cfg: TrainingConfig, optimizer: torch.optim.Optimizer)
 
 
 def known_from_config(cfg: EvaluationConfig, dataset: Dataset) -> KnownTriples | KnownSplits | None:
-    """The true triples that ``cfg.filter`` filters out of the ranking, or None for raw ranks."""
-    return dataset.known_for_evaluation(cfg.filter) if cfg.filter else None
+    """The true triples that ``cfg.filter`` filters out of the ranking, or None for raw ranks (and for protocol
+    ogb, which filters nothing)."""
+    return dataset.known_for_evaluation(cfg.filter) if cfg.filter and cfg.protocol != "ogb" else None
+
+
+def negatives_from_config(cfg: EvaluationConfig, dataset: Dataset, split: str) -> GivenNegatives | None:
+    """The negatives given with ``split`` that protocol ogb ranks against, or None for the standard protocol; a
+    dataset that gives none is a ConfigError naming it."""
+    if cfg.protocol != "ogb":
+        return None
+    negatives = dataset.negatives.get(split)
+    if negatives is None:
+        raise ConfigError(f"evaluation.protocol ogb ranks against negatives given with the dataset; dataset "
+                          f"{dataset.name!r} gives none for its {split} split (ogbl-biokg and ogbl-wikikg2 do)")
+    return negatives
+
+
+def check_protocol(cfg: EvaluationConfig, dataset: Dataset) -> None:
+    """Before training: protocol ogb needs negatives given with each evaluated split (valid, test) the dataset has."""
+    for split in ("valid", "test"):
+        if split in dataset.splits():
+            negatives_from_config(cfg, dataset, split)
 
 
 def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
@@ -332,11 +377,20 @@ def evaluation_options(cfg: EvaluationConfig) -> dict[str, Any]:
 
 def evaluator_from_config(cfg: EvaluationConfig, known: KnownTriples | KnownSplits | None, *,
                           relation_categories: np.ndarray | None = None, progress: bool = False,
-                          negative_weights: torch.Tensor | None = None) -> Evaluator:
+                          negative_weights: torch.Tensor | None = None,
+                          negatives: GivenNegatives | None = None) -> Evaluator:
     """``evaluator(model, hrt)``: the ranking of ``hrt`` that ``cfg`` describes, for the test split, the
     early-stopping validations and ``kgem evaluate``. ``known``: the triples of the splits ``cfg.filter`` names
     (None when it names none); ``relation_categories`` (one per relation id) enables ``result.per_category()``;
-    ``negative_weights``: the sampling weights of ``negative_sampler: degree`` (``negative_weights_from_config``)."""
+    ``negative_weights``: the sampling weights of ``negative_sampler: degree`` (``negative_weights_from_config``);
+    ``negatives``: protocol ogb's, given with the split ``hrt`` comes from (``negatives_from_config``), which
+    filters nothing (``known`` is not used)."""
+    if cfg.protocol == "ogb":
+        if negatives is None:
+            raise ValueError("evaluation.protocol ogb ranks against the split's given negatives; none were given")
+        return given_evaluator(negatives, sides=cfg.sides, rank_type=cfg.rank_type,
+                               memory_budget_bytes=cfg.memory_budget_mb * 2**20, fraction=cfg.fraction,
+                               seed=cfg.seed, relation_categories=relation_categories, progress=progress)
     if bool(cfg.filter) != (known is not None):
         raise ValueError(f"evaluation.filter {cfg.filter} and the known triples given disagree")
     if (negative_weights is None) != (cfg.num_negatives is None or cfg.negative_sampler == "uniform"):
@@ -362,7 +416,8 @@ def early_stopping_from_config(cfg: PipelineConfig, dataset: Dataset) -> EarlySt
     valid = dataset.valid.hrt
     weights = negative_weights_from_config(cfg.evaluation, dataset.train.hrt, dataset.num_entities)
     validate = evaluator_from_config(cfg.evaluation, known_from_config(cfg.evaluation, dataset),
-                                     negative_weights=weights)
+                                     negative_weights=weights,
+                                     negatives=negatives_from_config(cfg.evaluation, dataset, "valid"))
     return EarlyStopping(lambda m: validate(m, valid).mrr, frequency=cfg.training.frequency,
                          patience=cfg.training.patience, min_delta=cfg.training.min_delta)
 

@@ -10,13 +10,15 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
+from kgem import plots
 from kgem.atomic import atomic_write
 from kgem.circuits.evaluation import average_log_likelihood, uniform_log_likelihood
 from kgem.circuits.model import AnyModel, CircuitModel
@@ -26,18 +28,22 @@ from kgem.config import apply_overrides, from_dict, load_config, save_config, to
 from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig
 from kgem.data import Dataset, KnownTriples, Vocabulary, relation_categories
 from kgem.data.known import KnownSplits
+from kgem.data.patterns import relation_patterns
 from kgem.data.sources import DATASETS
-from kgem.errors import ConfigError
+from kgem.errors import ConfigError, DataError
 from kgem.evaluation import EvaluationResult
 from kgem.factory import (
     Data,
+    check_protocol,
     dataset_from_config,
     early_stopping_from_config,
     evaluator_from_config,
     known_from_config,
+    literals_from_config,
     mixed_from_config,
     model_from_config,
     negative_weights_from_config,
+    negatives_from_config,
     sparse_lookups,
     trainer_from_config,
 )
@@ -48,8 +54,13 @@ from kgem.models.storage import mapped_tables
 from kgem.ops.devices import resolve_device
 from kgem.ops.process import retain_freed_memory, settings
 from kgem.saving import save_model
+from kgem.tracking import Tracking, flat_params, tracking_from_config
 from kgem.training import Checkpoints, History
-from kgem.training.distributed import follower, from_environment, local_device
+from kgem.training.distributed import Replicas, follower, from_environment, local_device
+from kgem.training.trainer import EpochCallback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -95,6 +106,32 @@ class PipelineResult(LinkPredictor):
         frame["valid_mrr"] = frame["epoch"].map(self.history.validation)
         return frame.set_index("epoch")
 
+    def plot_losses(self, path: str | os.PathLike[str] | None = None) -> Figure:
+        """The training loss per epoch (``kgem.plots.plot_losses``); ``path``: also save it as a PNG."""
+        return plots.plot_losses(self.losses(), path=path)
+
+    def plot_validation(self, path: str | os.PathLike[str] | None = None) -> Figure:
+        """Validation MRR per validated epoch with the epoch early stopping kept (``kgem.plots.plot_validation``)."""
+        return plots.plot_validation(self.losses(), best_epoch=self.history.best_epoch, path=path)
+
+    def plot_embeddings(self, path: str | os.PathLike[str] | None = None, *,
+                        labels_file: str | os.PathLike[str] | None = None, method: str = "pca") -> Figure:
+        """A 2-D map of the entity embeddings, coloured by the groups of ``labels_file`` (``entity<TAB>group``
+        lines) or by each entity's most frequent training relation (``kgem.plots.plot_model_embeddings``)."""
+        return plots.plot_model_embeddings(self, self.dataset.train.hrt, labels_file=labels_file, method=method,
+                                           path=path)
+
+    def plot_relation_mrr(self, path: str | os.PathLike[str] | None = None) -> Figure:
+        """Test MRR per relation as horizontal bars (``kgem.plots.plot_relation_mrr``)."""
+        if self.evaluation is None:
+            raise DataError("no test evaluation to plot: the dataset has no test split")
+        return plots.plot_relation_mrr(self.evaluation.per_relation(self.relations.labels.tolist()), path=path)
+
+    def plot_relation_patterns(self, path: str | os.PathLike[str] | None = None) -> Figure:
+        """The relation patterns of the training triples as a heat map (``kgem.data.patterns``)."""
+        table = relation_patterns(self.dataset.train.hrt, self.dataset.num_relations, self.relations.labels)
+        return plots.plot_relation_patterns(table, path=path)
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Save the model directory (config.json + vocabularies TSV + safetensors), with config and metrics."""
         extra: dict[str, Any] = {"pipeline": to_dict(self.config), "timings": self.timings,
@@ -132,11 +169,13 @@ def load_data(cfg: DataConfig, data: Data = None) -> Dataset:
 
 
 def run_evaluation(model: AnyModel, dataset: Dataset, hrt: torch.Tensor, cfg: EvaluationConfig) -> EvaluationResult:
-    """``hrt`` ranked as ``cfg`` says, with the relation categories of the training triples (the test split)."""
+    """``hrt`` ranked as ``cfg`` says, with the relation categories of the training triples (the test split; under
+    protocol ogb against the negatives given with it)."""
     evaluator = evaluator_from_config(cfg, known_from_config(cfg, dataset),
                                       relation_categories=relation_categories(dataset.train.hrt, dataset.num_relations),
                                       negative_weights=negative_weights_from_config(cfg, dataset.train.hrt,
-                                                                                    dataset.num_entities))
+                                                                                    dataset.num_entities),
+                                      negatives=negatives_from_config(cfg, dataset, "test"))
     return evaluator(model, hrt)
 
 
@@ -145,7 +184,8 @@ early_stopping = early_stopping_from_config  # this module's name for it
 
 def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | None = None, *, data: Data = None,
              overrides: list[str] | None = None, progress: bool = True, output: str | os.PathLike[str] | None = None,
-             checkpoint_every: int = 1, resume: bool = False) -> PipelineResult:
+             checkpoint_every: int = 1, resume: bool = False,
+             callbacks: Sequence[EpochCallback] = ()) -> PipelineResult:
     """Load data, build the model, train (early stopping on validation MRR), evaluate on test.
 
     ``config``: a PipelineConfig, a dict of sections, or a YAML/JSON file; ``overrides``: ``["model.dim=200"]``.
@@ -163,16 +203,16 @@ def pipeline(config: PipelineConfig | dict[str, Any] | str | os.PathLike[str] | 
     """
     cfg = absolute_paths(resolve_config(config, overrides))
     if output is None:
-        return _run(cfg, data, progress, None, resume)
+        return _run(cfg, data, progress, None, resume, callbacks)
     if follower():  # rank > 0 of a multi-process run: rank 0 owns the folder, this one reads its checkpoints
-        return _run(cfg, data, progress, FollowerFolder(Path(output), checkpoint_every), resume)
+        return _run(cfg, data, progress, FollowerFolder(Path(output), checkpoint_every), resume, callbacks)
     with RunFolder(Path(output), cfg, resume, checkpoint_every) as run:  # locked first: a second run fails at once
-        return _run(cfg, data, progress, run, resume)
+        return _run(cfg, data, progress, run, resume, callbacks)
 
 
 def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
-    """The config with its local paths (a dataset folder or file, ``data.path``, ``model.init_from``, a constraints
-    folder) made absolute,
+    """The config with its local paths (a dataset folder or file, ``data.path``, ``data.literals``,
+    ``model.init_from``, a constraints folder) made absolute,
     so that the run folder's config and the saved model find them from any working directory (resume, evaluate,
     predict --remove-known). Registered dataset names stay names, as ``load_dataset`` prefers them."""
     def absolute(path: str) -> str:
@@ -180,29 +220,70 @@ def absolute_paths(cfg: PipelineConfig) -> PipelineConfig:
 
     data, model = cfg.data, cfg.model
     dataset = data.dataset if data.dataset in DATASETS else absolute(data.dataset)
-    return replace(cfg, data=replace(data, dataset=dataset, path=data.path and absolute(data.path)),
+    return replace(cfg, data=replace(data, dataset=dataset, path=data.path and absolute(data.path),
+                                     literals=data.literals and absolute(data.literals)),
                    model=replace(model, init_from=model.init_from and absolute(model.init_from),
                                  storage_dir=model.storage_dir and absolute(model.storage_dir),
                                  constraints=model.constraints and absolute(model.constraints)))
 
 
 def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | FollowerFolder | None,
-         resume: bool) -> PipelineResult:
+         resume: bool, callbacks: Sequence[EpochCallback]) -> PipelineResult:
     retain_freed_memory(cfg.training.retain_memory)
     device = local_device(resolve_device(cfg.training.device, "training.device"))
     replicas = from_environment(device, cfg.training.peer_timeout)
-    progress = progress and (replicas is None or replicas.leader)
+    leader = replicas is None or replicas.leader
+    with tracked(cfg, run if isinstance(run, RunFolder) else None, leader) as tracking:
+        outcome = _train(cfg, data, progress and leader, run, resume, replicas, device, [tracking.epoch, *callbacks])
+        tracking.log_metrics(final_metrics(outcome))
+        if run is not None:
+            run.finish(outcome)
+        if isinstance(run, RunFolder):
+            for name in (RunFolder.CONFIG, "metrics.csv", "losses.csv"):
+                tracking.log_artifact(run.path / name)
+    return outcome
+
+
+@contextlib.contextmanager
+def tracked(cfg: PipelineConfig, run: RunFolder | None, leader: bool) -> Iterator[Tracking]:
+    """The run's trackers (none on a rank but 0), started with the config and finished, marked failed if the run
+    raises. Built before the data loads: a tracker that is not installed fails first."""
+    name = run.path.name if run is not None else f"{cfg.model.name}-{Path(cfg.data.dataset).name}"
+    tracking = tracking_from_config(cfg.tracking, run.path if run else None, name) if leader else Tracking([])
+    tracking.start(flat_params(cfg))
+    try:
+        yield tracking
+    except BaseException:
+        tracking.finish(failed=True)
+        raise
+    tracking.finish()
+
+
+def final_metrics(result: PipelineResult) -> dict[str, float]:
+    """The test metrics as flat names (``test_mrr`` for both sides, ``test_head_mrr``, ...) and the timings."""
+    metrics = {f"time_{key}": value for key, value in result.timings.items()}
+    for side, row in result.metrics().iterrows():
+        prefix = "test_" if side == "both" else f"test_{side}_"
+        metrics |= {prefix + str(key): float(value) for key, value in row.items()}
+    return metrics
+
+
+def _train(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | FollowerFolder | None, resume: bool,
+           replicas: Replicas | None, device: torch.device, callbacks: Sequence[EpochCallback]) -> PipelineResult:
+    """Load, build, train and test: the run of ``_run`` inside its trackers."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = load_data(cfg.data, data)
+    check_protocol(cfg.evaluation, dataset)  # protocol ogb's negatives are there, before any training
     timings["load"] = time.perf_counter() - start
     torch.manual_seed(cfg.training.seed)
     # a resumed run's checkpoint holds every weight: the warm start's source is not needed (nor read) again
     model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
+    literals = literals_from_config(cfg.data, dataset.entities)
     with table_storage(cfg.model, run, dataset.num_entities):
         model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
                                   sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,
-                                  relations=dataset.relations)
+                                  relations=dataset.relations, literals=literals)
     model = mixed_from_config(cfg.training, model, device).to(device)
     trainable = any(p.requires_grad for p in model.parameters())  # randombaseline has nothing to train
     trainer = trainer_from_config(cfg.training, model, progress=progress, replicas=replicas) if trainable else None
@@ -212,7 +293,8 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     try:
         history = History() if trainer is None else trainer.fit(dataset.train.hrt, cfg.training.epochs, stopper,
                                                                 checkpoints=checkpoints, resume=resume,
-                                                                weights=training_weights(cfg, dataset))
+                                                                weights=training_weights(cfg, dataset),
+                                                                callbacks=callbacks)
     except BaseException:
         if replicas is not None:
             replicas.leave()
@@ -225,10 +307,7 @@ def _run(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Follo
     result = run_evaluation(model, dataset, test.hrt, cfg.evaluation) if test is not None else None
     timings["evaluate"] = time.perf_counter() - start
     likelihood = test_likelihood(model, test.hrt) if test is not None and isinstance(model, CircuitModel) else None
-    outcome = PipelineResult(cfg, model, dataset, history, result, timings, likelihood=likelihood)
-    if run is not None:
-        run.finish(outcome)
-    return outcome
+    return PipelineResult(cfg, model, dataset, history, result, timings, likelihood=likelihood)
 
 
 def training_weights(cfg: PipelineConfig, dataset: Dataset) -> torch.Tensor | None:

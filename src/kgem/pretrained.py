@@ -33,7 +33,7 @@ def warm_start(model: Model, directory: str | os.PathLike[str], *, entities: Voc
                relations: Vocabulary) -> dict[str, int]:
     """Fill ``model`` (built for ``entities`` and ``relations``) from the model saved in ``directory``; returns how
     many entity and relation rows were copied. A different model, a different embedding width, a different shape of
-    any other tensor, an encoder (R-GCN) or no shared label at all is a ConfigError."""
+    any other tensor, an encoder (R-GCN, a literal model) or no shared label at all is a ConfigError."""
     where = f"model.init_from {directory}"
     try:
         saved = load_model(directory)
@@ -104,7 +104,9 @@ def _source_circuit(model: Model | CircuitModel) -> SquaredCircuit:
 
 def _check_compatible(model: Model, source: Model, name: str, where: str) -> None:
     if not isinstance(model.entity, Embedding) or not isinstance(source.entity, Embedding):
-        raise ConfigError(f"{where}: an encoder (rgcn) cannot be warm-started row by row")
+        encoder = type(model.entity if not isinstance(model.entity, Embedding) else source.entity).__name__
+        raise ConfigError(f"{where}: entity rows computed by an encoder ({encoder}: rgcn, literal models) cannot be "
+                          f"warm-started row by row")
     if type(model.interaction) is not type(source.interaction):
         raise ConfigError(f"{where}: holds a {name} model, not {type(model.interaction).__name__}")
     target_state, source_state = model.state_dict(), source.state_dict()

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from kgem.cli import circuits, data, dglke, discover, info, train, use
+from kgem.cli import circuits, data, dglke, discover, hpo, info, plot, train, use
 from kgem.errors import KgemError, TrainingInterrupted
 
 EPILOG = """\
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parsers(sub)
     discover.add_parsers(sub)
     dglke.add_parsers(sub)
+    plot.add_parsers(sub)
+    hpo.add_parsers(sub)
     return parser
 
 

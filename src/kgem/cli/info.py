@@ -30,8 +30,11 @@ def cmd_datasets(args: argparse.Namespace) -> None:
                      "valid": counts[3], "test": counts[4], "source": "bundled" if info.bundled else "download",
                      "edge_weights": "-" if info.edge_weights is None else info.edge_weights,
                      "sha256": {None: "-", True: "pinned", False: "NOT pinned"}[info.pinned],
-                     "description": info.description})
+                     "description": info.description + (" [deprecated]" if info.deprecated else "")})
     print(pd.DataFrame(rows).set_index("name").to_string())
+    notes = [f"  {name}: {DATASETS.get(name).deprecated}" for name in DATASETS if DATASETS.get(name).deprecated]
+    if notes:
+        print("\ndeprecated (kept to reproduce published results):", *notes, sep="\n")
 
 
 def models_table() -> pd.DataFrame:

@@ -41,6 +41,8 @@ FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
      "weighs the loss, or FocusE's scores"),
     (("--edge-weights-mode", "--edge_weights_mode"), "training.edge_weights", str,
      "what the edge weights do: loss (default: weigh each edge's terms), focuse (AmpliGraph's FocusE) or ignore"),
+    (("--literals",), "data.literals", str, "file of numeric entity attributes (entity<TAB>attribute<TAB>value) for "
+     "the literal models: distmult_literal, distmult_literal_gated, complex_literal"),
     (("--model", "--model-name", "--model_name"), "model.name", str, "model name (see 'kgem models')"),
     (("--dim", "--hidden-dim", "--hidden_dim"), "model.dim", int, "embedding dimension"),
     (("--storage",), "model.storage", str,
@@ -96,6 +98,8 @@ FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
      "with --eval-negatives: 'uniform' (default) or 'degree' (in proportion to training degree + 1)"),
     (("--eval-fraction", "--eval-percent", "--eval_percent"), "evaluation.fraction", float,
      "evaluate this seeded random fraction (0, 1] of the valid/test triples"),
+    (("--experiment",), "tracking.experiment", str, "the experiment (MLflow) or project (W&B) --tracker files the "
+                                                    "run under"),
 ]
 
 
@@ -107,6 +111,8 @@ def overrides_from_flags(args: argparse.Namespace) -> list[str]:
         if value is not None:
             # a folder named 123 stays a str, nan a float
             found.append(f"{key}={yaml_value(value) if isinstance(value, str | float) else value}")
+    if args.tracker:  # repeatable: the whole list
+        found.append(f"tracking.trackers={yaml_value(args.tracker)}")
     return found + list(args.set or [])
 
 
@@ -248,8 +254,9 @@ examples:
   kgem train --dataset fb15k237 --model transe --approach slcwa --loss margin_ranking --margin 1 \\
              --num-negatives 64 --optimizer adam --lr 0.001 --dim 200 --batch-size 1024 --epochs 100
   kgem train --config my.yaml --set model.args.p=1 --output runs/transe-l1
+  kgem train --dataset umls --tracker tensorboard --tracker mlflow --experiment umls    # also report to trackers
   kgem train --data_path my_graph/ --format raw_udd_htr --model_name distmult --hidden_dim 400 --max_step 20000
-  kgem train --dataset fb15k237 --model complex2 --objective pll --dim 200 --optimizer adam --lr 0.001 \
+  kgem train --dataset fb15k237 --model complex2 --objective pll --dim 200 --optimizer adam --lr 0.001 \\
              --batch-size 500    # a generative circuit: exact probabilities, then kgem sample RUN/model
 Stop with Ctrl-C (a checkpoint is saved after the current batch) and continue with 'kgem resume RUN'."""
 
@@ -271,6 +278,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-step", "--max_step", type=positive,
                    help="training steps (DGL-KE); rounded up to whole epochs")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config override, e.g. model.inverse=false")
+    p.add_argument("--tracker", action="append", metavar="NAME",
+                   help="also report the run to tensorboard, mlflow or wandb (repeatable; settings: --set "
+                        "'tracking.args={mlflow: {tracking_uri: sqlite:///mlflow.db}}')")
     p.add_argument("--output", "--save-path", "--save_path",
                    help="run folder (default: runs/{model}_{dataset}_{n}, the first unused n)")
     p.add_argument("--checkpoint-every", type=positive, default=1, metavar="N", help="checkpoint every N epochs")

@@ -16,12 +16,18 @@ from kgem.circuits.model import CircuitModel
 from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import Dataset, relation_categories
+from kgem.data.negatives import GivenNegatives
 from kgem.data.triples import Triples, read_triples
 from kgem.errors import KgemError
 from kgem.evaluation.calibrators import calibration_report, plot_binary_reliability
 from kgem.evaluation.classification import classify
 from kgem.evaluation.classification import score_triples as score_all
-from kgem.factory import dataset_from_config, evaluator_from_config, negative_weights_from_config
+from kgem.factory import (
+    dataset_from_config,
+    evaluator_from_config,
+    negative_weights_from_config,
+    negatives_from_config,
+)
 from kgem.inference.index import NeighbourIndex, build_index, draw_ids, recall
 from kgem.inference.similarity import Kind
 from kgem.pipeline import test_likelihood, write_csv
@@ -69,7 +75,8 @@ def evaluation_config(loaded: LoadedModel, args: argparse.Namespace, ds: Dataset
     flags = {key: value for key, value in [("num_negatives", args.eval_negatives), ("fraction", args.eval_fraction),
                                            ("negative_sampler", args.eval_sampler),
                                            ("seed", args.seed), ("memory_budget_mb", args.memory_budget_mb),
-                                           ("sides", args.sides), ("rank_type", args.rank_type)]
+                                           ("sides", args.sides), ("rank_type", args.rank_type),
+                                           ("protocol", args.protocol)]
              if value is not None}
     if args.eval_negatives == 0:  # every entity: the exact ranking, whatever the model was trained with
         flags["num_negatives"] = None
@@ -80,6 +87,16 @@ def evaluation_config(loaded: LoadedModel, args: argparse.Namespace, ds: Dataset
     if unknown:
         raise KgemError(f"--filter: no split {unknown[0]!r}; the dataset has {', '.join(ds.splits())}")
     return cfg
+
+
+def given_negatives(loaded: LoadedModel, ds: Dataset, cfg: EvaluationConfig, split: str) -> GivenNegatives | None:
+    """Protocol ogb's negatives of ``split`` in the model's ids: the dataset's, matched by label where the model's
+    vocabularies differ (None for the standard protocol)."""
+    negatives = negatives_from_config(cfg, ds, split)
+    if negatives is None or (ds.entities == loaded.entities and ds.relations == loaded.relations):
+        return negatives
+    return negatives.translated(loaded.entities.lookup(ds.entities.labels),
+                                loaded.relations.lookup(ds.relations.labels))
 
 
 def evaluate_classification(loaded: LoadedModel, ds: Dataset, split: Triples, args: argparse.Namespace) -> None:
@@ -120,11 +137,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if len(split) and not len(hrt):
         raise KgemError(f"none of the {len(split)} {args.split} triples uses only labels the model knows: is it the "
                         f"dataset the model was trained on?")
-    known = loaded.with_known([ds.splits()[s] for s in cfg.filter]).known if cfg.filter else None
+    filtered = cfg.filter and cfg.protocol != "ogb"  # OGB's protocol filters nothing
+    known = loaded.with_known([ds.splits()[s] for s in cfg.filter]).known if filtered else None
     train = loaded.encode(ds.train)
     evaluator = evaluator_from_config(cfg, known, progress=not args.quiet, relation_categories=relation_categories(
         train, loaded.model.num_relations), negative_weights=negative_weights_from_config(
-        cfg, train, loaded.model.num_entities))
+        cfg, train, loaded.model.num_entities), negatives=given_negatives(loaded, ds, cfg, args.split))
     result = evaluator(loaded.model, hrt)
     if len(hrt) < len(split):
         print(f"left out {len(split) - len(hrt)} {args.split} triples with labels the model does not know")
@@ -291,6 +309,9 @@ def add_parsers(sub: Any) -> None:
                                     "(default: as trained, usually train,valid,test)")
     p.add_argument("--sides", choices=["both", "head", "tail"])
     p.add_argument("--rank-type", choices=["realistic", "optimistic", "pessimistic"])
+    p.add_argument("--protocol", choices=["standard", "ogb"],
+                   help="standard: against all (or --eval-negatives sampled) entities, filtered; ogb: against the "
+                        "negatives given with each triple (ogbl-biokg, ogbl-wikikg2), unfiltered (default: as trained)")
     p.add_argument("--memory-budget-mb", type=int, metavar="MB",
                    help="size of one score block (default: as trained, evaluation.memory_budget_mb)")
     p.add_argument("--eval-negatives", "--neg-sample-size-eval", "--neg_sample_size_eval", type=int, metavar="N",

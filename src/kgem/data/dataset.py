@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import torch
 
 from kgem.data.imports import META, mapped, read_meta
 from kgem.data.known import LAZY_ROWS, KnownSplits, KnownTriples
+from kgem.data.negatives import GivenNegatives, read_negatives
 from kgem.data.readers import read_id_dict, read_id_triples
 from kgem.data.split import split_indices
 from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
@@ -28,12 +29,15 @@ SUFFIXES = (".txt", ".tsv", ".txt.gz", ".tsv.gz", ".csv", ".csv.gz")
 
 @dataclass
 class Dataset:
-    """Train/valid/test splits; the vocabularies are those of ``train`` (valid and test use the same ids)."""
+    """Train/valid/test splits; the vocabularies are those of ``train`` (valid and test use the same ids).
+    ``negatives``: the entities each triple of a split is ranked against where the dataset gives them (OGB's, by
+    split name; ``kgem.data.negatives``), for ``evaluation.protocol: ogb``."""
 
     train: Triples
     valid: Triples | None = None
     test: Triples | None = None
     name: str = "dataset"
+    negatives: dict[str, GivenNegatives] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for split in (self.valid, self.test):
@@ -119,18 +123,23 @@ class Dataset:
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike[str], *, name: str | None = None, **options: Any) -> Dataset:
-        """Read ``train``/``valid``/``test`` files (``.txt``, ``.tsv``, ``.csv``, optionally gzipped) from a folder."""
+        """Read ``train``/``valid``/``test`` files (``.txt``, ``.tsv``, ``.csv``, optionally gzipped) from a folder,
+        and the negatives given with a split (``<split>.negatives.safetensors``, ``kgem.data.negatives``)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder")
         meta = read_meta(folder)
         if meta is not None:  # written by ``kgem import``: the splits open memory-mapped
-            return cls.from_imported(folder, meta, name=name or folder.name)
-        found = {split: _find_split(folder, split) for split in SPLITS}
-        if found["train"] is None:
-            raise DataError(f"{folder}: no training file (expected one of "
-                            f"{', '.join('train' + s for s in SUFFIXES)})")
-        return cls.from_files(found["train"], found["valid"], found["test"], name=name or folder.name, **options)
+            dataset = cls.from_imported(folder, meta, name=name or folder.name)
+        else:
+            found = {split: _find_split(folder, split) for split in SPLITS}
+            if found["train"] is None:
+                raise DataError(f"{folder}: no training file (expected one of "
+                                f"{', '.join('train' + s for s in SUFFIXES)})")
+            dataset = cls.from_files(found["train"], found["valid"], found["test"], name=name or folder.name,
+                                     **options)
+        dataset.negatives = read_negatives(folder, dataset.splits())
+        return dataset
 
     @classmethod
     def from_imported(cls, folder: Path, meta: dict[str, Any], *, name: str) -> Dataset:

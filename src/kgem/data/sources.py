@@ -12,6 +12,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,8 +21,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from kgem.atomic import atomic_dir
-from kgem.data.archives import extract_splits, has_train
+from kgem.data.archives import WHOLE, extract_members, extract_splits, has_train, keep_columns, split_whole
 from kgem.data.dataset import SPLITS, SUFFIXES, Dataset
+from kgem.data.ogb import prepare_biokg, prepare_wikikg2
+from kgem.data.split import check_ratios
 from kgem.errors import DataError
 from kgem.registry import Registry
 
@@ -30,6 +33,14 @@ log = logging.getLogger("kgem")
 CONVE = "https://raw.githubusercontent.com/TimDettmers/ConvE/f3c0eb286025410fa5b4c04696c918264163d0ca"
 CODEX = "https://raw.githubusercontent.com/tsafavi/codex/3132e426c2a6b643b70bad679905a3a6270be440/data/triples"
 FIGSHARE = "https://ndownloader.figshare.com/files"  # AmpliGraph's copies: zips of <name>/{train,valid,test}.tsv
+BORDES = "https://everest.hds.utc.fr/lib/exe/fetch.php?media=en:"  # Bordes et al.'s own downloads of FB15k, WN18
+# Git LFS stores the file: its pointer at this commit publishes the sha256 pinned below
+HETIONET = "https://github.com/hetio/hetionet/raw/8a6cc0c5604d0e2908786e4de38af67b8e46ee4a/hetnet/tsv"
+DB100K = ("https://raw.githubusercontent.com/iieir-km/ComplEx-NNE_AER/47fb01b3fa876a3d5154fa9b4e3c2b9fc2f29f08"
+          "/datasets/DB100K")
+LEAKAGE = ("its test set leaks through inverse relations: many test triples (h, r, t) have their inverse (t, r', h) in "
+           "train, so a rule that only looks it up rivals trained models (Toutanova & Chen 2015; Dettmers et al. "
+           "2018); use {}, made without them")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,12 @@ class DatasetInfo:
     ``counts`` are the published sizes: entities, relations, train, valid, test. ``edge_weights``: the column of the
     split files that holds a number per edge (importance, confidence, ...); ``load_dataset`` reads it into each
     split's ``Triples.weights``.
+
+    Downloads laid out otherwise say how: ``members`` names the archive's file of each split (or of ``WHOLE``, one
+    file of all facts), ``columns`` picks head, relation and tail from files with more columns (``header``: their
+    first line names them), and ``split`` (train, valid, test fractions, with ``seed``) has kgem split the
+    ``WHOLE`` file once, when it is downloaded. ``deprecated`` says why a dataset should not be used, and what
+    instead: ``load_dataset`` logs it as a warning.
     """
 
     name: str
@@ -58,6 +75,25 @@ class DatasetInfo:
     files: dict[str, RemoteFile] = field(default_factory=dict)
     inner: str = ""  # folder inside the archive that holds the split files
     edge_weights: int | None = None
+    members: dict[str, str] = field(default_factory=dict)  # split (or WHOLE) -> its file's path in the archive
+    columns: tuple[int, int, int] | None = None  # the head, relation and tail columns of files with more
+    header: bool = False  # each file's first line names its columns
+    split: tuple[float, float, float] | None = None  # train, valid, test fractions of the WHOLE file
+    seed: int = 0  # of that split
+    deprecated: str | None = None
+    # A format of its own: called with the staging folder, where the download lies as ``archive`` (or the
+    # ``files`` under their split names); it leaves split files there that ``Dataset.from_folder`` reads.
+    prepare: Callable[[Path], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        """A layout that cannot work is a mistake in the registration: said when it is made, not at download."""
+        if not set(self.members) <= {*SPLITS, WHOLE} or (self.members and self.archive is None):
+            raise DataError(f"dataset {self.name!r}: members name files of an archive for {[*SPLITS, WHOLE]}, got "
+                            f"{sorted(self.members)}")
+        if (self.split is None) == (WHOLE in {*self.members, *self.files}):
+            raise DataError(f"dataset {self.name!r}: a {WHOLE!r} file and split fractions come together")
+        if self.split is not None:
+            check_ratios(self.split)
 
     @property
     def pinned(self) -> bool | None:
@@ -116,6 +152,54 @@ for _info in [
     DatasetInfo("cn15k", "CN15K (Chen et al. 2019): ConceptNet, edge values: confidence",
                 (15000, 36, 199417, 16829, 19224), archive=RemoteFile(f"{FIGSHARE}/66192206"), inner="cn15k",
                 edge_weights=3),
+    DatasetInfo("fb15k", "FB15k (Bordes et al. 2013)", (14951, 1345, 483142, 50000, 59071),
+                archive=RemoteFile(f"{BORDES}fb15k.tgz"), deprecated=LEAKAGE.format("fb15k237"),
+                members={split: f"FB15k/freebase_mtr100_mte100-{split}.txt" for split in SPLITS}),
+    DatasetInfo("wn18", "WN18 (Bordes et al. 2013)", (40943, 18, 141442, 5000, 5000),
+                archive=RemoteFile(f"{BORDES}wordnet-mlj12.tar.gz"), deprecated=LEAKAGE.format("wn18rr"),
+                members={split: f"wordnet-mlj12/wordnet-mlj12-{split}.txt" for split in SPLITS}),
+    # OpenBioLink's own link (zenodo); its files are tab-separated despite .csv, 6 columns: h, r, t, quality, TP/TN,
+    # source (quality may be empty)
+    DatasetInfo("openbiolink", "OpenBioLink2020 (Breit et al. 2020): biomedical, directed high-quality split",
+                (180992, 28, 4192002, 188394, 183011),
+                archive=RemoteFile("https://zenodo.org/record/3826919/files/HQ_DIR.zip?download=1"),
+                members={split: f"HQ_DIR/train_test_data/{name}_sample.csv"
+                         for split, name in (("train", "train"), ("valid", "val"), ("test", "test"))},
+                columns=(0, 1, 2)),
+    # 2,250,197 edges of 24 kinds among 45,158 of its 47,031 nodes; split: valid and test 10% each of all edges
+    DatasetInfo("hetionet", "Hetionet v1.0 (Himmelstein et al. 2017): biomedical, split by kgem (seed 0)",
+                (45158, 24, 1800157, 225020, 225020), header=True, split=(0.8, 0.1, 0.1), files={
+                    WHOLE: RemoteFile(f"{HETIONET}/hetionet-v1.0-edges.sif.gz",
+                                      "611f0411ac666be4e0270e54bbca67407e14720bfc3099311f0f5eec25c5a947")}),
+    # 5,874,261 lines (DRKG's Readme); PyKEEN's deduplicated count suggests 3 repeat a line, which are dropped
+    DatasetInfo("drkg", "DRKG (Ioannidis et al. 2020): drug repurposing, split by kgem (seed 0)",
+                (97238, 107, 4699406, 587426, 587426), split=(0.8, 0.1, 0.1),
+                archive=RemoteFile("https://dgl-data.s3-us-west-2.amazonaws.com/dataset/DRKG/drkg.tar.gz"),
+                members={WHOLE: "drkg.tsv"}),
+    # the copy PyKEEN uses (the project page links a Dropbox file)
+    DatasetInfo("wikidata5m", "Wikidata5M (Wang et al. 2021), transductive split",
+                (4594485, 822, 20614279, 5163, 5133),
+                archive=RemoteFile("https://zenodo.org/record/5546383/files/wikidata5m_transductive.tar.gz"),
+                members={split: f"wikidata5m_transductive_{split}.txt" for split in SPLITS}),
+    # valid and test pinned from the repository's git objects; train's object was not at hand
+    DatasetInfo("db100k", "DB100K (Ding et al. 2018): DBpedia", (99604, 470, 597572, 50000, 50000), files={
+        "train": RemoteFile(f"{DB100K}/_train.txt"),
+        "valid": RemoteFile(f"{DB100K}/_valid.txt", "ab1abc4327c4c18ae3b9384be2d876e51eb5dab7b71bfc06ddc42f4a974811da"),
+        "test": RemoteFile(f"{DB100K}/_test.txt", "99c562445be98a57a1781fba6f09c30346469c96a91c208a74936bfbb2e540b9")}),
+]:
+    register_dataset(_info)
+
+# OGB's knowledge graphs, from OGB's own archives (ogb/linkproppred/master.csv), which publish no checksum:
+# ``kgem.data.ogb`` reads their torch-saved splits without running them, and keeps each valid and test triple's
+# negatives for ``evaluation.protocol: ogb``
+OGB = "http://snap.stanford.edu/ogb/data/linkproppred"
+for _info in [
+    DatasetInfo("ogbl-biokg", "ogbl-biokg (Hu et al. 2020, OGB): biomedical, 5 entity types, random split, "
+                "negatives given", (93773, 51, 4762678, 162886, 162870), archive=RemoteFile(f"{OGB}/biokg.zip"),
+                prepare=prepare_biokg),
+    DatasetInfo("ogbl-wikikg2", "ogbl-wikikg2 (Hu et al. 2020, OGB): Wikidata, time split, negatives given",
+                (2500604, 535, 16109182, 429456, 598543), archive=RemoteFile(f"{OGB}/wikikg-v2.zip"),
+                prepare=prepare_wikikg2),
 ]:
     register_dataset(_info)
 
@@ -140,6 +224,8 @@ def load_dataset(name: str | DatasetInfo, *, path: str | os.PathLike[str] | None
     ``weights``; ``edge_weights=None`` reads the triples without it.
     """
     info = name if isinstance(name, DatasetInfo) else DATASETS.get(name) if name in DATASETS else None
+    if info is not None and info.deprecated:
+        log.warning("dataset %r is deprecated: %s", info.name, info.deprecated)
     options = reader_defaults(info, options)
     label = info.name if info else str(name)
     if path is not None:
@@ -177,10 +263,20 @@ def fetch(info: DatasetInfo, root: Path, *, download: bool = True) -> Path:
         if info.archive is not None:
             archive = staging / "archive"  # zip or tar: ``extract_splits`` reads which from its first bytes
             download_file(info.archive, archive, desc=info.name)
-            extract_splits(archive, staging, info.inner, source=info.archive.url)
-            archive.unlink()
+            if info.members:
+                extract_members(archive, staging, info.members, source=info.archive.url)
+            elif info.prepare is None:
+                extract_splits(archive, staging, info.inner, source=info.archive.url)
+            if info.prepare is None:
+                archive.unlink()
         for split, remote in info.files.items():
             download_file(remote, staging / split_file_name(split, remote.url), desc=f"{info.name}/{split}")
+        if info.columns is not None or info.header:
+            keep_columns(staging, info.columns or (0, 1, 2), header=info.header)
+        if info.split is not None:
+            split_whole(staging, info.split, seed=info.seed)
+        if info.prepare is not None:
+            info.prepare(staging)
         if not has_train(staging):
             raise DataError(f"dataset {info.name!r}: the download holds no train file")
     return final

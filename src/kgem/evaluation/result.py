@@ -17,7 +17,8 @@ from kgem.evaluation.metrics import hits_at, rank_metrics
 from kgem.evaluation.ranks import RANK_TYPES, EvaluationError, Ranks, check_rank_type
 
 SIDES = ("head", "tail", "both")
-SAMPLERS = {"uniform": "uniform", "degree": "degree-proportional"}  # name: how it prints
+SAMPLERS = {"uniform": "uniform", "degree": "degree-proportional",  # name: how it prints
+            "given": "given with each triple"}  # OGB's protocol (kgem.evaluation.given)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class EvaluationResult:
         """A sampled evaluation's estimates of the full-ranking metrics, each with a conservative interval at
         ``level`` (``kgem.evaluation.estimate``): rows mrr, mr, hits@1/3/10; columns estimate, low, high. A
         degree-proportional sample's come from its beater estimates, a uniform one's from the sampled ranks."""
+        if self.sampler == "given":
+            raise EvaluationError("these ranks are against the negatives given with each triple (OGB's protocol): "
+                                  "its metrics are the protocol's own, not estimates of a full ranking")
         if not self.sampled or self.full_candidates is None:
             raise EvaluationError("estimate() belongs to a sampled evaluation (num_negatives); this one ranked "
                                   "against every entity: its metrics are exact")

@@ -9,6 +9,7 @@ from kgem.models import (  # noqa: F401  (register the interactions)
     factorization,
     geometric,
     lineare,
+    literal,
     neural,
     probabilistic,
     transf,

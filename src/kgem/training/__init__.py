@@ -8,7 +8,7 @@ from kgem.training.optim import build_optimizer, clip_grad_norm
 from kgem.training.regularizers import REGULARIZERS, Regularizer
 from kgem.training.samplers import NegativeSampler
 from kgem.training.schedule import SCHEDULERS, EpochSchedule, build_scheduler
-from kgem.training.trainer import EarlyStopping, History, Trainer, TrainingError, TrainingInterrupted
+from kgem.training.trainer import EarlyStopping, EpochCallback, History, Trainer, TrainingError, TrainingInterrupted
 
 __all__ = [
            "LOSSES",
@@ -19,6 +19,7 @@ __all__ = [
            "CheckpointError",
            "Checkpoints",
            "EarlyStopping",
+           "EpochCallback",
            "EpochSchedule",
            "Generative",
            "History",

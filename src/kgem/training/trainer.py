@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,9 @@ from kgem.training.schedule import EpochSchedule
 from kgem.training.sharded import Epoch, Exchange, Partitions, check_schedule, check_sharded
 
 SavePartial = Callable[[torch.Tensor, Tally], None]  # a checkpoint inside an epoch: how far it got, its tally
+# Told after every epoch (once its checkpoint is saved): the epoch, its mean loss, its validation metric or None.
+# An exception it raises ends training there (a pruned trial, say); the run resumes from that checkpoint.
+EpochCallback = Callable[[int, float, float | None], None]
 
 
 @dataclass
@@ -125,14 +128,15 @@ class Trainer:
 
     def fit(self, hrt: torch.Tensor, epochs: int, early_stopping: EarlyStopping | None = None, *,
             checkpoints: Checkpoints | None = None, resume: bool = False, fallback: bool = False,
-            weights: torch.Tensor | None = None) -> History:
+            weights: torch.Tensor | None = None, callbacks: Sequence[EpochCallback] = ()) -> History:
         """Train for ``epochs`` on the training triples ``hrt (n, 3)`` (``weights``: a number per triple, which
         the approach weighs the loss or modulates the scores by).
 
         With ``checkpoints``, state is saved every ``checkpoints.every`` epochs and at the end. On SIGTERM/SIGINT
         the current batch finishes, a checkpoint is saved (mid-epoch if need be) and TrainingInterrupted is raised.
         ``resume`` continues from the newest checkpoint (``fallback``: from the one before if the newest is
-        corrupt) and gives exactly the result of an uninterrupted run.
+        corrupt) and gives exactly the result of an uninterrupted run. ``callbacks`` are told of every epoch
+        (``EpochCallback``).
         """
         if getattr(self.scheduler, "needs_metric", False) and early_stopping is None:
             raise ConfigError("the plateau scheduler steps on the validation metric: train with validation "
@@ -181,6 +185,8 @@ class Trainer:
                 last = stop or epoch == epochs or signals.received
                 if checkpoints is not None and self.writes and (epoch % checkpoints.every == 0 or last):
                     checkpoints.save(self.state(epoch, history, early_stopping))
+                for callback in callbacks:
+                    callback(epoch, history.losses[-1], history.validation.get(epoch))
                 if signals.received:
                     raise TrainingInterrupted(f"stopped by signal after epoch {epoch}; resume to continue")
                 if stop:
