@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test,plot,hpo,index,cluster,track]"
+	$(PY) -m pip install -q -e ".[test,plot,hpo,index,cluster,track,parquet,rdf,serve]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -22,7 +22,12 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-pytest: $(VENV)/.installed
+# Debian's chromium for the served page's browser test (Playwright drives it; it never downloads a browser)
+$(VENV)/.browser: $(VENV)/.installed
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
+	touch $@
+
+pytest: $(VENV)/.installed $(VENV)/.browser
 	$(PY) -m pytest
 
 test: lint typecheck pytest

@@ -7,6 +7,7 @@ training rather than as a shape error or a NaN deep inside a step; the factories
 from __future__ import annotations
 
 import math
+import re
 from numbers import Integral, Real
 from typing import Any
 
@@ -76,3 +77,30 @@ def norm_order(value: Any, power_norm: bool = False, name: str = "p") -> float:
     if power_norm and math.isinf(p):
         raise ValueError(f"{name} must be finite with power_norm=True (||x||_p^p), got {value!r}")
     return p
+
+
+
+DURATION_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)")
+DURATION_HINT = "seconds or a duration such as 90s, 20m, 1.5h or 1h30m"
+
+
+def duration(name: str, value: Any) -> float:
+    """Seconds from a positive number of seconds or a text such as ``90s``, ``20m``, ``1.5h``, ``1h30m``."""
+    if isinstance(value, Real) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text, seconds, position = value.strip().lower(), 0.0, 0
+        while position < len(text):
+            part = DURATION_PART.match(text, position)
+            if part is None or part.group(2) not in ("", *DURATION_UNITS):
+                raise ValueError(f"{name} must be {DURATION_HINT}, got {value!r}")
+            seconds += float(part.group(1)) * DURATION_UNITS[part.group(2) or "s"]
+            position = part.end()
+        if not text:
+            raise ValueError(f"{name} must be {DURATION_HINT}, got {value!r}")
+    else:
+        raise ValueError(f"{name} must be {DURATION_HINT}, got {value!r}")
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"{name} must be a positive, finite duration, got {value!r}")
+    return seconds

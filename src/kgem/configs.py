@@ -6,9 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kgem.checks import duration
 from kgem.config import help_field
 from kgem.errors import ConfigError
 
+RDF_FORMATS = ("ntriples", "nquads", "turtle", "rdfxml")  # kgem.data.rdf.FORMATS
 FLOAT32_MAX = 3.4028234663852886e38  # a larger learning rate overflows the float32 parameters' update
 
 
@@ -28,7 +30,9 @@ class DataConfig:
     on_unseen: Literal["error", "drop"] = help_field("drop", "valid/test triples with entities unseen in train")
     on_duplicates: Literal["keep", "drop"] = help_field("keep", "duplicate triples")
     format: str = help_field("raw_udd_hrt", "DGL-KE file format: raw_udd_{order} (label triples, columns in "
-                             "that order, e.g. raw_udd_htr) or udd_{order} (ids + entities.dict/relations.dict)")
+                             "that order, e.g. raw_udd_htr) or udd_{order} (ids + entities.dict/relations.dict); "
+                             "or RDF: ntriples, nquads, turtle, rdfxml (files named .nt, .nq, .ttl, .rdf/.owl/.xml "
+                             "are read as RDF without it)")
     header: bool = help_field(False, "the label files' first line names the columns (skip it)")
     extra_columns: Literal["error", "ignore"] = help_field("error", "label files with more than the columns read: "
                                                            "error or ignore them")
@@ -40,6 +44,9 @@ class DataConfig:
                                             "(distmult_literal, distmult_literal_gated, complex_literal): a file of "
                                             "entity<TAB>attribute<TAB>value lines (gz too), min-max normalised per "
                                             "attribute, values of entities the dataset lacks dropped")
+    rdf_literals: Literal["drop", "entities", "attributes"] = help_field(
+        "drop", "RDF triples whose object is a literal: drop them, keep the literals as entities, or read the numeric "
+                "ones as numeric attributes for the literal models (in place of data.literals)")
     quotechar: str | None = help_field(None, "quote character of fields that hold the delimiter, as CSV writers "
                                              "quote them (e.g. '\"'); null: no quoting")
     files: list[str] = help_field([], "train [valid [test]] file names inside path (default: train/valid/test.*)")
@@ -48,9 +55,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         order = self.format.removeprefix("raw_udd_").removeprefix("udd_")
-        if order == self.format or sorted(order) != ["h", "r", "t"]:
+        if self.format not in RDF_FORMATS and (order == self.format or sorted(order) != ["h", "r", "t"]):
             raise ConfigError(f"data.format must be raw_udd_{{order}} or udd_{{order}} with order a permutation of "
-                              f"hrt (e.g. raw_udd_hrt, udd_htr), got {self.format!r}")
+                              f"hrt (e.g. raw_udd_hrt, udd_htr), or an RDF syntax ({', '.join(RDF_FORMATS)}), got "
+                              f"{self.format!r}")
         if len(self.files) > 3:
             raise ConfigError(f"data.files takes at most 3 names (train, valid, test), got {len(self.files)}")
         if self.quotechar is not None and len(self.quotechar) != 1:
@@ -133,6 +141,9 @@ class TrainingConfig:
     regularizer: str | None = help_field("n3", "lp or n3, or null")
     regularizer_args: dict[str, Any] = help_field({"weight": 0.01}, "regularizer arguments")
     epochs: int = help_field(50, "maximum number of epochs")
+    time_budget: float | str | None = help_field(None, "stop at the first epoch boundary past this much training "
+                                                       "time (validations included), keeping the best validated "
+                                                       "weights: seconds, or 90s, 20m, 1.5h, 1h30m; null: no limit")
     batch_size: int = help_field(256, "positives (or queries) per batch")
     seed: int = help_field(0, "fixes initialisation, data order and sampling")
     peer_timeout: float = help_field(600.0, "multi-process training (torchrun, --nproc): seconds a process waits "
@@ -200,6 +211,11 @@ class TrainingConfig:
         for name in ("epochs", "batch_size", "num_negatives", "frequency", "patience", "workers", "bucket_passes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"training.{name} must be positive, got {getattr(self, name)}")
+        if self.time_budget is not None:
+            try:
+                duration("training.time_budget", self.time_budget)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if self.warmup_epochs < 0:
             raise ConfigError(f"training.warmup_epochs must not be negative, got {self.warmup_epochs}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
@@ -280,7 +296,8 @@ class HpoConfig:
             "{type: categorical, choices: [softplus, cross_entropy]}}")
     trials: int = help_field(20, "kgem optimize: trials to finish (a resumed search counts the finished ones)")
     sampler: Literal["tpe", "random", "grid"] = help_field("tpe", "kgem optimize: how trials are drawn (grid: "
-                                                                  "every combination of categorical choices)")
+                                                                  "every combination of the categorical choices and "
+                                                                  "int ranges by their step)")
     pruner: Literal["none", "median", "percentile", "successive_halving", "hyperband", "threshold"] = help_field(
         "median", "kgem optimize: stops trials whose validation MRR at a check is poor")
     pruner_args: dict[str, Any] = help_field({}, "the pruner's settings (Optuna's names), e.g. {n_warmup_steps: 5} "

@@ -39,3 +39,16 @@ class EvaluationError(KgemError, ValueError):
 
 class FolderLockedError(KgemError):
     """Another run holds the run folder."""
+
+
+class UnknownLabel(DataError):
+    """A label the model does not know, with the ``suggestions`` closest to it (``kgem serve`` answers 404)."""
+
+    def __init__(self, kind: str, label: str, suggestions: list[str]) -> None:
+        hint = f" (did you mean {', '.join(map(repr, suggestions))}?)" if suggestions else ""
+        super().__init__(f"unknown {kind} {label!r}{hint}")
+        self.kind, self.label, self.suggestions = kind, label, suggestions
+
+
+class TooLarge(KgemError):
+    """A request beyond the server's limits (``k``, a batch, the cost of a scan); ``kgem serve`` answers 422."""

@@ -18,17 +18,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kgem.checks import duration
 from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.objectives import check_weights, objective, pll
 from kgem.circuits.registry import CIRCUITS, build_circuit
 from kgem.circuits.squared import SquaredCircuit
 from kgem.circuits.typed import TypedSquared
 from kgem.config import coerce
-from kgem.configs import DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
+from kgem.configs import RDF_FORMATS, DataConfig, EvaluationConfig, ModelConfig, PipelineConfig, TrainingConfig
 from kgem.data import Dataset, KnownTriples, load_dataset
 from kgem.data.known import KnownSplits
-from kgem.data.literals import read_literals
+from kgem.data.literals import literals_from_df, read_literals
 from kgem.data.negatives import GivenNegatives
+from kgem.data.rdf import rdf_format, read_rdf_literals
 from kgem.data.readers import order_to_columns
 from kgem.data.types import DomainConstraints, derive_types, read_types
 from kgem.data.vocab import Vocabulary
@@ -94,8 +96,12 @@ def dataset_from_config(cfg: DataConfig, data: Data = None) -> Dataset:
                               "extra_columns": cfg.extra_columns, "quotechar": cfg.quotechar}
     if cfg.edge_weights is not None:
         reader["edge_weights"] = cfg.edge_weights
-    if order != "hrt":
+    if cfg.format in RDF_FORMATS:  # files named .nt, .ttl, ... are RDF without it (kgem.data.rdf)
+        reader["format"] = cfg.format
+    elif order != "hrt":
         reader["columns"] = order_to_columns(order)
+    if cfg.rdf_literals != "drop":
+        reader["literals"] = cfg.rdf_literals
     if cfg.files:
         paths = [Path(folder) / name for name in cfg.files] + [None] * (3 - len(cfg.files))
         return Dataset.from_files(*paths, on_unseen=cfg.on_unseen, **reader)  # type: ignore[arg-type]
@@ -158,10 +164,20 @@ def check_literals(name: str, literals: torch.Tensor | None) -> None:
                           f"{', '.join(LITERAL_MODELS)}")
 
 
-def literals_from_config(cfg: DataConfig, entities: Vocabulary) -> torch.Tensor | None:
-    """The matrix of ``cfg.literals`` over ``entities`` (``kgem.data.literals.read_literals``): one row per entity,
-    one column per attribute; None without the setting."""
-    return None if cfg.literals is None else read_literals(cfg.literals, entities).values
+def literals_from_config(cfg: DataConfig, dataset: Dataset) -> torch.Tensor | None:
+    """The matrix of ``cfg.literals`` over the dataset's entities (``kgem.data.literals.read_literals``; an RDF file:
+    its numeric literals, ``kgem.data.rdf.read_rdf_literals``): one row per entity, one column per attribute. Without
+    it, ``rdf_literals: attributes`` takes the numeric literals of the dataset's RDF files; else None."""
+    if cfg.literals is not None:
+        if rdf_format(cfg.literals):
+            return read_rdf_literals(cfg.literals, dataset.entities, prefixes=dataset.prefixes).values
+        return read_literals(cfg.literals, dataset.entities).values
+    if cfg.rdf_literals != "attributes":
+        return None
+    if dataset.attributes is None or not len(dataset.attributes):
+        raise ConfigError(f"data.rdf_literals: attributes, but dataset {dataset.name} has no numeric literals "
+                          f"(xsd:integer, xsd:double, ... objects of RDF triples) to read as attributes")
+    return literals_from_df(dataset.attributes, dataset.entities, source=f"{dataset.name} (RDF literals)").values
 
 
 def _build_from_config(cfg: ModelConfig, num_entities: int, num_relations: int, *, sparse: bool,
@@ -318,7 +334,8 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
                    progress=progress, workers=cfg.workers, clip_grad_norm=cfg.clip_grad_norm, replicas=replicas,
                    partitions=partition_count(cfg, replicas), shard_negatives=cfg.shard_negatives,
                    bucket_passes=cfg.bucket_passes, round_checkpoints=cfg.round_checkpoints,
-                   bucket_order=cfg.bucket_order)
+                   bucket_order=cfg.bucket_order,
+                   time_budget=duration("training.time_budget", cfg.time_budget) if cfg.time_budget else None)
 
 
 def partition_count(cfg: TrainingConfig, replicas: Replicas | None) -> int | None:

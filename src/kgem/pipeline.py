@@ -139,6 +139,8 @@ class PipelineResult(LinkPredictor):
                                               "examples_per_second": self.history.examples_per_second}}
         if self.evaluation is not None:
             extra["evaluation"] = self.evaluation.to_dict()
+        if self.dataset.prefixes is not None:  # read from RDF: the map its labels expand by (kgem.data.rdf)
+            extra["prefixes"] = dict(self.dataset.prefixes)
         if self.likelihood is not None:  # -inf (a typed circuit's excluded test triple) is JSON's null
             extra["likelihood"] = {key: value if math.isfinite(value) else None
                                    for key, value in self.likelihood.items()}
@@ -279,7 +281,7 @@ def _train(cfg: PipelineConfig, data: Data, progress: bool, run: RunFolder | Fol
     torch.manual_seed(cfg.training.seed)
     # a resumed run's checkpoint holds every weight: the warm start's source is not needed (nor read) again
     model_cfg = replace(cfg.model, init_from=None) if run is not None and run.resuming else cfg.model
-    literals = literals_from_config(cfg.data, dataset.entities)
+    literals = literals_from_config(cfg.data, dataset)
     with table_storage(cfg.model, run, dataset.num_entities):
         model = model_from_config(model_cfg, dataset.num_entities, dataset.num_relations,
                                   sparse=sparse_lookups(cfg), graph=dataset.train.hrt, entities=dataset.entities,

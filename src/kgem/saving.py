@@ -42,6 +42,7 @@ from kgem.models.model import Model, state_mismatch
 from kgem.models.representation import Representation
 from kgem.models.rgcn import RGCN
 from kgem.ops.devices import resolve_device
+from kgem.training import foldin
 from kgem.version import __version__
 
 __all__ = ["BUILD_ERRORS", "CONFIG", "ENTITIES", "FORMAT_VERSION", "RELATIONS", "WEIGHTS", "LoadedModel",
@@ -123,6 +124,26 @@ class LoadedModel(LinkPredictor):
         hrt = torch.stack([entity_map[triples.hrt[:, 0]], relation_map[triples.hrt[:, 1]],
                            entity_map[triples.hrt[:, 2]]], 1)
         return hrt[(hrt >= 0).all(1)]
+
+    def extend(self, triples: foldin.NewTriples, *, steps: int = 300, lr: float = 0.01,
+               init: foldin.Init = "neighbours", new_relations: foldin.NewRelations = "add", unfreeze: bool = False,
+               epochs: int = 1, train: Dataset | Triples | None = None, seed: int = 0) -> LoadedModel:
+        """A copy grown by the entities and relations of ``triples`` (a file, ``Triples``, a DataFrame or label
+        triples) that this model does not know, their rows fitted with every old row frozen, so old scores stay
+        bit-identical (``kgem.training.foldin``). ``train``, the old training triples (a dataset: its training
+        split), keeps the new rows out of their answers too; with ``unfreeze`` the whole model then trains for
+        ``epochs`` on them and ``triples``, with the saved run's objective. What was added and the fit's losses are
+        in ``extra["extensions"]``; a calibrator is kept unless unfrozen."""
+        old = None if train is None else self.encode(train.train if isinstance(train, Dataset) else train)
+        grown = foldin.extend(self.model, self.spec, self.entities, self.relations, triples,
+                              objective=foldin.Objective.from_saved(self.extra.get("pipeline", {}).get("training", {})),
+                              steps=steps, lr=lr, init=init, new_relations=new_relations, unfreeze=unfreeze,
+                              epochs=epochs, train=old, seed=seed)
+        extra = {**self.extra, "extensions": [*self.extra.get("extensions", []), grown.report]}
+        config = {**self.config, "num_entities": len(grown.entities), "num_relations": len(grown.relations),
+                  "extra": extra}
+        return replace(self, model=grown.model, entities=grown.entities, relations=grown.relations, extra=extra,
+                       config=config, known=None, calibrator=None if unfreeze else self.calibrator)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Save again (e.g. after fine-tuning ``model``, or calibrating it) with the same spec and metadata."""

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from kgem.cli import circuits, data, dglke, discover, hpo, info, plot, train, use
+from kgem.cli import circuits, data, dglke, discover, extend, hpo, info, plot, serve, train, use
 from kgem.errors import KgemError, TrainingInterrupted
 
 EPILOG = """\
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     dglke.add_parsers(sub)
     plot.add_parsers(sub)
     hpo.add_parsers(sub)
+    serve.add_parsers(sub)
+    extend.add_parsers(sub)
     return parser
 
 

@@ -34,7 +34,8 @@ def cmd_import(args: argparse.Namespace) -> None:
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "import", help="read label triples of any size into a dataset folder that opens memory-mapped",
-        description="Read delimited label triples (TSV, CSV, gzipped) in chunks, in memory bounded by the "
+        description="Read label triples (TSV, CSV, gzipped; Parquet or Arrow a row group at a time, needs "
+                    "pip install 'kgem[parquet]') in chunks, in memory bounded by the "
                     "vocabularies, into OUTPUT: the vocabularies (sorted labels: deterministic ids) and one int64 id "
                     "file per split. Give one file (with --split to hold out valid and test, seeded, every entity "
                     "and relation kept in train) or train, valid and test files. Held-out triples that repeat or "
@@ -45,7 +46,8 @@ def add_parsers(sub: Any) -> None:
                    help="split one file by these shares, e.g. 0.8 0.1 0.1")
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
     p.add_argument("--delimiter", help="field separator (default: comma for .csv, tab otherwise)")
-    p.add_argument("--header", action="store_true", help="the first line names the columns")
+    p.add_argument("--header", action="store_true", help="the first line names the columns (Parquet and Arrow "
+                                                         "files always name theirs)")
     p.add_argument("--columns", nargs=3, metavar=("HEAD", "RELATION", "TAIL"),
                    help="head, relation and tail columns: positions, or names with --header")
     p.add_argument("--format", help="DGL-KE's raw_udd_{order} (raw_udd_hrt, raw_udd_htr, ...): the column order")

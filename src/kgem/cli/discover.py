@@ -70,7 +70,7 @@ def add_items(p: argparse.ArgumentParser, verb: str) -> None:
 
 def add_output(p: argparse.ArgumentParser, command: Any) -> None:
     """Where the table goes and where the model computes, then the command to run."""
-    p.add_argument("-o", "--output", help="write a CSV file instead of printing")
+    p.add_argument("-o", "--output", help="write a CSV file (.parquet: Parquet) instead of printing")
     add_device_option(p)
     p.set_defaults(func=command)
 

@@ -33,7 +33,12 @@ FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
     (("--dataset",), "data.dataset", str, "registered dataset, a folder of train/valid/test files, or one file of "
                                           "facts to split 80/10/10"),
     (("--data-path", "--data_path"), "data.path", str, "folder holding the dataset's files"),
-    (("--format",), "data.format", str, "raw_udd_{hrt,htr,...} (label triples) or udd_{...} (ids + .dict files)"),
+    (("--format",), "data.format", str, "raw_udd_{hrt,htr,...} (label triples) or udd_{...} (ids + .dict files); "
+                                        "RDF: ntriples, nquads, turtle or rdfxml (by default from .nt, .nq, .ttl, "
+                                        ".rdf names)"),
+    (("--rdf-literals", "--rdf_literals"), "data.rdf_literals", str,
+     "RDF triples with a literal object: drop (default), entities (literals become entities) or attributes "
+     "(numeric ones become the literal models' attributes)"),
     (("--header",), "data.header", bool, "the label files' first line names the columns: skip it"),
     (("--quotechar",), "data.quotechar", str, "quote character of fields holding the delimiter (CSV: '\"')"),
     (("--edge-weights", "--edge_weights", "--weight-col", "--weight_col"), "data.edge_weights", column,
@@ -68,6 +73,8 @@ FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
     (("--regularization-coef", "--regularization_coef"), "training.regularizer_args.weight", float,
      "regularizer weight"),
     (("--epochs",), "training.epochs", int, "maximum number of epochs"),
+    (("--time-budget",), "training.time_budget", str, "stop at the first epoch boundary past this much training "
+                                                      "time, keeping the best validated weights: 600, 90s, 20m, 1.5h"),
     (("--batch-size", "--batch_size"), "training.batch_size", int, "positives (or queries) per batch"),
     (("--seed",), "training.seed", int, "random seed (initialisation, order, sampling)"),
     (("--device",), "training.device", str, "cpu (default), cuda, cuda:N or auto (the first GPU if any)"),
@@ -224,7 +231,8 @@ def leave_quietly() -> None:
 def report(result: Any) -> None:
     epochs = len(result.history.losses)
     best = f", best validation MRR at epoch {result.history.best_epoch}" if result.history.best_epoch else ""
-    print(f"trained {result.config.model.name} for {epochs} epochs in {result.timings['train']:.1f} s{best}")
+    budget = " (the time budget ran out)" if result.history.out_of_time else ""
+    print(f"trained {result.config.model.name} for {epochs} epochs in {result.timings['train']:.1f} s{budget}{best}")
     if result.evaluation is not None:
         print(result.evaluation)
     if result.likelihood is not None:

@@ -17,6 +17,9 @@ from kgem.config import apply_overrides, from_dict, yaml_value
 from kgem.configs import DataConfig, EvaluationConfig
 from kgem.data import Dataset, relation_categories
 from kgem.data.negatives import GivenNegatives
+from kgem.data.parquet import SUFFIXES as TABLE_SUFFIXES
+from kgem.data.parquet import read_frame, table_format, write_frame
+from kgem.data.rdf import model_prefixes, rdf_format, write_ntriples
 from kgem.data.triples import Triples, read_triples
 from kgem.errors import KgemError
 from kgem.evaluation.calibrators import calibration_report, plot_binary_reliability
@@ -56,8 +59,11 @@ def write_or_print(frame: pd.DataFrame, output: str | None, index: bool = False)
             print(frame.to_string(index=index))
         return
     if Path(output).is_dir():
-        raise KgemError(f"{output}: is a folder; --output takes the name of a CSV file")
-    write_csv(frame if index else frame.set_index(frame.columns[0]), Path(output))
+        raise KgemError(f"{output}: is a folder; --output takes the name of a CSV or Parquet file")
+    if output.endswith(TABLE_SUFFIXES):  # .parquet, .arrow, ...: the frame's columns as they are (kgem[parquet])
+        write_frame(frame, output, index=index)
+    else:
+        write_csv(frame if index else frame.set_index(frame.columns[0]), Path(output))
     print(f"wrote {len(frame)} rows to {output}")
 
 
@@ -187,12 +193,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
         method = {"tail": loaded.predict_tails, "head": loaded.predict_heads,
                   "relation": loaded.predict_relations}[missing]
         frame = method(queries, k=args.k, remove_known=args.remove_known)
+    if args.output and rdf_format(args.output) == "ntriples":  # the triples, IRIs expanded by the model's prefixes
+        print(f"wrote {len(frame)} triples to {write_ntriples(frame, args.output, model_prefixes(loaded.extra))}")
+        return
     write_or_print(frame, args.output)
 
 
 def read_queries(path: str) -> pd.DataFrame:
     """The queries of ``predict --file``: CSV or TSV (tab-separated if the header has a tab), with a header naming
-    the columns."""
+    the columns, or a Parquet or Arrow table."""
     file = Path(path)
     if file.is_dir():
         raise KgemError(f"{path}: is a folder, not a file of queries")
@@ -201,6 +210,8 @@ def read_queries(path: str) -> pd.DataFrame:
     if not file.stat().st_size:
         raise KgemError(f"{path}: empty; expected a header naming two or three of head, relation, tail, then a "
                         f"query per line")
+    if table_format(file):
+        return table_queries(file)
     try:
         with file.open(encoding="utf-8") as f:
             sep = "\t" if "\t" in f.readline() else ","  # a sniffer takes the 'u' of a lone 'usa' for one
@@ -211,6 +222,19 @@ def read_queries(path: str) -> pd.DataFrame:
     if queries.empty:
         raise KgemError(f"{path}: a header but no queries; expected a query per line after it")
     return queries
+
+
+def table_queries(file: Path) -> pd.DataFrame:
+    """The queries of a Parquet or Arrow file, every label as text (integer labels too, as a TSV file gives them);
+    a null is an error naming its row."""
+    queries = read_frame(file)
+    if queries.empty:
+        raise KgemError(f"{file}: no queries (the table has no rows)")
+    nulls = queries.isna().to_numpy().any(axis=1)
+    if nulls.any():
+        row = int(nulls.argmax())
+        raise KgemError(f"{file}: row {row}: a null label: {queries.iloc[row].tolist()}")
+    return queries.astype(str)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
@@ -273,9 +297,10 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     check_folder(args.directory)
-    written = load(args).export(args.directory)
+    written = load(args).export(args.directory, format=args.format)
     print(f"wrote {len(written)} files to {args.directory}: " + ", ".join(sorted(written)))
-    print(f"TensorBoard projector: tensorboard --logdir {Path(args.directory) / 'projector'}")
+    if args.format == "npy":
+        print(f"TensorBoard projector: tensorboard --logdir {Path(args.directory) / 'projector'}")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -324,7 +349,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, help="seed of the sampled negatives and the fraction (default: as trained)")
     p.add_argument("--per-category", action="store_true", help="also MRR/Hits by 1-1, 1-N, N-1, N-N relations")
     p.add_argument("--per-relation", action="store_true", help="also the metrics of every relation")
-    p.add_argument("--output", help="write the metrics table to this CSV file")
+    p.add_argument("--output", help="write the metrics table to this CSV file (.parquet: Parquet)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_device_option(p)
     p.set_defaults(func=cmd_evaluate)
@@ -339,12 +364,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--head")
     p.add_argument("--relation")
     p.add_argument("--tail")
-    p.add_argument("--file", help="queries, one per row")
+    p.add_argument("--file", help="queries, one per row (CSV/TSV with a header, or Parquet)")
     p.add_argument("-k", type=int, default=10, help="how many predictions per query (default 10)")
     p.add_argument("--remove-known", action="store_true", help="leave out facts already in the dataset")
     p.add_argument("--mark-known", action="store_true", help="add a column saying which are known facts")
     add_data_options(p)
-    p.add_argument("--output", help="write a CSV file instead of printing")
+    p.add_argument("--output", help="write a CSV file (.parquet: Parquet; .nt: the predicted triples as N-Triples, "
+                                    "IRIs in full) instead of printing")
     add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
@@ -380,7 +406,7 @@ def add_parsers(sub: Any) -> None:
                    help="cosine (default), dot or l2; with --index, the index's")
     p.add_argument("--index", metavar="FILE", help="answer from this neighbour index (kgem index) instead of the "
                                                    "exact scan: approximate, fast on very large tables")
-    p.add_argument("--output", help="write a CSV file instead of printing")
+    p.add_argument("--output", help="write a CSV file (.parquet: Parquet) instead of printing")
     add_device_option(p)
     p.set_defaults(func=cmd_similar)
 
@@ -408,4 +434,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("export", help="write embeddings as .npy + TSV labels + TensorBoard projector files")
     p.add_argument("model", help="saved model folder")
     p.add_argument("directory", help="where to write")
+    p.add_argument("--format", choices=["npy", "parquet"], default="npy",
+                   help="npy (default: .npy + TSV labels + projector files) or parquet (entities.parquet and "
+                        "relations.parquet: id, label, embedding; needs pip install 'kgem[parquet]')")
     p.set_defaults(func=cmd_export)

@@ -15,6 +15,10 @@ import torch
 from kgem.data.imports import META, mapped, read_meta
 from kgem.data.known import LAZY_ROWS, KnownSplits, KnownTriples
 from kgem.data.negatives import GivenNegatives, read_negatives
+from kgem.data.parquet import SUFFIXES as TABLE_SUFFIXES
+from kgem.data.prefixes import Prefixes
+from kgem.data.rdf import SUFFIXES as RDF_SUFFIXES
+from kgem.data.rdf import rdf_options, read_rdf
 from kgem.data.readers import read_id_dict, read_id_triples
 from kgem.data.split import split_indices
 from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
@@ -24,20 +28,24 @@ from kgem.errors import DataError
 from kgem.ops.pages import register
 
 SPLITS = ("train", "valid", "test")
-SUFFIXES = (".txt", ".tsv", ".txt.gz", ".tsv.gz", ".csv", ".csv.gz")
+SUFFIXES = (".txt", ".tsv", ".txt.gz", ".tsv.gz", ".csv", ".csv.gz", *TABLE_SUFFIXES,  # tables: kgem.data.parquet
+            *RDF_SUFFIXES)  # .nt, .nq, .ttl, .rdf, ...: kgem.data.rdf
 
 
 @dataclass
 class Dataset:
     """Train/valid/test splits; the vocabularies are those of ``train`` (valid and test use the same ids).
     ``negatives``: the entities each triple of a split is ranked against where the dataset gives them (OGB's, by
-    split name; ``kgem.data.negatives``), for ``evaluation.protocol: ogb``."""
+    split name; ``kgem.data.negatives``), for ``evaluation.protocol: ogb``. A dataset read from RDF keeps the
+    ``prefixes`` that shortened its labels and the numeric ``attributes`` of its literals (``kgem.data.rdf``)."""
 
     train: Triples
     valid: Triples | None = None
     test: Triples | None = None
     name: str = "dataset"
     negatives: dict[str, GivenNegatives] = field(default_factory=dict, repr=False, compare=False)
+    prefixes: Prefixes | None = field(default=None, repr=False, compare=False)
+    attributes: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for split in (self.valid, self.test):
@@ -114,7 +122,12 @@ class Dataset:
                    test: str | os.PathLike[str] | None = None, *, name: str | None = None,
                    on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
                    **reader: Any) -> Dataset:
-        """Read the splits from delimited files (``reader`` options go to ``read_triples``)."""
+        """Read the splits from delimited files (``reader`` options go to ``read_triples``), or from RDF files (by
+        ``format`` or suffix: ``from_rdf_files``)."""
+        rdf = rdf_options(train, reader)
+        if rdf is not None:
+            return cls.from_rdf_files(train, valid, test, name=name, on_unseen=on_unseen, on_duplicates=on_duplicates,
+                                      **rdf)
         tr = read_triples(train, on_duplicates=on_duplicates, **reader)
         others = [None if p is None else read_triples(p, entities=tr.entities, relations=tr.relations,
                                                       on_unseen=on_unseen, on_duplicates=on_duplicates, **reader)
@@ -122,9 +135,27 @@ class Dataset:
         return cls(tr, others[0], others[1], name=name or Path(train).parent.name)
 
     @classmethod
+    def from_rdf_files(cls, train: str | os.PathLike[str], valid: str | os.PathLike[str] | None = None,
+                       test: str | os.PathLike[str] | None = None, *, name: str | None = None,
+                       on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep", **options: Any) -> Dataset:
+        """Read the splits from RDF files (``options`` go to ``kgem.data.rdf.read_rdf``); valid and test are read with
+        train's prefix map, and the numeric attributes of all three are kept together."""
+        tr = read_rdf(train, on_duplicates=on_duplicates, **options)
+        others = [None if p is None else read_rdf(p, entities=tr.triples.entities, relations=tr.triples.relations,
+                                                  on_unseen=on_unseen, on_duplicates=on_duplicates,
+                                                  **{**options, "prefixes": tr.prefixes})
+                  for p in (valid, test)]
+        attributes = pd.concat([part.attributes for part in (tr, *others) if part is not None], ignore_index=True)
+        repeated = attributes.duplicated(["entity", "attribute"]).to_numpy()
+        valid_t, test_t = (None if part is None else part.triples for part in others)
+        return cls(tr.triples, valid_t, test_t, name=name or Path(train).parent.name, prefixes=tr.prefixes,
+                   attributes=attributes[~repeated].reset_index(drop=True))
+
+    @classmethod
     def from_folder(cls, folder: str | os.PathLike[str], *, name: str | None = None, **options: Any) -> Dataset:
-        """Read ``train``/``valid``/``test`` files (``.txt``, ``.tsv``, ``.csv``, optionally gzipped) from a folder,
-        and the negatives given with a split (``<split>.negatives.safetensors``, ``kgem.data.negatives``)."""
+        """Read ``train``/``valid``/``test`` files (``.txt``, ``.tsv``, ``.csv``, optionally gzipped; ``.parquet``,
+        ``.pq``, ``.arrow``, ``.feather``; RDF: ``.nt``, ``.nq``, ``.ttl``, ``.rdf``, ...) from a folder, and the
+        negatives given with a split (``<split>.negatives.safetensors``, ``kgem.data.negatives``)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder")
@@ -181,6 +212,7 @@ class Dataset:
                    on_duplicates: OnDuplicates = "drop", **read_options: Any) -> Dataset:
         """Split one set of facts (a DataFrame, Triples, or a triples file) into train/valid/test by ``ratios``
         (seeded), keeping every entity and relation in train, so valid and test have nothing unseen."""
+        extras: dict[str, Any] = {}  # a file of RDF: its prefixes and attributes
         if isinstance(facts, pd.DataFrame):
             weights = read_options.get("edge_weights")  # a column name, or its position
             if isinstance(weights, int) and not 0 <= weights < len(facts.columns):
@@ -189,12 +221,16 @@ class Dataset:
                                       edge_weights=facts.columns[weights] if isinstance(weights, int) else weights)
         elif isinstance(facts, Triples):
             triples = facts
+        elif (rdf := rdf_options(facts, read_options)) is not None:
+            read = read_rdf(facts, on_duplicates=on_duplicates, **rdf)
+            triples, extras = read.triples, {"prefixes": read.prefixes, "attributes": read.attributes}
         else:
             triples = read_triples(facts, on_duplicates=on_duplicates, **read_options)
         label = name or Path(triples.source).stem
         parts = [replace(triples.subset(ids), source=f"{label}/{split}", stats={})
                  for split, ids in zip(SPLITS, split_indices(triples.hrt, ratios, seed=seed))]
-        return cls(parts[0], parts[1] if len(parts[1]) else None, parts[2] if len(parts[2]) else None, name=label)
+        return cls(parts[0], parts[1] if len(parts[1]) else None, parts[2] if len(parts[2]) else None, name=label,
+                   **extras)
 
     @classmethod
     def from_id_files(cls, folder: str | os.PathLike[str], *, order: str = "hrt",

@@ -1,10 +1,10 @@
 """Streaming import: label triples of any size into a dataset folder that opens memory-mapped.
 
 ``import_triples`` reads delimited label files (TSV, CSV, gzipped, DGL-KE's ``raw_udd_{order}`` layouts through
-``columns``) in chunks, twice: the first pass collects the distinct labels (the vocabularies: sorted, so the same
-labels always get the same ids, as ``Vocabulary.from_labels`` gives them), the second encodes each chunk to ids and
-appends it to a raw int64 file of its split. Peak memory is the vocabularies plus one chunk, whatever the file
-size. The folder holds:
+``columns``) in chunks, Parquet and Arrow files a row group at a time (``kgem.data.parquet``), twice: the first
+pass collects the distinct labels (the vocabularies: sorted, so the same labels always get the same ids, as
+``Vocabulary.from_labels`` gives them), the second encodes each chunk to ids and appends it to a raw int64 file of
+its split. Peak memory is the vocabularies plus one chunk, whatever the file size. The folder holds:
 
 - ``dataset.json``: the format, counts, splits (file and rows), and what the import dropped or found;
 - ``entities.tsv`` / ``relations.tsv``: the vocabularies (``id<TAB>label``, as saved models keep them);
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from kgem.atomic import atomic_write
+from kgem.data.parquet import iter_table_chunks, table_format
 from kgem.data.readers import CHUNK_BYTES, ExtraColumns, iter_label_chunks
 from kgem.data.split import check_ratios
 from kgem.data.vocab import Vocabulary
@@ -56,6 +57,8 @@ class ReaderOptions:
     chunk_bytes: int = CHUNK_BYTES
 
     def chunks(self, path: Path) -> Iterator[np.ndarray]:
+        if table_format(path):  # Parquet or Arrow: a row group at a time
+            return iter_table_chunks(path, columns=self.columns, extra_columns=self.extra_columns)
         delimiter = self.delimiter or ("," if path.name.endswith((".csv", ".csv.gz")) else "\t")
         return iter_label_chunks(path, delimiter=delimiter, header=self.header, columns=self.columns,
                                  quotechar=self.quotechar, extra_columns=self.extra_columns,

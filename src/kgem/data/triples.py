@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 
 from kgem.atomic import atomic_write
+from kgem.data.parquet import SUFFIXES as TABLE_SUFFIXES
+from kgem.data.parquet import iter_table_chunks, table_format, write_triples
 from kgem.data.readers import frame_labels, iter_label_chunks
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
@@ -89,7 +91,11 @@ class Triples:
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the triples as a label TSV file (atomic), readable by ``read_triples`` (with their weights as a
-        4th column, read back with ``edge_weights=3``)."""
+        4th column, read back with ``edge_weights=3``); a ``.parquet``/``.arrow``/``.feather`` path as a table
+        (``kgem.data.parquet.write_triples``: weights in column ``weight``)."""
+        if Path(path).name.endswith(TABLE_SUFFIXES):
+            write_triples(self, path)
+            return
         frame = self.to_df()[["head", "relation", "tail", *(["weight"] if self.weights is not None else [])]]
         with atomic_write(path) as f:
             frame.to_csv(f, sep="\t", header=False, index=False, lineterminator="\n")
@@ -237,14 +243,19 @@ def read_triples(path: str | os.PathLike[str], *, entities: Vocabulary | None = 
     reads files with more fields than the three used. ``edge_weights``: the column (a position, or a name with
     ``header``) of a numeric value per edge, read into ``Triples.weights`` (3: a 4th column, DGL-KE's edge
     importance). With vocabularies given, a triple with a label they lack is dropped with a warning
-    (``on_unseen="drop"``) or is an error (``"error"``)."""
+    (``on_unseen="drop"``) or is an error (``"error"``). A Parquet or Arrow file (told by its magic bytes) is read
+    a row group at a time by ``kgem.data.parquet``: columns by position or name, string or integer labels;
+    ``delimiter``, ``header`` and ``quotechar`` do not apply."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if delimiter is None:
         delimiter = "," if path.name.endswith((".csv", ".csv.gz")) else "\t"
-    chunks = iter_label_chunks(path, delimiter=delimiter, header=header, columns=columns, quotechar=quotechar,
-                               extra_columns=extra_columns, weight=edge_weights)
+    if table_format(path):  # Parquet or Arrow, by its magic bytes
+        chunks = iter_table_chunks(path, columns=columns, extra_columns=extra_columns, weight=edge_weights)
+    else:
+        chunks = iter_label_chunks(path, delimiter=delimiter, header=header, columns=columns, quotechar=quotechar,
+                                   extra_columns=extra_columns, weight=edge_weights)
     return triples_from_labels(chunks, str(path), entities=entities, relations=relations,
                                on_unseen=on_unseen, on_duplicates=on_duplicates, weighted=edge_weights is not None)
 

@@ -1,15 +1,17 @@
-"""Export embeddings as NumPy arrays, label lists and TensorBoard projector files."""
+"""Export embeddings as NumPy arrays, label lists and TensorBoard projector files, or as Parquet tables."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
 from kgem.atomic import atomic_write
+from kgem.data.parquet import write_embeddings
 from kgem.data.triples import INVERSE_SUFFIX
 from kgem.data.vocab import Vocabulary
 from kgem.errors import DataError
@@ -26,7 +28,8 @@ PROJECTOR_CONFIG = """embeddings {{
 
 
 def export_embeddings(model: Model, entities: Vocabulary, relations: Vocabulary,
-                      directory: str | os.PathLike[str]) -> dict[str, Path]:
+                      directory: str | os.PathLike[str], *,
+                      format: Literal["npy", "parquet"] = "npy") -> dict[str, Path]:  # noqa: A002 - kgem export --format
     """Write the embeddings the model scores with (after its normalisation or rotation transform) to ``directory``:
 
     - ``entity_embeddings.npy``, ``relation_embeddings.npy``: float32 ``(n, d)``; complex rows as interleaved
@@ -37,7 +40,12 @@ def export_embeddings(model: Model, entities: Vocabulary, relations: Vocabulary,
 
     A model with reciprocal relations (``inverse=True``) exports all its relation rows; the reciprocal ones are
     labelled ``<label>__inverse``. Every file is written atomically. Returns the written paths by file name.
+
+    ``format="parquet"`` writes ``entities.parquet`` and ``relations.parquet`` instead: one row per entity
+    (relation) with its ``id``, ``label`` and ``embedding`` (a fixed-size list of float32; ``kgem.data.parquet``).
     """
+    if format not in ("npy", "parquet"):
+        raise DataError(f"export format must be 'npy' or 'parquet', got {format!r}")
     check_vocab(model, entities, relations)
     root = Path(directory)
     relation_labels = [str(x) for x in relations.labels]
@@ -46,6 +54,9 @@ def export_embeddings(model: Model, entities: Vocabulary, relations: Vocabulary,
     with inference(model):
         tables = {"entities": _numpy(model.entity(None)), "relations": _numpy(model.relation(None))}
     labels = {"entities": [str(x) for x in entities.labels], "relations": relation_labels}
+    if format == "parquet":
+        return {f"{name}.parquet": write_embeddings(root / f"{name}.parquet", labels[name], tables[name])
+                for name in ("entities", "relations")}
     written: dict[str, Path] = {}
     for name, singular in (("entities", "entity"), ("relations", "relation")):
         _check_labels(labels[name], name)

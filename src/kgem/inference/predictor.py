@@ -114,9 +114,12 @@ class LinkPredictor:
         return similar(model, vocab, labels, k=k, metric=metric or "cosine", kind=kind,
                        memory_budget_bytes=memory_budget_bytes)
 
-    def export(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
-        """Embeddings as .npy + TSV labels + TensorBoard projector files."""
-        return export_embeddings(self._embedding_model("export"), self.entities, self.relations, directory)
+    def export(self, directory: str | os.PathLike[str], *,
+               format: Literal["npy", "parquet"] = "npy") -> dict[str, Path]:  # noqa: A002 - kgem export --format
+        """Embeddings as .npy + TSV labels + TensorBoard projector files, or (``format="parquet"``) as
+        ``entities.parquet`` and ``relations.parquet`` tables of id, label and embedding."""
+        return export_embeddings(self._embedding_model("export"), self.entities, self.relations, directory,
+                                 format=format)
 
     def _embedding_model(self, what: str) -> Model:
         if isinstance(self.model, CircuitModel):

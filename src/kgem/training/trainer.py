@@ -67,6 +67,7 @@ class History:
     validation: dict[int, float] = field(default_factory=dict)
     best_epoch: int | None = None
     stopped_early: bool = False
+    out_of_time: bool = False  # stopped by the time budget
     seconds: float = 0.0
     examples_per_second: float = 0.0
 
@@ -79,7 +80,7 @@ class Trainer:
                  seed: int = 0, progress: bool = True, workers: int = 1,
                  clip_grad_norm: float | None = None, replicas: Replicas | None = None,
                  partitions: int | None = None, shard_negatives: str = "graph", bucket_passes: int = 1,
-                 round_checkpoints: int = 0, bucket_order: str = "random") -> None:
+                 round_checkpoints: int = 0, bucket_order: str = "random", time_budget: float | None = None) -> None:
         """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
         a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
         ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
@@ -94,8 +95,13 @@ class Trainer:
         ``bucket_passes`` passes per epoch over a slice of every bucket each, in ``bucket_order`` (``random`` or
         ``affinity``: a rank's next bucket shares a partition with its last where it can). With ``bucket``
         negatives the partitions are ranges of ids, and only the current bucket's are in memory while it trains
-        (``kgem.training.partitioned``: for an entity table in a file, ``model.storage: mapped``)."""
+        (``kgem.training.partitioned``: for an entity table in a file, ``model.storage: mapped``).
+        ``time_budget``: seconds of training (validations included, a resumed run's earlier ones too) after which
+        training stops at the next epoch boundary, as early stopping does (the best validated weights kept)."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
+        if time_budget is not None and not 0 < time_budget < float("inf"):
+            raise ConfigError(f"time_budget must be a positive number of seconds, got {time_budget}")
+        self.time_budget = time_budget
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
         if workers < 1:
@@ -155,8 +161,8 @@ class Trainer:
             if found is not None:
                 first = self.restore(found[1], history, early_stopping, where=f"checkpoint {found[0]}") + 1
                 partial = found[1].get("partial")
-                if history.stopped_early:  # the run had ended: only the best weights are left to restore
-                    first = epochs + 1
+                if history.stopped_early or self.out_of_time(history):  # the run had ended: only the best
+                    first = epochs + 1  # weights are left to restore
         start = time.perf_counter() - history.seconds
         with StopOnSignal(enabled=checkpoints is not None) as signals:
             bar = tqdm(range(first, epochs + 1), desc="training", unit="epoch", disable=not self.progress)
@@ -182,6 +188,8 @@ class Trainer:
                                               f"resume to continue")
                 stop = self._end_epoch(tally.mean, epoch, history, early_stopping, bar)
                 history.seconds = time.perf_counter() - start
+                if not stop and epoch < epochs and self.out_of_time(history):
+                    stop = history.out_of_time = True
                 last = stop or epoch == epochs or signals.received
                 if checkpoints is not None and self.writes and (epoch % checkpoints.every == 0 or last):
                     checkpoints.save(self.state(epoch, history, early_stopping))
@@ -197,6 +205,10 @@ class Trainer:
             self.model.invalidate_cache()
             history.best_epoch = early_stopping.best_epoch
         return history
+
+    def out_of_time(self, history: History) -> bool:
+        """Whether the training time so far has reached the time budget."""
+        return self.time_budget is not None and history.seconds >= self.time_budget
 
     @property
     def writes(self) -> bool:
