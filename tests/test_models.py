@@ -86,6 +86,21 @@ def test_fast_path_equals_broadcast_path(name, args, formula) -> None:
         h, r, t = model.entity(torch.tensor([0, 3, 6])), model.relation(torch.tensor([2, 0, 1])), model.entity()
         assert torch.allclose(inter.score_t(h, r, t), inter.generic_score_t(h, r, t), atol=1e-5)
         assert torch.allclose(inter.score_h(t, r, h), inter.generic_score_h(t, r, h), atol=1e-5)
+        tails, rows = model.entity(torch.tensor([1, 1, 4])), model.relation()
+        assert torch.allclose(inter.score_r(h, rows, tails), inter.generic_score_r(h, rows, tails), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_reciprocal_relation_scores_cover_every_relation_row(name) -> None:
+    model = make(name, REFERENCE.get(name, [({}, None)])[0][0], inverse=True)
+    h, t = torch.tensor([0, 3, 5]), torch.tensor([2, 2, 6])
+    with torch.no_grad():
+        scores = model.score_r(h, t, reciprocal=True)
+        assert scores.shape == (3, 2 * R)
+        assert torch.allclose(scores[:, :R], model.score_r(h, t), atol=1e-6)
+        for rel in range(2 * R):
+            hrt = torch.stack([h, torch.full_like(h, rel), t], 1)
+            assert torch.allclose(scores[:, rel], model.score_hrt(hrt), atol=1e-5)
 
 
 @pytest.mark.parametrize(("name", "args"), VARIANTS)

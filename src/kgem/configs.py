@@ -138,6 +138,9 @@ class TrainingConfig:
                 "AmpliGraph's FocusE, slcwa only) or nothing (ignore)")
     focuse_args: dict[str, Any] = help_field({}, "FocusE settings: non_linearity (linear, softplus, sigmoid, tanh), "
                                                  "stop_epoch (251), structural_wt (0.001), normalize (true)")
+    relation_prediction: float = help_field(0.0, "1vsall: weight of relation prediction (Chen et al. 2021), a second "
+                                                 "cross-entropy term scoring every relation for each training "
+                                                 "triple's (h, t); 0: off")
     regularizer: str | None = help_field("n3", "lp or n3, or null")
     regularizer_args: dict[str, Any] = help_field({"weight": 0.01}, "regularizer arguments")
     epochs: int = help_field(50, "maximum number of epochs")
@@ -232,6 +235,12 @@ class TrainingConfig:
                               f"scores: train with approach slcwa (not {self.approach})")
         if self.focuse_args and self.edge_weights != "focuse":
             raise ConfigError("training.focuse_args are FocusE's settings: set training.edge_weights: focuse")
+        if not 0 <= self.relation_prediction < math.inf:
+            raise ConfigError(f"training.relation_prediction must be a finite weight >= 0, got "
+                              f"{self.relation_prediction}")
+        if self.relation_prediction and self.approach != "1vsall":
+            raise ConfigError(f"training.relation_prediction is a term of 1vsAll training: set training.approach: "
+                              f"1vsall (not {self.approach}), or the weight to 0")
         sampling = [name for name in ("filtered", "shared_negatives") if getattr(self, name)]
         if sampling and self.approach != "slcwa":
             raise ConfigError(f"training.{sampling[0]} is an option of negative sampling (approach slcwa); "

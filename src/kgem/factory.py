@@ -288,6 +288,9 @@ def mixed_from_config(cfg: TrainingConfig, model: AnyModel, device: torch.device
 def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> Approach:
     """How batches are trained: ``cfg.approach`` for an embedding model, ``cfg.objective`` for a circuit."""
     if isinstance(model, CircuitModel):
+        if cfg.relation_prediction:
+            raise ConfigError("a generative circuit weighs its relation term log p(r | h, t) by the second of "
+                              "training.objective_weights: set training.relation_prediction to 0")
         weights = construct("training.objective_weights", "pll", check_weights, cfg.objective_weights)
         return Generative(functools.partial(pll, weights=weights) if cfg.objective == "pll" else
                           objective(cfg.objective))
@@ -299,7 +302,7 @@ def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> 
                                          arguments(FocusE, skip=("epoch",))))
         return SLCWA(NegativeSampler(cfg.num_negatives, bernoulli=cfg.sampler == "bernoulli", filtered=cfg.filtered,
                                      shared=cfg.shared_negatives), focuse)
-    return KvsAll() if cfg.approach == "kvsall" else OneVsAll()
+    return KvsAll() if cfg.approach == "kvsall" else OneVsAll(cfg.relation_prediction)
 
 
 def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = True,

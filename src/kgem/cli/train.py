@@ -72,6 +72,8 @@ FLAGS: list[tuple[tuple[str, ...], str, Callable[[str], Any], str]] = [
      "warm start from a saved model directory (rows matched by label)"),
     (("--regularization-coef", "--regularization_coef"), "training.regularizer_args.weight", float,
      "regularizer weight"),
+    (("--relation-prediction",), "training.relation_prediction", float,
+     "1vsall: weight of the relation prediction term (Chen et al. 2021; 0: off)"),
     (("--epochs",), "training.epochs", int, "maximum number of epochs"),
     (("--time-budget",), "training.time_budget", str, "stop at the first epoch boundary past this much training "
                                                       "time, keeping the best validated weights: 600, 90s, 20m, 1.5h"),

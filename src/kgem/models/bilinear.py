@@ -31,6 +31,9 @@ class DistMult(FactorInteraction):
     def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         return r
 
+    def score_r(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (h * t) @ r.T
+
 
 @INTERACTIONS.register("complex")
 class ComplEx(FactorInteraction):
@@ -55,6 +58,10 @@ class ComplEx(FactorInteraction):
 
     def reverse_rows(self, r: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         return conj_rows(r, flip)
+
+    # Re(r . u) with u = h conj(t) is r_re . u_re - r_im . u_im = real_view(r) . real_view(conj(u)), conj(u) = conj(h) t
+    def score_r(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return real_view(h.conj() * t) @ real_view(r).T
 
 
 def ccorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

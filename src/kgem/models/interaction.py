@@ -13,7 +13,8 @@ sampled tails       ``(B, 1, d), (B, 1, d), (B, K, d)``          ``(B, K)``
 all heads           ``(1, C, d), (B, 1, d), (B, 1, d)``          ``(B, C)``
 ==================  ===========================================  ========
 
-``score_t`` / ``score_h`` score a batch against a candidate table ``(C, d)``. The default broadcasts in chunks
+``score_t`` / ``score_h`` score a batch against a candidate table ``(C, d)``, and ``score_r`` each ``(h, t)`` pair
+against a table of relations ``(R, d)``. The default broadcasts in chunks
 of candidates so memory stays bounded; interactions with a closed form (a matmul, the expanded square)
 override them, and a test proves the override equals the broadcast path. ``score_t_sampled`` /
 ``score_h_sampled`` score each query against its own candidates ``table[ids[b]]`` (negative sampling); the
@@ -82,6 +83,10 @@ class Interaction(nn.Module):
         """Candidate heads ``h: (C, d)``, ``r, t: (B, d)`` -> ``(B, C)``."""
         return chunked(lambda hc: self(hc.unsqueeze(0), r.unsqueeze(1), t.unsqueeze(1)), h, t.numel())
 
+    def score_r(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``h, t: (B, d)``, candidate relations ``r: (R, d)`` -> ``(B, R)``."""
+        return chunked(lambda rc: self(h.unsqueeze(1), rc.unsqueeze(0), t.unsqueeze(1)), r, h.numel())
+
     def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """``h, r: (B, d)``, candidate table ``t: (N, d)``, per-query candidates ``ids: (B, K)`` -> ``(B, K)``."""
         return self(h.unsqueeze(1), r.unsqueeze(1), t[ids])
@@ -96,6 +101,9 @@ class Interaction(nn.Module):
 
     def generic_score_h(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return Interaction.score_h(self, h, r, t)
+
+    def generic_score_r(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return Interaction.score_r(self, h, r, t)
 
     def generic_score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
                                 ids: torch.Tensor) -> torch.Tensor:

@@ -103,10 +103,11 @@ class Model(nn.Module):
             return self.score_t(t, r + self.num_relations, heads)
         return self.interaction.score_h(self.entity(heads), self.relation(r), self.entity(t))
 
-    def score_r(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Scores of all (forward) relations for each ``(h, t)``: ``(B, num_relations)``."""
-        relations = self.relation(torch.arange(self.num_relations, device=self.device))
-        return self.interaction(self.entity(h).unsqueeze(1), relations.unsqueeze(0), self.entity(t).unsqueeze(1))
+    def score_r(self, h: torch.Tensor, t: torch.Tensor, reciprocal: bool = False) -> torch.Tensor:
+        """Scores of all (forward) relations for each ``(h, t)``: ``(B, num_relations)``; with ``reciprocal`` (a
+        model built with ``inverse=True``) every relation row, the reciprocal ones after them: ``(B, 2R)``."""
+        rows = self.relation() if reciprocal else self.relation(torch.arange(self.num_relations, device=self.device))
+        return self.interaction.score_r(self.entity(h), rows, self.entity(t))
 
     def score_t_sampled(self, h: torch.Tensor, r: torch.Tensor, tails: torch.Tensor) -> torch.Tensor:
         """Scores of per-row candidate tails ``tails (B, K)``: ``(B, K)``."""

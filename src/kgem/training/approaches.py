@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from kgem.circuits.model import AnyModel, CircuitModel
+from kgem.checks import non_negative
 from kgem.circuits.objectives import Objective
 from kgem.data.known import KnownTriples
 from kgem.data.triples import triple_keys, with_inverse
@@ -182,7 +183,14 @@ class KvsAll(Approach):
 
 
 class OneVsAll(Approach):
-    """Each triple scores all tails (and all heads without reciprocal relations); its true entity is the label."""
+    """Each triple scores all tails (and all heads without reciprocal relations); its true entity is the label.
+
+    ``relation_weight > 0`` adds relation prediction (Chen et al. 2021): each triple also scores every relation for
+    its ``(h, t)`` (every relation row, the reciprocal ones included), its true relation the label, the term weighed
+    by ``relation_weight`` (the tail term's weight is 1)."""
+
+    def __init__(self, relation_weight: float = 0.0) -> None:
+        self.relation_weight = non_negative("training.relation_prediction", relation_weight)
 
     def compute(self, model: AnyModel, batch: torch.Tensor, loss: Loss, drawn: object, part: slice) -> Step:
         model = embedding_model(model, "1vsall")
@@ -192,14 +200,20 @@ class OneVsAll(Approach):
         if not model.inverse:
             scores.append(model.score_h(r, t))
             targets.append(h)
-            weight = None if weight is None else torch.cat([weight, weight])
-        block = scores[0] if len(scores) == 1 else torch.cat(scores)
-        pairs = (block, torch.arange(len(block), device=block.device), torch.cat(targets))
-        fit = loss.multi_label(*pairs) if weight is None else loss.multi_label(*pairs, weight)
+        fit = labelled(loss, torch.cat(scores) if len(scores) > 1 else scores[0], torch.cat(targets),
+                       None if weight is None else weight.repeat(len(scores)))
+        if self.relation_weight:
+            fit = fit + self.relation_weight * labelled(loss, model.score_r(h, t, reciprocal=True), r, weight)
         return fit, model.factors(hrt)
 
     def prepare(self, hrt: torch.Tensor, model: AnyModel, weights: torch.Tensor | None = None) -> torch.Tensor:
         return super().prepare(hrt, model, None if weights is None else loss_weights(weights))
+
+
+def labelled(loss: Loss, block: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The loss of score rows ``block (B, C)`` whose true column is ``labels (B,)``, weighed by ``weight``."""
+    pairs = (block, torch.arange(len(block), device=block.device), labels)
+    return loss.multi_label(*pairs) if weight is None else loss.multi_label(*pairs, weight)
 
 
 def loss_weights(weights: torch.Tensor) -> torch.Tensor:
