@@ -16,7 +16,7 @@ LAYERS = [
     {"evaluation"},
     {"inference"},
     {"configs", "config", "factory", "pretrained", "pipeline", "saving", "cli", "tracking", "hpo", "plots", "demo",
-     "serve", "__init__", "__main__"},
+     "serve", "recipes", "__init__", "__main__"},
 ]
 
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import kgem
-from kgem.pipeline import resolve_config
 from kgem.data import load_dataset
 from kgem.errors import ConfigError
 from kgem.models import build_model
+from kgem.pipeline import resolve_config
 from kgem.training import OneVsAll
 from kgem.training.losses import LOSSES
 

@@ -288,6 +288,9 @@ def mixed_from_config(cfg: TrainingConfig, model: AnyModel, device: torch.device
 def approach_from_config(cfg: TrainingConfig, model: AnyModel | None = None) -> Approach:
     """How batches are trained: ``cfg.approach`` for an embedding model, ``cfg.objective`` for a circuit."""
     if isinstance(model, CircuitModel):
+        if cfg.precision != "float32":
+            raise ConfigError("generative circuits train in float32 (their normalising sums lose too much in "
+                              "bfloat16): set training.precision: float32")
         if cfg.relation_prediction:
             raise ConfigError("a generative circuit weighs its relation term log p(r | h, t) by the second of "
                               "training.objective_weights: set training.relation_prediction to 0")
@@ -338,7 +341,8 @@ def trainer_from_config(cfg: TrainingConfig, model: AnyModel, progress: bool = T
                    partitions=partition_count(cfg, replicas), shard_negatives=cfg.shard_negatives,
                    bucket_passes=cfg.bucket_passes, round_checkpoints=cfg.round_checkpoints,
                    bucket_order=cfg.bucket_order,
-                   time_budget=duration("training.time_budget", cfg.time_budget) if cfg.time_budget else None)
+                   time_budget=duration("training.time_budget", cfg.time_budget) if cfg.time_budget else None,
+                   precision=cfg.precision)
 
 
 def partition_count(cfg: TrainingConfig, replicas: Replicas | None) -> int | None:

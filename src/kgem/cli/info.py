@@ -1,4 +1,5 @@
-"""``kgem datasets``, ``kgem models`` and ``kgem config``: what is available and what every option means."""
+"""``kgem datasets``, ``kgem models``, ``kgem config`` and ``kgem recipes``: what is available and what every
+option means."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kgem.data.sources import DATASETS, load_dataset
 from kgem.errors import KgemError
 from kgem.models import model_info, model_names
 from kgem.pipeline import resolve_config
+from kgem.recipes import markdown_table, recipe, recipes_table
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -74,6 +76,24 @@ def cmd_config(args: argparse.Namespace) -> None:
     print(to_commented_yaml(resolve_config(args.config, args.set or [])), end="")
 
 
+def cmd_recipes(args: argparse.Namespace) -> None:
+    if args.name:
+        found = recipe(args.name)
+        print(f"# {found.name}: {found.model}\n# source: {found.source}")
+        for label, numbers in (("published", found.published), ("measured", found.measured)):
+            shown = ", ".join(f"{k} {v}" for k, v in numbers.items()) if numbers else "none"
+            print(f"# {label}: {shown}")
+        if found.notes:
+            print(f"# notes: {found.notes}")
+        print(f"# run it: kgem train --recipe {found.name}  (flags override it)\n")
+        print(found.text(), end="")
+    elif args.markdown:
+        print(markdown_table())
+    else:
+        with pd.option_context("display.max_colwidth", 120, "display.width", 250, "display.max_rows", None):
+            print(recipes_table(full=args.full).to_string(na_rep="—", float_format=lambda x: f"{x:.3f}"))
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("datasets", help="list the registered datasets, or describe one",
                        description="Without arguments: list datasets with their published counts. "
@@ -94,3 +114,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("config", nargs="?", help="a YAML/JSON config file to show resolved")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.dim=200")
     p.set_defaults(func=cmd_config)
+    p = sub.add_parser("recipes", help="list the shipped training recipes with published and measured results",
+                       description="Recipes are config files that follow a published model's settings (ComplEx-N3, "
+                                   "with relation prediction, RotatE, TuckER, TransE on FB15k-237, WN18RR, "
+                                   "YAGO3-10, CoDEx-L) or reach the best test MRR in a CPU time budget. Without a "
+                                   "name: the table; with one: its source, numbers and config. "
+                                   "Run one with 'kgem train --recipe NAME'.")
+    p.add_argument("name", nargs="?", help="a recipe: print its source, numbers and config file")
+    p.add_argument("--full", action="store_true", help="every metric, time, hardware and source")
+    p.add_argument("--markdown", "--table", action="store_true", help="the table as Markdown (as in the README)")
+    p.set_defaults(func=cmd_recipes)

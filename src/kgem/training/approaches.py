@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.checks import non_negative
+from kgem.circuits.model import AnyModel, CircuitModel
 from kgem.circuits.objectives import Objective
 from kgem.data.known import KnownTriples
 from kgem.data.triples import triple_keys, with_inverse

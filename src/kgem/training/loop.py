@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -45,19 +46,23 @@ class Tally:
 def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Tensor], loss: Loss,
                 optimizer: torch.optim.Optimizer, regularizer: Regularizer | None, generator: torch.Generator,
                 epoch: int = 0, tally: Tally | None = None, clip_grad_norm: float | None = None,
-                replicas: Replicas | None = None, signals: StopOnSignal | None = None) -> float:
+                replicas: Replicas | None = None, signals: StopOnSignal | None = None,
+                precision: torch.dtype | None = None) -> float:
     """One pass over the batches; returns the mean loss. Raises TrainingError on a non-finite loss.
     ``tally`` accumulates across calls, so an epoch interrupted and resumed reports the same mean;
     ``clip_grad_norm`` bounds the gradients' joint L2 norm before each step (``optim.clip_grad_norm``).
     With ``replicas`` each batch is the global batch: this rank trains its part, and the loss, the gradients and
-    ``signals`` (a signal on any rank stops every rank after this batch) are reduced over the ranks."""
+    ``signals`` (a signal on any rank stops every rank after this batch) are reduced over the ranks.
+    ``precision`` (``torch.bfloat16``): forward and backward under ``torch.autocast``, so the matrix products that
+    score the candidates run in that type; the parameters, their gradients and the optimizer stay float32."""
     tally = tally if tally is not None else Tally()
     retain_freed_memory()
     model.train()
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         part = replicas.part(len(batch)) if replicas is not None else slice(None)
-        current = local_step(model, approach, batch, part, loss, regularizer, generator)
+        with autocast(model.device, precision):
+            current = local_step(model, approach, batch, part, loss, regularizer, generator)
         if replicas is not None:
             current, stop = replicas.sum([current, float(signals is not None and signals.received)], model.device)
             replicas.sum_gradients(model.parameters())
@@ -83,6 +88,11 @@ def train_epoch(model: AnyModel, approach: Approach, batches: Iterable[torch.Ten
         tally.count += len(batch)
     wait_for_updates(model)  # mixed, asynchronous: the last batch's rows are stepped before anyone reads the table
     return tally.mean
+
+
+def autocast(device: torch.device, precision: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` to ``precision`` on ``device``'s kind, or nothing (None: float32 throughout)."""
+    return contextlib.nullcontext() if precision is None else torch.autocast(device.type, dtype=precision)
 
 
 def local_step(model: AnyModel, approach: Approach, batch: torch.Tensor, part: slice, loss: Loss,

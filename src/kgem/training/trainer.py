@@ -33,6 +33,8 @@ SavePartial = Callable[[torch.Tensor, Tally], None]  # a checkpoint inside an ep
 # An exception it raises ends training there (a pruned trial, say); the run resumes from that checkpoint.
 EpochCallback = Callable[[int, float, float | None], None]
 
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
 
 @dataclass
 class EarlyStopping:
@@ -80,7 +82,8 @@ class Trainer:
                  seed: int = 0, progress: bool = True, workers: int = 1,
                  clip_grad_norm: float | None = None, replicas: Replicas | None = None,
                  partitions: int | None = None, shard_negatives: str = "graph", bucket_passes: int = 1,
-                 round_checkpoints: int = 0, bucket_order: str = "random", time_budget: float | None = None) -> None:
+                 round_checkpoints: int = 0, bucket_order: str = "random", time_budget: float | None = None,
+                 precision: str = "float32") -> None:
         """``scheduler``: stepped after every epoch (an ``EpochSchedule`` gets the epoch's validation metric or None,
         a torch ``ReduceLROnPlateau`` the validated ones, any other torch scheduler ``step()``).
         ``clip_grad_norm``: bound on the gradients' joint L2 norm, or None.
@@ -97,11 +100,17 @@ class Trainer:
         negatives the partitions are ranges of ids, and only the current bucket's are in memory while it trains
         (``kgem.training.partitioned``: for an entity table in a file, ``model.storage: mapped``).
         ``time_budget``: seconds of training (validations included, a resumed run's earlier ones too) after which
-        training stops at the next epoch boundary, as early stopping does (the best validated weights kept)."""
+        training stops at the next epoch boundary, as early stopping does (the best validated weights kept).
+        ``precision``: ``float32``, or ``bfloat16``: each step's forward and backward under ``torch.autocast``, the
+        candidate-scoring matrix products in bfloat16 (parameters, gradients, optimizer state and validation stay
+        float32)."""
         self.model, self.approach, self.loss, self.optimizer = model, approach, loss, optimizer
         if time_budget is not None and not 0 < time_budget < float("inf"):
             raise ConfigError(f"time_budget must be a positive number of seconds, got {time_budget}")
         self.time_budget = time_budget
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = PRECISIONS[precision]
         self.regularizer, self.scheduler, self.batch_size, self.progress = regularizer, scheduler, batch_size, progress
         self.generator = torch.Generator().manual_seed(seed)
         if workers < 1:
@@ -247,7 +256,7 @@ class Trainer:
         bar = tqdm(batches(), total=total, initial=tally.batches, leave=False, unit="batch",
                    disable=not self.progress)
         train_epoch(self.model, self.approach, bar, self.loss, self.optimizer, self.regularizer, self.generator,
-                    epoch, tally, self.clip_grad_norm, self.replicas, signals)
+                    epoch, tally, self.clip_grad_norm, self.replicas, signals, self.precision)
         return order, tally
 
     def _run_hogwild(self, rows: torch.Tensor, order: torch.Tensor, epoch: int, tally: Tally) -> Tally:
@@ -262,7 +271,8 @@ class Trainer:
             part = Tally()
             with self.model.private_tables():  # the others write the shared tables between forward and backward
                 train_epoch(self.model, self.approach, mine, self.loss, self.optimizer, self.regularizer,
-                            torch.Generator().manual_seed(seeds[rank]), epoch, part, self.clip_grad_norm)
+                            torch.Generator().manual_seed(seeds[rank]), epoch, part, self.clip_grad_norm,
+                            precision=self.precision)
             return part
 
         parts = run_workers(workers, work)
@@ -345,7 +355,7 @@ class Trainer:
                 edges = local(edges, shift)
             batches = (edges[b : b + size].to(device, non_blocking=True) for b in range(0, len(edges), size))
             train_epoch(self.model, self.approach, batches, self.loss, self.optimizer, self.regularizer, generator,
-                        epoch, tally, self.clip_grad_norm)
+                        epoch, tally, self.clip_grad_norm, precision=self.precision)
 
     def _end_epoch(self, loss: float, epoch: int, history: History, early_stopping: EarlyStopping | None,
                    bar: Any) -> bool:
