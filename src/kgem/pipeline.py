@@ -101,9 +101,12 @@ class PipelineResult(LinkPredictor):
         return frame
 
     def losses(self) -> pd.DataFrame:
-        """Training loss per epoch and validation MRR where validated, for plotting."""
+        """Training loss per epoch, validation MRR where validated, and the training time (validations included) at
+        the end of each epoch in seconds, for plotting (quality over time too)."""
         frame = pd.DataFrame({"epoch": range(1, len(self.history.losses) + 1), "loss": self.history.losses})
         frame["valid_mrr"] = frame["epoch"].map(self.history.validation)
+        seconds = self.history.epoch_seconds
+        frame["seconds"] = seconds if len(seconds) == len(frame) else float("nan")  # a run from before they were kept
         return frame.set_index("epoch")
 
     def plot_losses(self, path: str | os.PathLike[str] | None = None) -> Figure:

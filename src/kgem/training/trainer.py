@@ -71,6 +71,7 @@ class History:
     stopped_early: bool = False
     out_of_time: bool = False  # stopped by the time budget
     seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)  # training time (validations in) at each epoch's end
     examples_per_second: float = 0.0
 
 
@@ -197,6 +198,7 @@ class Trainer:
                                               f"resume to continue")
                 stop = self._end_epoch(tally.mean, epoch, history, early_stopping, bar)
                 history.seconds = time.perf_counter() - start
+                history.epoch_seconds.append(history.seconds)
                 if not stop and epoch < epochs and self.out_of_time(history):
                     stop = history.out_of_time = True
                 last = stop or epoch == epochs or signals.received
