@@ -93,3 +93,9 @@ def test_cli_lists_shows_and_trains(tmp_path, capsys) -> None:
 def test_cli_refuses_recipe_and_config_together(tmp_path, capsys) -> None:
     assert main(["train", "--recipe", "fb15k237-complex", "--config", str(tmp_path / "x.yaml")]) == 2
     assert "--recipe and --config" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_current_table() -> None:
+    """The README's table is ``kgem recipes --markdown`` as it is now: a recipe measured or added updates both."""
+    readme = (HERE.parents[2] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme

@@ -272,6 +272,7 @@ MRR). Flags override the config file, and --set overrides any config key ('kgem 
 
 examples:
   kgem train --dataset umls
+  kgem train --recipe fb15k237-complex-cpu20m    # a shipped recipe: the best FB15k-237 model in 20 CPU minutes
   kgem train --dataset fb15k237 --model transe --approach slcwa --loss margin_ranking --margin 1 \\
              --num-negatives 64 --optimizer adam --lr 0.001 --dim 200 --batch-size 1024 --epochs 100
   kgem train --config my.yaml --set model.args.p=1 --output runs/transe-l1

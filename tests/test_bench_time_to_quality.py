@@ -1,0 +1,38 @@
+"""bench/time_to_quality.py: a real kgem side on Nations for a few seconds (the PyKEEN side needs its own
+environment, which compare_pykeen's tests cover), failures reported as failures, and the summary."""
+
+from __future__ import annotations
+
+import json
+
+from bench_script import load_bench
+
+ttq = load_bench("time_to_quality.py", "bench_time_to_quality")
+
+
+def test_budget_text() -> None:
+    assert [ttq.seconds(t) for t in ("90", "90s", "20m", "1.5h")] == [90.0, 90.0, 1200.0, 5400.0]
+
+
+def test_kgem_side_runs_the_recipe_for_the_budget(tmp_path, capsys) -> None:
+    result = ttq.main(["--quick", "--budget", "4s", "--sides", "kgem", "--threads", "1", "--out", str(tmp_path)])
+    (record,) = result["records"]
+    assert record["status"] == "ok", record
+    assert record["recipe"] == "fb15k237-complex-cpu20m" and record["epochs"] >= 1
+    assert 0 < record["test"]["mrr"] <= 1 and record["curve"]
+    times = [point["seconds"] for point in record["curve"]]
+    assert times == sorted(times) and times[-1] >= 4.0  # stops at the first epoch boundary past the budget
+    summary = result["summary"]["kgem"]
+    assert summary["runs"] == 1 and summary["median test mrr"] == record["test"]["mrr"]
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert saved["records"][0]["test"] == record["test"]
+    assert next(tmp_path.glob("*.png")).stat().st_size > 1000
+    assert json.loads(capsys.readouterr().out)["dataset"] == "nations"
+
+
+def test_a_failing_side_is_reported_as_failed(tmp_path) -> None:
+    result = ttq.main(["--quick", "--budget", "2s", "--sides", "kgem", "--recipe", "no-such-recipe", "--out",
+                       str(tmp_path)])
+    (record,) = result["records"]
+    assert record["status"] == "failed" and "unknown recipe" in record["error"] and "test" not in record
+    assert result["summary"]["kgem"] == {"runs": 0, "failed": 1}
