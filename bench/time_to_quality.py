@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fb15k237", choices=sorted(DEFAULTS))
     parser.add_argument("--data", type=Path, help="the dataset's folder (default: the shared datasets folder)")
-    parser.add_argument("--budget", default="20m", help="training budget per side: seconds, or 90s, 20m, 1h")
+    parser.add_argument("--budget", help="training budget per side: seconds, or 90s, 20m, 1h (default 20m; --quick: "
+                                         "20s)")
     parser.add_argument("--recipe", help="kgem's recipe (default: the dataset's fast CPU recipe)")
     parser.add_argument("--pykeen-experiment", help="PyKEEN reproduction config, relative to pykeen/experiments")
     parser.add_argument("--pykeen-frequency", type=int, default=1, help="PyKEEN validates every this many epochs")
@@ -59,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.quick:
-        args.dataset, args.budget = "nations", "20s"
+        args.dataset = "nations"
+    args.budget = args.budget or ("20s" if args.quick else "20m")
     recipe, experiment = DEFAULTS[args.dataset]
     args.recipe = args.recipe or recipe
     args.pykeen_experiment = args.pykeen_experiment or experiment
