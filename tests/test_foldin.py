@@ -270,12 +270,28 @@ def test_what_cannot_grow_or_is_malformed_is_a_clear_error(tmp_path) -> None:
 
 def test_the_objective_defaults_are_kgems_and_a_saved_run_overrides_them() -> None:
     defaults, config = foldin.Objective(), TrainingConfig()
-    for name in ("approach", "loss", "loss_args", "num_negatives", "regularizer", "regularizer_args", "optimizer",
-                 "optimizer_args", "lr", "batch_size"):
+    for name in ("approach", "relation_prediction", "loss", "loss_args", "num_negatives", "regularizer",
+                 "regularizer_args", "optimizer", "optimizer_args", "lr", "batch_size"):
         assert getattr(defaults, name) == getattr(config, name)
     saved_run = foldin.Objective.from_saved({"approach": "slcwa", "loss": "margin_ranking", "epochs": 9})
     approach, loss, regularizer = saved_run.parts()
     assert approach.__class__.__name__ == "SLCWA" and loss.name == "margin_ranking" and regularizer is not None
+
+
+def test_a_run_trained_with_relation_prediction_folds_in_with_it(tmp_path) -> None:
+    loaded = saved(tmp_path)
+    plain, weighted = (foldin.Objective.from_saved({"approach": "1vsall", "relation_prediction": w, "batch_size": 4})
+                       for w in (0.0, 2.0))
+    assert weighted.parts()[0].relation_weight == 2.0
+    first = {}
+    for name, objective in (("plain", plain), ("weighted", weighted)):
+        grown = foldin.extend(loaded.model, loaded.spec, loaded.entities, loaded.relations, NEW, objective=objective,
+                              steps=1, lr=1e-9)
+        first[name] = grown.report["first_loss"]
+    # the same start and batch: the weighted loss adds 2 x the relation cross-entropy, which is > 0
+    assert first["weighted"] > first["plain"] + 0.5
+    with pytest.raises(ConfigError, match="relation_prediction"):
+        foldin.Objective.from_saved({"approach": "1vsall", "relation_prediction": -1.0}).parts()
 
 
 @pytest.fixture(scope="module")

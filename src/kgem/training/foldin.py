@@ -20,7 +20,9 @@ never parameters, and the model stays in eval mode (no dropout, batch-norm stati
 own triples alone, new rows learn where they belong but not where they do not: an entity that started as a copy of
 a hub keeps answering the hub's queries. Given the old training triples, each step also adds the share of their
 queries' answers the new entities take (``intrusion``), weighted by how many they are: with 1vsAll and
-cross-entropy, exactly the objective of retraining on old and new triples with every old row held fixed.
+cross-entropy, exactly the objective of retraining on old and new triples with every old row held fixed (a run
+trained with relation prediction folds in with that term too; the share of the old triples' relation predictions
+that new relations take is not counted).
 
 Models whose entity rows an encoder computes from the training graph or node attributes (R-GCN, the literal models),
 and generative circuits, cannot grow row by row: they are refused with a ConfigError.
@@ -72,6 +74,7 @@ class Objective:
     keeps in step). Edge weights, filtering and the sampler's options do not apply to fold-in."""
 
     approach: str = "1vsall"
+    relation_prediction: float = 0.0
     loss: str = "cross_entropy"
     loss_args: dict[str, Any] = field(default_factory=dict)
     num_negatives: int = 64
@@ -91,16 +94,18 @@ class Objective:
     def parts(self) -> tuple[Approach, Loss, Regularizer | None]:
         """The approach, loss and regulariser this objective names; a bad name or argument is a ConfigError."""
         approaches: dict[str, Callable[[], Approach]] = {
-            "slcwa": lambda: SLCWA(NegativeSampler(self.num_negatives)), "kvsall": KvsAll, "1vsall": OneVsAll}
+            "slcwa": lambda: SLCWA(NegativeSampler(self.num_negatives)), "kvsall": KvsAll,
+            "1vsall": lambda: OneVsAll(self.relation_prediction)}
         if self.approach not in approaches:
             raise ConfigError(f"fold-in: unknown approach {self.approach!r}; known: {', '.join(approaches)}")
         try:
+            approach = approaches[self.approach]()
             loss = LOSSES.get(self.loss)(**self.loss_args)
             regularizer = (REGULARIZERS.get(self.regularizer)(**self.regularizer_args) if self.regularizer
                            else None)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"fold-in: the saved loss or regularizer does not build ({e})") from e
-        return approaches[self.approach](), loss, regularizer
+            raise ConfigError(f"fold-in: the saved approach, loss or regularizer does not build ({e})") from e
+        return approach, loss, regularizer
 
 
 @dataclass
