@@ -8,11 +8,12 @@ and a PNG of the curves.
     .venv/bin/python bench/time_to_quality.py --quick                                # smoke test: Nations, 20 s
 
 Each round runs both sides one after the other (the order flips every round), each in its own process with the same
-number of threads. kgem: ``kgem train --recipe R --time-budget B`` (its budget counts its validations). PyKEEN: one of
-its own reproduction configs for the dataset, trained by ``pipeline()`` for the same budget, validated every
-``--pykeen-frequency`` epochs with its validation time left out of its budget (``compare/run_pykeen_budget.py``);
-both keep their best validated weights for the test. PyKEEN's environment is built by ``compare/envs.py`` (as
-``compare_pykeen.py`` builds it). A side that fails (an exception, a NaN) is reported as failed, never as a number.
+number of threads. kgem: ``kgem train --recipe R --time-budget B`` (its budget counts its validations). PyKEEN: one
+of its own reproduction configs for the dataset, trained by ``pipeline()`` for the same budget, validated every
+``--pykeen-frequency`` epochs with its validation time left out of its budget, an epoch that outlasts 1.5x the
+budget cut there (``compare/run_pykeen_budget.py``); both keep their best validated weights for the test. PyKEEN's
+environment is built by ``compare/envs.py`` (as ``compare_pykeen.py`` builds it). A side that fails (an exception, a
+NaN) is reported as failed, never as a number.
 """
 
 from __future__ import annotations
