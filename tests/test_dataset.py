@@ -12,7 +12,7 @@ from kgem.cli.train import overrides_from_flags
 from kgem.configs import DataConfig
 from kgem.data import Dataset, load_dataset, relation_categories
 from kgem.errors import ConfigError, DataError
-from kgem.pipeline import load_data, resolve_config
+from kgem.pipeline import load_data, pipeline, resolve_config
 
 
 def test_unseen_entities_error_names_count_and_examples(toy_folder) -> None:
@@ -26,6 +26,32 @@ def test_unseen_entities_dropped_and_counted(toy_folder) -> None:
     assert ds.test is not None and len(ds.test) == 1 and ds.test.stats["unseen"] == 1
     assert ds.summary().loc["test", "dropped_unseen"] == 1
     assert ds.num_entities == 3 and ds.num_relations == 2
+
+
+def test_unseen_entities_kept_join_the_vocabulary_after_trains(toy_folder) -> None:
+    dropped, kept = (Dataset.from_folder(toy_folder, on_unseen=u) for u in ("drop", "keep"))
+    assert kept.entities.labels.tolist() == ["a", "b", "c", "d"] and kept.num_relations == 2
+    assert torch.equal(kept.train.hrt, dropped.train.hrt) and kept.train.entities is kept.entities
+    likes = int(kept.relations.ids(["likes"])[0])
+    assert kept.test is not None and kept.test.hrt.tolist() == [[2, likes, 0], [3, likes, 0]]
+    assert kept.valid is not None and kept.valid.hrt.tolist() == dropped.valid.hrt.tolist()  # type: ignore[union-attr]
+    train = pd.DataFrame({"head": ["a"], "relation": ["r"], "tail": ["b"]})
+    valid = pd.DataFrame({"head": ["b", "e"], "relation": ["s", "r"], "tail": ["a", "b"]})  # relation s, entity e
+    ds = Dataset.from_dfs(train, valid, on_unseen="keep")
+    assert ds.entities.labels.tolist() == ["a", "b", "e"] and ds.relations.labels.tolist() == ["r", "s"]
+    assert ds.valid is not None and ds.valid.hrt.tolist() == [[1, 1, 0], [2, 0, 1]]
+    with pytest.raises(DataError, match="'error', 'drop' or 'keep'"):
+        Dataset.from_folder(toy_folder, on_unseen="skip")  # type: ignore[arg-type]
+
+
+def test_a_run_that_keeps_unseen_entities_ranks_their_test_triples(toy_folder) -> None:
+    ranked = {}
+    for unseen in ("drop", "keep"):
+        result = pipeline({"data": {"dataset": str(toy_folder), "on_unseen": unseen},
+                           "model": {"name": "distmult", "dim": 4}, "training": {"epochs": 2}}, progress=False)
+        assert result.evaluation is not None and result.model.num_entities == (3 if unseen == "drop" else 4)
+        ranked[unseen] = len(result.evaluation.ranks)
+    assert ranked == {"drop": 2, "keep": 4}  # test: (c likes a) and, kept, (d likes a); head and tail each
 
 
 def test_bundled_datasets_match_published_counts() -> None:

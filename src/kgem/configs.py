@@ -27,7 +27,9 @@ def check_device_name(name: str) -> None:
 class DataConfig:
     dataset: str = help_field("nations", "registered dataset name, or a folder with train/valid/test files")
     path: str | None = help_field(None, "read the dataset from this local folder instead of the cache")
-    on_unseen: Literal["error", "drop"] = help_field("drop", "valid/test triples with entities unseen in train")
+    on_unseen: Literal["error", "drop", "keep"] = help_field(
+        "drop", "valid/test triples with entities unseen in train: drop, error, or keep (the entities join the "
+        "vocabulary, as kbc and LibKGE count them)")
     on_duplicates: Literal["keep", "drop"] = help_field("keep", "duplicate triples")
     format: str = help_field("raw_udd_hrt", "DGL-KE file format: raw_udd_{order} (label triples, columns in "
                              "that order, e.g. raw_udd_htr) or udd_{order} (ids + entities.dict/relations.dict); "

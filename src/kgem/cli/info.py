@@ -101,8 +101,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("action", nargs="?", choices=["list", "describe"], default="list")
     p.add_argument("name", nargs="?", help="dataset name, or a folder with train/valid/test files")
     p.add_argument("--path", help="read the dataset from this local folder instead of the cache")
-    p.add_argument("--on-unseen", choices=["error", "drop"], default="drop",
-                   help="valid/test triples with entities unseen in train (default: drop)")
+    p.add_argument("--on-unseen", choices=["error", "drop", "keep"], default="drop",
+                   help="valid/test triples with entities unseen in train (default: drop; keep: the entities join "
+                        "the vocabulary)")
     p.set_defaults(func=cmd_datasets)
     p = sub.add_parser("models", help="list the models with their arguments and papers",
                        description="Every registered model: representation kinds, arguments with defaults "

@@ -22,7 +22,15 @@ from kgem.data.rdf import rdf_options, read_rdf
 from kgem.data.readers import read_id_dict, read_id_triples
 from kgem.data.split import split_indices
 from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
-from kgem.data.triples import OnDuplicates, OnUnseen, Triples, read_triples, triples_from_df
+from kgem.data.triples import (
+    OnDuplicates,
+    SplitUnseen,
+    Triples,
+    join_splits,
+    read_triples,
+    split_reading,
+    triples_from_df,
+)
 from kgem.data.vocab import FileVocabulary, Vocabulary
 from kgem.errors import DataError
 from kgem.ops.pages import register
@@ -120,7 +128,7 @@ class Dataset:
     @classmethod
     def from_files(cls, train: str | os.PathLike[str], valid: str | os.PathLike[str] | None = None,
                    test: str | os.PathLike[str] | None = None, *, name: str | None = None,
-                   on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
+                   on_unseen: SplitUnseen = "drop", on_duplicates: OnDuplicates = "keep",
                    **reader: Any) -> Dataset:
         """Read the splits from delimited files (``reader`` options go to ``read_triples``), or from RDF files (by
         ``format`` or suffix: ``from_rdf_files``)."""
@@ -129,26 +137,31 @@ class Dataset:
             return cls.from_rdf_files(train, valid, test, name=name, on_unseen=on_unseen, on_duplicates=on_duplicates,
                                       **rdf)
         tr = read_triples(train, on_duplicates=on_duplicates, **reader)
-        others = [None if p is None else read_triples(p, entities=tr.entities, relations=tr.relations,
-                                                      on_unseen=on_unseen, on_duplicates=on_duplicates, **reader)
+        reading = split_reading(tr, on_unseen)
+        others = [None if p is None else read_triples(p, on_duplicates=on_duplicates, **reading, **reader)
                   for p in (valid, test)]
+        if on_unseen == "keep":
+            tr, others = join_splits(tr, *others)
         return cls(tr, others[0], others[1], name=name or Path(train).parent.name)
 
     @classmethod
     def from_rdf_files(cls, train: str | os.PathLike[str], valid: str | os.PathLike[str] | None = None,
                        test: str | os.PathLike[str] | None = None, *, name: str | None = None,
-                       on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep", **options: Any) -> Dataset:
+                       on_unseen: SplitUnseen = "drop", on_duplicates: OnDuplicates = "keep",
+                       **options: Any) -> Dataset:
         """Read the splits from RDF files (``options`` go to ``kgem.data.rdf.read_rdf``); valid and test are read with
         train's prefix map, and the numeric attributes of all three are kept together."""
         tr = read_rdf(train, on_duplicates=on_duplicates, **options)
-        others = [None if p is None else read_rdf(p, entities=tr.triples.entities, relations=tr.triples.relations,
-                                                  on_unseen=on_unseen, on_duplicates=on_duplicates,
+        reading = split_reading(tr.triples, on_unseen)
+        others = [None if p is None else read_rdf(p, on_duplicates=on_duplicates, **reading,
                                                   **{**options, "prefixes": tr.prefixes})
                   for p in (valid, test)]
         attributes = pd.concat([part.attributes for part in (tr, *others) if part is not None], ignore_index=True)
         repeated = attributes.duplicated(["entity", "attribute"]).to_numpy()
-        valid_t, test_t = (None if part is None else part.triples for part in others)
-        return cls(tr.triples, valid_t, test_t, name=name or Path(train).parent.name, prefixes=tr.prefixes,
+        train_t, valid_t, test_t = tr.triples, *(None if part is None else part.triples for part in others)
+        if on_unseen == "keep":
+            train_t, (valid_t, test_t) = join_splits(train_t, valid_t, test_t)
+        return cls(train_t, valid_t, test_t, name=name or Path(train).parent.name, prefixes=tr.prefixes,
                    attributes=attributes[~repeated].reset_index(drop=True))
 
     @classmethod
@@ -193,16 +206,18 @@ class Dataset:
     @classmethod
     def from_dfs(cls, train: pd.DataFrame, valid: pd.DataFrame | None = None, test: pd.DataFrame | None = None,
                  *, name: str = "dataframe", columns: tuple[str, str, str] = ("head", "relation", "tail"),
-                 on_unseen: OnUnseen = "drop", on_duplicates: OnDuplicates = "keep",
+                 on_unseen: SplitUnseen = "drop", on_duplicates: OnDuplicates = "keep",
                  edge_weights: str | None = None) -> Dataset:
         """Build a dataset from DataFrames with head, relation and tail columns (and ``edge_weights``, a column of
         a number per edge)."""
         tr = triples_from_df(train, columns=columns, on_duplicates=on_duplicates, source=f"{name}/train",
                              edge_weights=edge_weights)
+        reading = split_reading(tr, on_unseen)
         others = [None if df is None else triples_from_df(
-            df, columns=columns, entities=tr.entities, relations=tr.relations, on_unseen=on_unseen,
-            on_duplicates=on_duplicates, source=f"{name}/{split}", edge_weights=edge_weights)
-            for split, df in (("valid", valid), ("test", test))]
+            df, columns=columns, on_duplicates=on_duplicates, source=f"{name}/{split}", edge_weights=edge_weights,
+            **reading) for split, df in (("valid", valid), ("test", test))]
+        if on_unseen == "keep":
+            tr, others = join_splits(tr, *others)
         return cls(tr, others[0], others[1], name=name)
 
     @classmethod

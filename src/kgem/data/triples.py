@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from kgem.errors import DataError
 log = logging.getLogger("kgem")
 
 OnUnseen = Literal["error", "drop"]
+SplitUnseen = Literal["error", "drop", "keep"]  # a dataset's valid/test: "keep" grows the vocabularies (join_splits)
 OnDuplicates = Literal["keep", "drop"]
 INVERSE_SUFFIX = "__inverse"
 
@@ -206,6 +207,55 @@ def apply_unseen(ids: np.ndarray, labels_source: str, on_unseen: OnUnseen,
         log.warning("%s: dropped %d of %d triples with an entity or relation unseen in train, e.g. %s "
                     "(on_unseen='error' makes this an error)", labels_source, count, len(ids), example)
     return np.logical_not(bad), count
+
+
+class SplitReading(TypedDict):
+    entities: Vocabulary | None
+    relations: Vocabulary | None
+    on_unseen: OnUnseen
+
+
+def split_reading(train: Triples, on_unseen: SplitUnseen) -> SplitReading:
+    """How a dataset reads its valid/test splits after ``train``: in train's vocabularies, unseen labels dropped or an
+    error; or, to keep them (``join_splits`` then joins the vocabularies), each split in its own."""
+    if on_unseen == "keep":
+        return {"entities": None, "relations": None, "on_unseen": "drop"}
+    if on_unseen not in ("error", "drop"):
+        raise DataError(f"on_unseen must be 'error', 'drop' or 'keep', got {on_unseen!r}")
+    return {"entities": train.entities, "relations": train.relations, "on_unseen": on_unseen}
+
+
+def join_splits(train: Triples, *others: Triples | None) -> tuple[Triples, list[Triples | None]]:
+    """``on_unseen="keep"``: splits read each in its own vocabularies, re-expressed in one pair. Train's labels keep
+    their ids; the labels only valid/test hold follow, sorted, as kbc and LibKGE index every split's entities (so
+    their filtered metrics rank the test triples that name them). Such an entity has no training triple: 1vsAll and
+    KvsAll train its row only as a negative of every query, sLCWA when it is sampled."""
+    present = [split for split in others if split is not None]
+    entities = _grown(train.entities, [split.entities for split in present])
+    relations = _grown(train.relations, [split.relations for split in present])
+    if len(entities) > len(train.entities) or len(relations) > len(train.relations):
+        log.warning("%s: %d entities and %d relations occur in valid/test only; they join the vocabularies "
+                    "(on_unseen='keep')", train.source, len(entities) - len(train.entities),
+                    len(relations) - len(train.relations))
+
+    def express(split: Triples) -> Triples:
+        e, r = entities.lookup(split.entities.labels), relations.lookup(split.relations.labels)
+        hrt = split.hrt.numpy()
+        ids = np.stack([e[hrt[:, 0]], r[hrt[:, 1]], e[hrt[:, 2]]], axis=1) if len(hrt) else hrt
+        return replace(split, hrt=torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)), entities=entities,
+                       relations=relations)
+
+    return (replace(train, entities=entities, relations=relations),
+            [None if split is None else express(split) for split in others])
+
+
+def _grown(base: Vocabulary, others: list[Vocabulary]) -> Vocabulary:
+    """``base`` with the labels of ``others`` it lacks appended, sorted."""
+    labels = np.concatenate([v.labels for v in others]) if others else np.empty(0, dtype=object)
+    new = labels[base.lookup(labels) < 0]
+    if not len(new):
+        return base
+    return Vocabulary(np.concatenate([base.labels, np.sort(pd.unique(new.astype(object)))]), kind=base.kind)
 
 
 def triples_from_labels(chunks: Iterable[np.ndarray], source: str, *, entities: Vocabulary | None = None,
