@@ -35,6 +35,7 @@ def test_unseen_entities_kept_join_the_vocabulary_after_trains(toy_folder) -> No
     likes = int(kept.relations.ids(["likes"])[0])
     assert kept.test is not None and kept.test.hrt.tolist() == [[2, likes, 0], [3, likes, 0]]
     assert kept.valid is not None and kept.valid.hrt.tolist() == dropped.valid.hrt.tolist()  # type: ignore[union-attr]
+    assert kept.summary()["kept_unseen"].tolist() == [0, 0, 1] and "kept_unseen" not in dropped.summary()
     train = pd.DataFrame({"head": ["a"], "relation": ["r"], "tail": ["b"]})
     valid = pd.DataFrame({"head": ["b", "e"], "relation": ["s", "r"], "tail": ["a", "b"]})  # relation s, entity e
     ds = Dataset.from_dfs(train, valid, on_unseen="keep")

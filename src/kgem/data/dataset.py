@@ -101,13 +101,17 @@ class Dataset:
         return [present[s].hrt for s in splits if s in present]
 
     def summary(self) -> pd.DataFrame:
-        """One row per split: triples, distinct entities and relations used, duplicates and dropped unseen."""
+        """One row per split: triples, distinct entities and relations used, duplicates and dropped unseen (and,
+        where unseen ones were kept, ``kept_unseen``: the triples naming a label train lacks)."""
         rows = []
+        kept = any("kept_unseen" in split.stats for split in self.splits().values())
         for name, t in self.splits().items():
             rows.append({"split": name, "triples": len(t),
                          "entities": int(torch.unique(t.hrt[:, [0, 2]]).numel()),
                          "relations": int(torch.unique(t.hrt[:, 1]).numel()),
                          "duplicates": t.stats.get("duplicates", 0), "dropped_unseen": t.stats.get("unseen", 0)})
+            if kept:
+                rows[-1]["kept_unseen"] = t.stats.get("kept_unseen", 0)
         return pd.DataFrame(rows).set_index("split")
 
     def describe(self) -> dict[str, Any]:

@@ -242,8 +242,9 @@ def join_splits(train: Triples, *others: Triples | None) -> tuple[Triples, list[
         e, r = entities.lookup(split.entities.labels), relations.lookup(split.relations.labels)
         hrt = split.hrt.numpy()
         ids = np.stack([e[hrt[:, 0]], r[hrt[:, 1]], e[hrt[:, 2]]], axis=1) if len(hrt) else hrt
+        unseen = (ids[:, [0, 2]] >= len(train.entities)).any(axis=1) | (ids[:, 1] >= len(train.relations))
         return replace(split, hrt=torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)), entities=entities,
-                       relations=relations)
+                       relations=relations, stats={**split.stats, "kept_unseen": int(unseen.sum())})
 
     return (replace(train, entities=entities, relations=relations),
             [None if split is None else express(split) for split in others])
