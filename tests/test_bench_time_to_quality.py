@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import kgem
 from bench_script import load_bench
 
 ttq = load_bench("time_to_quality.py", "bench_time_to_quality")
@@ -12,6 +13,17 @@ ttq = load_bench("time_to_quality.py", "bench_time_to_quality")
 
 def test_budget_text() -> None:
     assert [ttq.seconds(t) for t in ("90", "90s", "20m", "1.5h")] == [90.0, 90.0, 1200.0, 5400.0]
+
+
+def test_the_default_recipe_is_the_fast_one_for_the_budget() -> None:
+    chosen = {budget: ttq.parse_args(["--budget", budget]).recipe for budget in ("5m", "20m", "59m", "60m", "2h")}
+    assert chosen == {"5m": "fb15k237-complex-cpu20m", "20m": "fb15k237-complex-cpu20m",
+                      "59m": "fb15k237-complex-cpu20m", "60m": "fb15k237-complex-cpu60m",
+                      "2h": "fb15k237-complex-cpu60m"}
+    assert ttq.parse_args(["--budget", "1h", "--recipe", "fb15k237-transe"]).recipe == "fb15k237-transe"
+    for recipes, _ in ttq.DEFAULTS.values():  # each names a shipped recipe whose budget ends within its minutes
+        assert all(ttq.seconds(kgem.recipe(name).config()["training"]["time_budget"]) < minutes * 60
+                   for minutes, name in recipes.items())
 
 
 def test_kgem_side_runs_the_recipe_for_the_budget(tmp_path, capsys) -> None:
