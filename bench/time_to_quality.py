@@ -41,7 +41,7 @@ BUNDLED = BENCH.parent / "src" / "kgem" / "data" / "bundled"
 DEFAULTS = {  # dataset: ({budget minutes: kgem's fast recipe for it}, PyKEEN experiment)
     "fb15k237": ({20: "fb15k237-complex-cpu20m", 60: "fb15k237-complex-cpu60m"},
                  "tucker/balazevic2019_tucker_fb15k237.json"),
-    "wn18rr": ({20: "wn18rr-complex-cpu20m"}, "tucker/balazevic2019_tucker_wn18rr.json"),
+    "wn18rr": ({20: "wn18rr-complex-cpu20m", 60: "wn18rr-complex-cpu60m"}, "tucker/balazevic2019_tucker_wn18rr.json"),
     "nations": ({20: "fb15k237-complex-cpu20m"}, "tucker/balazevic2019_tucker_fb15k237.json"),
 }
 
