@@ -4,12 +4,15 @@ and a PNG of the curves.
 
     .venv/bin/python bench/time_to_quality.py --budget 20m                          # FB15k-237, 20 minutes each
     .venv/bin/python bench/time_to_quality.py --dataset wn18rr --budget 60m --pykeen-experiment \
-        rotate/sun2019_rotate_wn18rr.json                                        # WN18RR, another PyKEEN config
+        rotate/sun2019_rotate_wn18rr.json                                        # WN18RR, a PyKEEN reproduction
     .venv/bin/python bench/time_to_quality.py --quick                                # smoke test: Nations, 20 s
 
 Each round runs both sides one after the other (the order flips every round), each in its own process with the same
-number of threads. kgem: ``kgem train --recipe R --time-budget B`` (its budget counts its validations). PyKEEN: one
-of its own reproduction configs for the dataset, trained by ``pipeline()`` for the same budget, validated every
+number of threads. kgem: ``kgem train --recipe R --time-budget B`` (its budget counts its validations). PyKEEN: by
+default kgem's 20-minute recipe of the dataset as PyKEEN can express it (``compare/experiments``: ComplEx, LCWA,
+reciprocal, N3, Adagrad; PyKEEN ships no ComplEx config for these datasets, and the reproductions it ships, e.g.
+TuckER's, do not finish one epoch in 20 minutes on 2 cores), or any PyKEEN config (``--pykeen-experiment``), trained
+by ``pipeline()`` for the same budget, validated every
 ``--pykeen-frequency`` epochs with its validation time left out of its budget, an epoch that outlasts 1.5x the
 budget cut there (``compare/run_pykeen_budget.py``); both keep their best validated weights for the test. PyKEEN's
 environment is built by ``compare/envs.py`` (as ``compare_pykeen.py`` builds it). A side that fails (an exception, a
@@ -38,11 +41,11 @@ from compare import envs  # noqa: E402 - bench/ is not a package
 OUT = BENCH / "out" / "time_to_quality"
 SHARED = BENCH.parents[1] / "shared" / "datasets"
 BUNDLED = BENCH.parent / "src" / "kgem" / "data" / "bundled"
+MIRRORS = BENCH / "compare" / "experiments"  # kgem's 20-minute recipe of a dataset as a PyKEEN config
 DEFAULTS = {  # dataset: ({budget minutes: kgem's fast recipe for it}, PyKEEN experiment)
-    "fb15k237": ({20: "fb15k237-complex-cpu20m", 60: "fb15k237-complex-cpu60m"},
-                 "tucker/balazevic2019_tucker_fb15k237.json"),
-    "wn18rr": ({20: "wn18rr-complex-cpu20m", 60: "wn18rr-complex-cpu60m"}, "tucker/balazevic2019_tucker_wn18rr.json"),
-    "nations": ({20: "fb15k237-complex-cpu20m"}, "tucker/balazevic2019_tucker_fb15k237.json"),
+    "fb15k237": ({20: "fb15k237-complex-cpu20m", 60: "fb15k237-complex-cpu60m"}, "complex_lcwa_fb15k237.json"),
+    "wn18rr": ({20: "wn18rr-complex-cpu20m", 60: "wn18rr-complex-cpu60m"}, "complex_lcwa_wn18rr.json"),
+    "nations": ({20: "fb15k237-complex-cpu20m"}, "complex_lcwa_fb15k237.json"),
 }
 
 
@@ -60,7 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", help="training budget per side: seconds, or 90s, 20m, 1h (default 20m; --quick: "
                                          "20s)")
     parser.add_argument("--recipe", help="kgem's recipe (default: the dataset's fast CPU recipe for the budget)")
-    parser.add_argument("--pykeen-experiment", help="PyKEEN reproduction config, relative to pykeen/experiments")
+    parser.add_argument("--pykeen-experiment", help="PyKEEN config: a file, one in bench/compare/experiments, or one "
+                                                    "of PyKEEN's reproductions (relative to pykeen/experiments)")
     parser.add_argument("--pykeen-frequency", type=int, default=1, help="PyKEEN validates every this many epochs")
     parser.add_argument("--sides", default="kgem,pykeen", help="comma-separated: kgem, pykeen")
     parser.add_argument("--rounds", type=int, default=1)
@@ -116,11 +120,18 @@ def run_kgem(args: argparse.Namespace, folder: Path, log: Path) -> dict[str, Any
             "train_seconds": float(losses["seconds"].iloc[-1]), "wall_seconds": wall, "recipe": args.recipe}
 
 
+def experiment_file(name: str, python: Path) -> Path:
+    """``name`` as a file, else in bench/compare/experiments, else among PyKEEN's reproduction configs."""
+    for candidate in (Path(name), MIRRORS / name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return next(python.parents[1].glob("lib/python*/site-packages/pykeen/experiments")) / name
+
+
 def run_pykeen(args: argparse.Namespace, log: Path) -> dict[str, Any]:
     python = envs.create("pykeen")
-    experiments = next(Path(python).parents[1].glob("lib/python*/site-packages/pykeen/experiments"))
     cmd = [str(python), "-m", "compare.run_pykeen_budget", "--data", str(args.data), "--budget",
-           str(seconds(args.budget)), "--experiment", str(experiments / args.pykeen_experiment), "--threads",
+           str(seconds(args.budget)), "--experiment", str(experiment_file(args.pykeen_experiment, python)), "--threads",
            str(args.threads), "--frequency", str(args.pykeen_frequency)]
     began = time.perf_counter()
     done = subprocess.run(cmd, env=child_env(args.threads, str(BENCH)), capture_output=True, text=True)

@@ -26,6 +26,20 @@ def test_the_default_recipe_is_the_fast_one_for_the_budget() -> None:
                    for minutes, name in recipes.items())
 
 
+def test_pykeen_experiment_is_a_file_a_mirror_or_one_of_pykeens(tmp_path) -> None:
+    python = tmp_path / "env" / "bin" / "python"
+    experiments = tmp_path / "env" / "lib" / "python3.12" / "site-packages" / "pykeen" / "experiments"
+    experiments.mkdir(parents=True)
+    own = tmp_path / "mine.json"
+    own.write_text("{}")
+    assert ttq.experiment_file(str(own), python) == own.resolve()
+    for dataset, (_, name) in ttq.DEFAULTS.items():  # every default is a shipped mirror of kgem's recipe
+        found = ttq.experiment_file(name, python)
+        assert found == (ttq.MIRRORS / name).resolve(), dataset
+        assert json.loads(found.read_text())["pipeline"]["model"] == "ComplEx"
+    assert ttq.experiment_file("tucker/x.json", python) == experiments / "tucker" / "x.json"
+
+
 def test_kgem_side_runs_the_recipe_for_the_budget(tmp_path, capsys) -> None:
     result = ttq.main(["--quick", "--budget", "0.3s", "--sides", "kgem", "--threads", "1", "--out", str(tmp_path)])
     assert result["budget_seconds"] == 0.3
@@ -51,3 +65,20 @@ def test_a_failing_side_is_reported_as_failed(tmp_path) -> None:
     (record,) = result["records"]
     assert record["status"] == "failed" and "unknown recipe" in record["error"] and "test" not in record
     assert result["summary"]["kgem"] == {"runs": 0, "failed": 1}
+
+
+def test_each_mirror_carries_its_recipes_hyper_parameters() -> None:
+    for dataset in ("fb15k237", "wn18rr"):
+        recipes, name = ttq.DEFAULTS[dataset]
+        training = kgem.recipe(recipes[20]).config()["training"]
+        model = kgem.recipe(recipes[20]).config()["model"]
+        pipeline = json.loads((ttq.MIRRORS / name).read_text())["pipeline"]
+        assert pipeline["dataset"] == dataset and pipeline["model"].lower() == model["name"]
+        assert pipeline["model_kwargs"]["embedding_dim"] == model["dim"]
+        assert pipeline["dataset_kwargs"]["create_inverse_triples"] == model["inverse"]
+        assert pipeline["optimizer"].lower() == training["optimizer"] and pipeline["optimizer_kwargs"]["lr"] == \
+            training["lr"]
+        assert pipeline["training_kwargs"]["batch_size"] == training["batch_size"]
+        regularizer = pipeline["model_kwargs"]["regularizer_kwargs"]
+        assert training["regularizer"] == "n3" and regularizer["p"] == 3
+        assert regularizer["weight"] == training["regularizer_args"]["weight"]

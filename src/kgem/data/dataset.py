@@ -24,11 +24,11 @@ from kgem.data.split import split_indices
 from kgem.data.stats import CATEGORIES, degree_stats, relation_categories
 from kgem.data.triples import (
     OnDuplicates,
+    SplitReading,
     SplitUnseen,
     Triples,
-    join_splits,
+    read_splits,
     read_triples,
-    split_reading,
     triples_from_df,
 )
 from kgem.data.vocab import FileVocabulary, Vocabulary
@@ -140,13 +140,13 @@ class Dataset:
         if rdf is not None:
             return cls.from_rdf_files(train, valid, test, name=name, on_unseen=on_unseen, on_duplicates=on_duplicates,
                                       **rdf)
-        tr = read_triples(train, on_duplicates=on_duplicates, **reader)
-        reading = split_reading(tr, on_unseen)
-        others = [None if p is None else read_triples(p, on_duplicates=on_duplicates, **reading, **reader)
-                  for p in (valid, test)]
-        if on_unseen == "keep":
-            tr, others = join_splits(tr, *others)
-        return cls(tr, others[0], others[1], name=name or Path(train).parent.name)
+
+        def read(path: str | os.PathLike[str], how: SplitReading) -> Triples:
+            return read_triples(path, on_duplicates=on_duplicates, **how, **reader)
+
+        tr, (va, te) = read_splits(read_triples(train, on_duplicates=on_duplicates, **reader), read, [valid, test],
+                                   on_unseen)
+        return cls(tr, va, te, name=name or Path(train).parent.name)
 
     @classmethod
     def from_rdf_files(cls, train: str | os.PathLike[str], valid: str | os.PathLike[str] | None = None,
@@ -156,15 +156,15 @@ class Dataset:
         """Read the splits from RDF files (``options`` go to ``kgem.data.rdf.read_rdf``); valid and test are read with
         train's prefix map, and the numeric attributes of all three are kept together."""
         tr = read_rdf(train, on_duplicates=on_duplicates, **options)
-        reading = split_reading(tr.triples, on_unseen)
-        others = [None if p is None else read_rdf(p, on_duplicates=on_duplicates, **reading,
-                                                  **{**options, "prefixes": tr.prefixes})
-                  for p in (valid, test)]
-        attributes = pd.concat([part.attributes for part in (tr, *others) if part is not None], ignore_index=True)
+        parts = [tr]
+
+        def read(path: str | os.PathLike[str], how: SplitReading) -> Triples:
+            parts.append(read_rdf(path, on_duplicates=on_duplicates, **how, **{**options, "prefixes": tr.prefixes}))
+            return parts[-1].triples
+
+        train_t, (valid_t, test_t) = read_splits(tr.triples, read, [valid, test], on_unseen)
+        attributes = pd.concat([part.attributes for part in parts], ignore_index=True)
         repeated = attributes.duplicated(["entity", "attribute"]).to_numpy()
-        train_t, valid_t, test_t = tr.triples, *(None if part is None else part.triples for part in others)
-        if on_unseen == "keep":
-            train_t, (valid_t, test_t) = join_splits(train_t, valid_t, test_t)
         return cls(train_t, valid_t, test_t, name=name or Path(train).parent.name, prefixes=tr.prefixes,
                    attributes=attributes[~repeated].reset_index(drop=True))
 
@@ -216,13 +216,14 @@ class Dataset:
         a number per edge)."""
         tr = triples_from_df(train, columns=columns, on_duplicates=on_duplicates, source=f"{name}/train",
                              edge_weights=edge_weights)
-        reading = split_reading(tr, on_unseen)
-        others = [None if df is None else triples_from_df(
-            df, columns=columns, on_duplicates=on_duplicates, source=f"{name}/{split}", edge_weights=edge_weights,
-            **reading) for split, df in (("valid", valid), ("test", test))]
-        if on_unseen == "keep":
-            tr, others = join_splits(tr, *others)
-        return cls(tr, others[0], others[1], name=name)
+
+        def read(named: tuple[str, pd.DataFrame], how: SplitReading) -> Triples:
+            return triples_from_df(named[1], columns=columns, on_duplicates=on_duplicates, source=f"{name}/{named[0]}",
+                                   edge_weights=edge_weights, **how)
+
+        named = [None if df is None else (split, df) for split, df in (("valid", valid), ("test", test))]
+        tr, (va, te) = read_splits(tr, read, named, on_unseen)
+        return cls(tr, va, te, name=name)
 
     @classmethod
     def from_split(cls, facts: pd.DataFrame | Triples | str | os.PathLike[str],

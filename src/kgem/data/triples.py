@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from kgem.errors import DataError
 log = logging.getLogger("kgem")
 
 OnUnseen = Literal["error", "drop"]
-SplitUnseen = Literal["error", "drop", "keep"]  # a dataset's valid/test: "keep" grows the vocabularies (join_splits)
+SplitUnseen = Literal["error", "drop", "keep"]  # a dataset's valid/test: "keep" grows the vocabularies (read_splits)
 OnDuplicates = Literal["keep", "drop"]
 INVERSE_SUFFIX = "__inverse"
 
@@ -215,9 +215,18 @@ class SplitReading(TypedDict):
     on_unseen: OnUnseen
 
 
-def split_reading(train: Triples, on_unseen: SplitUnseen) -> SplitReading:
-    """How a dataset reads its valid/test splits after ``train``: in train's vocabularies, unseen labels dropped or an
-    error; or, to keep them (``join_splits`` then joins the vocabularies), each split in its own."""
+def read_splits(train: Triples, read: Callable[[Any, SplitReading], Triples], others: Sequence[Any],
+                on_unseen: SplitUnseen) -> tuple[Triples, list[Triples | None]]:
+    """A dataset's valid/test splits, read from ``others`` (a file, a frame, ...; ``None`` stays ``None``) after
+    ``train`` by ``read(source, how)``: in train's vocabularies with unseen labels dropped or an error, or, with
+    ``on_unseen="keep"``, each in its own and then joined into one pair of vocabularies (``join_splits``). Returns
+    train (grown by ``keep``) and the splits."""
+    how = _split_reading(train, on_unseen)
+    read_others = [None if source is None else read(source, how) for source in others]
+    return join_splits(train, *read_others) if on_unseen == "keep" else (train, read_others)
+
+
+def _split_reading(train: Triples, on_unseen: SplitUnseen) -> SplitReading:
     if on_unseen == "keep":
         return {"entities": None, "relations": None, "on_unseen": "drop"}
     if on_unseen not in ("error", "drop"):
