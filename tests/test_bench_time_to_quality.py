@@ -70,8 +70,8 @@ def test_a_failing_side_is_reported_as_failed(tmp_path) -> None:
 def test_each_mirror_carries_its_recipes_hyper_parameters() -> None:
     for dataset in ("fb15k237", "wn18rr"):
         recipes, name = ttq.DEFAULTS[dataset]
-        training = kgem.recipe(recipes[20]).config()["training"]
-        model = kgem.recipe(recipes[20]).config()["model"]
+        config = kgem.recipe(recipes[20]).config()
+        training, model = config["training"], config["model"]
         pipeline = json.loads((ttq.MIRRORS / name).read_text())["pipeline"]
         assert pipeline["dataset"] == dataset and pipeline["model"].lower() == model["name"]
         assert pipeline["model_kwargs"]["embedding_dim"] == model["dim"]

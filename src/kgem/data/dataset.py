@@ -218,7 +218,8 @@ class Dataset:
                              edge_weights=edge_weights)
 
         def read(named: tuple[str, pd.DataFrame], how: SplitReading) -> Triples:
-            return triples_from_df(named[1], columns=columns, on_duplicates=on_duplicates, source=f"{name}/{named[0]}",
+            split, df = named
+            return triples_from_df(df, columns=columns, on_duplicates=on_duplicates, source=f"{name}/{split}",
                                    edge_weights=edge_weights, **how)
 
         named = [None if df is None else (split, df) for split, df in (("valid", valid), ("test", test))]
