@@ -3,6 +3,8 @@ command line lists, shows and runs them."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import math
 
 import pytest
@@ -40,6 +42,8 @@ def test_numbers_are_well_formed(name) -> None:
     if r.measured:  # a measurement says what it took and where
         assert {"mrr", "hits@10", "minutes", "epochs", "hardware", "command"} <= set(r.measured)
         assert r.measured["command"].startswith("kgem train --recipe " + name)
+        epochs = r.config()["training"]["epochs"]  # a partial run stopped short of them; a complete one did not overrun
+        assert r.measured["epochs"] < epochs if r.measured.get("partial") else r.measured["epochs"] <= epochs
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -101,3 +105,17 @@ def test_the_readme_shows_the_current_table() -> None:
     """The README's table is ``kgem recipes --markdown`` as it is now: a recipe measured or added updates both."""
     readme = (HERE.parents[2] / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme
+
+
+def test_a_partial_run_says_how_far_it_got(monkeypatch) -> None:
+    """A paper recipe stopped by a time budget is a measured row that says so: its epochs out of the recipe's."""
+    module = importlib.import_module("kgem.recipes")  # the module: kgem.recipes is also the function kgem exports
+    measured = {"mrr": 0.3, "hits@10": 0.5, "minutes": 85.0, "epochs": 160, "hardware": "a CPU", "partial": True,
+                "command": "kgem train --recipe fb15k237-transe --time-budget 85m"}
+    entries = dict(module.catalog())
+    entries["fb15k237-transe"] = dataclasses.replace(entries["fb15k237-transe"], measured=measured)
+    monkeypatch.setattr(module, "catalog", lambda: entries)
+    row = next(line for line in markdown_table().splitlines() if "`fb15k237-transe`" in line)
+    assert row.endswith("| 0.300 | 0.500 | 85 min, 160 of 400 epochs, a CPU |")
+    assert not recipes_table(full=True).loc["fb15k237-transe", "complete"]
+    assert recipes_table(full=True).loc["fb15k237-complex-cpu20m", "complete"]

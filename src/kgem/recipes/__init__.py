@@ -30,7 +30,8 @@ class Recipe:
     source: str  # the work (and its settings) the config follows
     published: dict[str, float] | None  # filtered test metrics the source reports
     published_by: str | None  # where those numbers are printed
-    measured: dict[str, Any] | None  # a kgem run: metrics, minutes, epochs, hardware, command
+    measured: dict[str, Any] | None  # a kgem run: metrics, minutes, epochs, hardware, command (partial: a time
+    # budget stopped it before the recipe's last epoch)
     notes: str | None
 
     @property
@@ -86,12 +87,20 @@ def recipes_table(full: bool = False) -> pd.DataFrame:
             row[f"measured {metric}"] = measured.get(metric)
         row["minutes"] = measured.get("minutes")
         if full:
-            row |= {"epochs": measured.get("epochs"), "hardware": measured.get("hardware"), "source": r.source,
+            row |= {"epochs": measured.get("epochs"), "complete": bool(measured) and not measured.get("partial"),
+                    "hardware": measured.get("hardware"), "source": r.source,
                     "published by": r.published_by, "notes": r.notes}
         rows.append(row)
     table = pd.DataFrame(rows).set_index("recipe")
     numeric = [c for c in table.columns if c.startswith(("published ", "measured ")) and c != "published by"]
     return table.astype({c: float for c in [*numeric, "minutes"]})  # a missing number is NaN, not None
+
+
+def _partial(r: Recipe, measured: dict[str, Any]) -> str:
+    """', 160 of 400 epochs' for a run a time budget stopped before the recipe's end; '' for a complete one."""
+    if not measured.get("partial"):
+        return ""
+    return f", {measured['epochs']} of {r.config()['training']['epochs']} epochs"
 
 
 def markdown_table() -> str:
@@ -104,7 +113,7 @@ def markdown_table() -> str:
              "|---|---|---|---|---|---|---|"]
     for r in recipes():
         p, m = r.published or {}, r.measured or {}
-        run = f"{m['minutes']:g} min, {m['hardware']}" if m else "not run to completion yet"
+        run = f"{m['minutes']:g} min{_partial(r, m)}, {m['hardware']}" if m else "not run here yet"
         lines.append(f"| `{r.name}` | {r.model} | {num(p.get('mrr'))} | {num(p.get('hits@10'))} | "
                      f"{num(m.get('mrr'))} | {num(m.get('hits@10'))} | {run} |")
     return "\n".join(lines)
