@@ -122,10 +122,11 @@ def test_predict_lists_equals_brute_force(name: str, inverse: bool, score_func: 
         return
     got = predict_lists(model, fmt, *given(fmt, lists), exec_mode=mode, k=4, score_func=score_func)
     expected = brute_predict(scores, fmt, mode, 4, lists)
-    if name != "transe":
+    if name == "complex":  # no exact ties but the repeated list items'
         assert_same(got, expected)
         return
-    # TransE scores every (x, r, x) -|r|: ties that score_t and score_hrt round apart, so a top-k up to their order
+    # TransE scores every (x, r, x) -|r|, DistMult (h, r, t) as (t, r, h): exact ties that score_t and score_hrt may
+    # round apart (which way depends on the CPU's instructions), so a top-k up to the order of those ties
     group = {"batch_head": "head", "batch_rel": "relation", "batch_tail": "tail"}.get(mode)
     if group:
         assert got[group].tolist() == expected[group].tolist()
