@@ -56,6 +56,17 @@ def fast_recipe(dataset: str, budget: float) -> str:
     return recipes[max(covered) if covered else min(recipes)]
 
 
+def cpu_name() -> str:
+    """The CPU's model name where Linux says it (runs on two VMs differ by it), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fb15k237", choices=sorted(DEFAULTS))
@@ -196,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             records.append(record)
     result = {"dataset": args.dataset, "budget_seconds": seconds(args.budget), "threads": args.threads,
               "rounds": args.rounds, "recipe": args.recipe, "pykeen_experiment": args.pykeen_experiment,
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+              "machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
               "summary": summarise(records), "records": records}
     (args.out / f"{stamp}.json").write_text(json.dumps(result, indent=1))
     plot(records, f"{args.dataset}: validation MRR over {args.budget} of training, {args.threads} threads",
