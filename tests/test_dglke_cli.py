@@ -122,7 +122,7 @@ def test_predict_lists_equals_brute_force(name: str, inverse: bool, score_func: 
         return
     got = predict_lists(model, fmt, *given(fmt, lists), exec_mode=mode, k=4, score_func=score_func)
     expected = brute_predict(scores, fmt, mode, 4, lists)
-    if name == "complex":  # no exact ties but the repeated list items'
+    if name == "complex":  # its only exact ties are a repeated list item's, which the earlier position wins
         assert_same(got, expected)
         return
     # TransE scores every (x, r, x) -|r|, DistMult (h, r, t) as (t, r, h): exact ties that score_t and score_hrt may

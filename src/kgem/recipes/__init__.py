@@ -30,8 +30,7 @@ class Recipe:
     source: str  # the work (and its settings) the config follows
     published: dict[str, float] | None  # filtered test metrics the source reports
     published_by: str | None  # where those numbers are printed
-    measured: dict[str, Any] | None  # a kgem run: metrics, minutes, epochs, hardware, command (partial: a time
-    # budget stopped it before the recipe's last epoch)
+    measured: dict[str, Any] | None  # a kgem run: metrics, minutes, epochs, hardware, command, and partial if cut short
     notes: str | None
 
     @property
